@@ -1,0 +1,44 @@
+# DancingSkeletons. `make run IN=dance.mp4 OUT=out.mp4` sets itself up on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+IN     ?=
+OUT    ?=
+MODEL  ?=
+WEIGHTS ?=
+DEVICE ?=
+BATCH  ?=
+ARGS   ?=
+
+.PHONY: setup setup-dev run test test-all bench clean
+
+# A stamp per requirements file: editing one reinstalls it.
+$(VENV)/.requirements: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.requirements
+
+setup-dev: $(VENV)/.requirements-dev
+
+run: setup
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
+	$(PY) -m pipeline "$(IN)" "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch-size $(BATCH)) $(ARGS)
+
+test: setup-dev
+	$(PY) -m pytest -q tests
+
+bench: setup-dev
+	$(PY) -m pipeline.bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+
+test-all: setup-dev
+	$(PY) -m pytest -q tests -m ""

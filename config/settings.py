@@ -1,0 +1,180 @@
+"""Every knob of the tool with its default, in one frozen dataclass.
+
+The CLI only fills a `Config`; every stage reads what it needs from it. Values are validated
+when the object is made, with the allowed range in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Per-model defaults: score scales differ between models.
+
+    Attributes:
+        person_threshold: Keep persons whose box score is above this.
+        keypoint_threshold: Draw keypoints whose score is above this.
+        keypoint_weighting: How keypoint scores become the score's keypoint weights:
+            "relu" (logits, negatives set to 0; the original method) or "logit"
+            (probabilities turned into logits first, so that weights are on Keypoint
+            R-CNN's scale).
+    """
+
+    person_threshold: float
+    keypoint_threshold: float
+    keypoint_weighting: str
+
+
+MODEL_DEFAULTS: dict[str, ModelDefaults] = {
+    # The original DancingSkeletons values (Keypoint R-CNN: box scores are probabilities,
+    # keypoint scores are logits).
+    "keypointrcnn": ModelDefaults(person_threshold=0.9, keypoint_threshold=2.0, keypoint_weighting="relu"),
+}
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+ENCODERS = ("auto", "libx264", "h264_nvenc")
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run needs.
+
+    Attributes:
+        input: Input video file.
+        output: Output video file (.mp4).
+        model: Pose model name.
+        weights: Local weights file; None for the model's default (downloaded and cached by
+            torchvision); "random" for randomly initialised weights (tests only).
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        batch_size: Frames per inference batch.
+        score: Compute and show the score (and the end card); False draws skeletons only.
+        verbose: Show tracebacks and ffmpeg's messages.
+        person_threshold: Box score above which a detection is a person; None for the
+            model's default.
+        keypoint_threshold: Keypoint score above which a keypoint is drawn; None for the
+            model's default.
+        keypoint_weighting: See ModelDefaults; None for the model's default.
+        distance_offset: Mean distance that still scores the maximum.
+        distance_scale: Mean distance range over which the score falls from max to 0.
+        score_max: The best score.
+        display_window: Frames (with persons) averaged for the on-screen score.
+        end_card_seconds: Length of the end card with the total score.
+        model_min_size: Shorter side the model resizes frames to (Keypoint R-CNN's min_size);
+            None for the model's default (800).
+        max_persons: Most persons the model returns per frame (the most confident).
+        half: Run the model under fp16 autocast (CUDA only).
+        queue_size: Frames each queue between stages holds at most.
+        encoder: "auto" (h264_nvenc on a CUDA device when it works, else libx264),
+            "libx264" or "h264_nvenc".
+        x264_preset: libx264 speed preset.
+        crf: libx264 constant rate factor (quality; lower is better, 0..51).
+        stall_timeout: Seconds without progress from an ffmpeg process before the run is
+            stopped as stalled.
+        progress: Show a progress bar.
+    """
+
+    input: Path
+    output: Path
+    model: str = "keypointrcnn"
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = 4
+    score: bool = True
+    verbose: bool = False
+    person_threshold: float | None = None
+    keypoint_threshold: float | None = None
+    keypoint_weighting: str | None = None
+    distance_offset: float = 0.05
+    distance_scale: float = 0.1
+    score_max: float = 10.0
+    display_window: int = 10
+    end_card_seconds: float = 5.0
+    model_min_size: int | None = None
+    max_persons: int = 30
+    half: bool = False
+    queue_size: int = 8
+    encoder: str = "auto"
+    x264_preset: str = "veryfast"
+    crf: int = 20
+    stall_timeout: float = 120.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input", Path(self.input))
+        object.__setattr__(self, "output", Path(self.output))
+        if self.model not in MODEL_DEFAULTS:
+            raise ValueError(f"model must be one of {', '.join(MODEL_DEFAULTS)}, got {self.model!r}")
+        if not DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check_range("batch_size", self.batch_size, 1, 256)
+        _check_range("display_window", self.display_window, 1, 10_000)
+        _check_range("queue_size", self.queue_size, 1, 1024)
+        _check_range("crf", self.crf, 0, 51)
+        _check_range("max_persons", self.max_persons, 1, 1000)
+        _check_range("distance_scale", self.distance_scale, 1e-9, None)
+        _check_range("score_max", self.score_max, 1e-9, None)
+        _check_range("end_card_seconds", self.end_card_seconds, 0.0, 3600.0)
+        _check_range("stall_timeout", self.stall_timeout, 0.1, None)
+        if self.person_threshold is not None:
+            _check_range("person_threshold", self.person_threshold, None, None)
+        if self.model_min_size is not None:
+            _check_range("model_min_size", self.model_min_size, 32, 4096)
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.x264_preset not in X264_PRESETS:
+            raise ValueError(f"x264_preset must be one of {', '.join(X264_PRESETS)}, got {self.x264_preset!r}")
+        if self.keypoint_weighting not in (None, "relu", "logit"):
+            raise ValueError(f"keypoint_weighting must be relu or logit, got {self.keypoint_weighting!r}")
+
+    @property
+    def model_defaults(self) -> ModelDefaults:
+        return MODEL_DEFAULTS[self.model]
+
+    @property
+    def person_min_score(self) -> float:
+        """The person threshold in effect (the model's default unless set)."""
+        if self.person_threshold is None:
+            return self.model_defaults.person_threshold
+        return self.person_threshold
+
+    @property
+    def keypoint_min_score(self) -> float:
+        """The keypoint drawing threshold in effect."""
+        if self.keypoint_threshold is None:
+            return self.model_defaults.keypoint_threshold
+        return self.keypoint_threshold
+
+    @property
+    def weighting(self) -> str:
+        """The keypoint weighting in effect."""
+        return self.keypoint_weighting or self.model_defaults.keypoint_weighting
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, object]:
+        """Every setting as JSON-friendly values, thresholds resolved."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["input"] = str(self.input)
+        values["output"] = str(self.output)
+        values["person_threshold"] = self.person_min_score
+        values["keypoint_threshold"] = self.keypoint_min_score
+        values["keypoint_weighting"] = self.weighting
+        return values
+
+
+def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
+        raise ValueError(f"{name} must be in {bounds}, got {value}")

@@ -1,0 +1,1 @@
+"""Orchestration: stages wired by bounded queues in threads, shutdown, progress and the CLI."""

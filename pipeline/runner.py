@@ -1,0 +1,238 @@
+"""One video through decode -> infer -> score + draw -> encode, each stage in its own thread."""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from config import Config
+from pipeline.stages import END, StageClock, StageGroup
+from workers.data import Detections, Frame, VideoInfo
+from workers.decode import VideoReader
+from workers.draw import draw_label, draw_skeletons, end_card
+from workers.encode import VideoWriter, choose_encoder
+from workers.ffmpeg import probe
+from workers.infer import PoseEstimator
+from workers.score import RunningScore, ScoreParams, frame_score, persons_above
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the score stage found in one frame.
+
+    Attributes:
+        index: Frame index.
+        timestamp: Seconds from the start.
+        persons: Persons above the threshold.
+        score: The frame score, or None when unscored.
+        displayed: The on-screen (moving-average) score, or None.
+        text: The text drawn on the frame, or None.
+    """
+
+    index: int
+    timestamp: float
+    persons: int
+    score: float | None
+    displayed: float | None
+    text: str | None
+
+
+@dataclass
+class RunResult:
+    """Everything a finished run knows.
+
+    Attributes:
+        info: The probed input.
+        output: The written video.
+        frames: One FrameResult per decoded frame, in order.
+        total: The total score (mean of frame scores), or None.
+        total_text: The end card's text ("" with scoring off).
+        encoder: The H.264 encoder used.
+        device: The model's device.
+        seconds: Wall-clock seconds of the whole run (probe to finished file).
+        stages: Per stage: busy and waiting seconds and items.
+    """
+
+    info: VideoInfo
+    output: Path
+    frames: list[FrameResult]
+    total: float | None
+    total_text: str
+    encoder: str
+    device: str
+    seconds: float
+    stages: dict[str, StageClock] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        """Input frames processed per wall-clock second."""
+        return len(self.frames) / self.seconds if self.seconds > 0 else 0.0
+
+
+def score_params(config: Config) -> ScoreParams:
+    """The score constants a config asks for."""
+    return ScoreParams(
+        person_threshold=config.person_min_score,
+        distance_offset=config.distance_offset,
+        distance_scale=config.distance_scale,
+        score_max=config.score_max,
+        display_window=config.display_window,
+        keypoint_weighting=config.weighting,
+    )
+
+
+class Annotator:
+    """Scores and draws frames in order (the score + draw stage without threads)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.params = score_params(config)
+        self.running = RunningScore(self.params)
+        self.results: list[FrameResult] = []
+
+    def __call__(self, frame: Frame, detections: Detections) -> None:
+        """Score `frame`, draw on its image in place, and record the result."""
+        persons = persons_above(detections, self.params.person_threshold)
+        score = text = displayed = None
+        if self.config.score:
+            score = frame_score(persons, self.params)
+            text = self.running.update(len(persons), score)
+            displayed = self.running.displayed if len(persons) else None
+        draw_skeletons(frame.image, persons, self.config.keypoint_min_score)
+        if text:
+            draw_label(frame.image, text)
+        self.results.append(FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text))
+
+    def end_card_text(self) -> str:
+        return self.running.total_text() if self.config.score else ""
+
+
+def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None = None) -> RunResult:
+    """Process one video: the annotated video with its audio appears at `config.output`.
+
+    Args:
+        config: The run's settings.
+        estimator: A loaded pose model (loaded once, reused across videos).
+        info: The probed input, if already known.
+
+    Returns:
+        The per-frame scores, totals and timings.
+
+    Raises:
+        SyncError: for bad input, a failed encode or a stalled stage (nothing is left under
+            the output name); KeyboardInterrupt as is, after everything was stopped.
+    """
+    started = time.perf_counter()
+    info = info or probe(config.input)
+    encoder = choose_encoder(config.encoder, estimator.device)
+    reader = VideoReader(info)
+    writer = VideoWriter(
+        config.output, info.width, info.height, info.fps,
+        audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf,
+    )
+    annotator = Annotator(config)
+    group = StageGroup()
+    group.on_stop(reader.kill)
+    group.on_stop(writer.abort)
+    decoded: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    detected: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    drawn: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    bar = tqdm(
+        total=info.expected_frames or None, unit="frame", desc=config.input.name,
+        disable=not config.progress, dynamic_ncols=True, leave=False,
+    )
+
+    def decode(clock: StageClock) -> None:
+        reader.start()
+        iterator = iter(reader)
+        while True:
+            start = time.perf_counter()
+            frame = next(iterator, END)
+            clock.busy += time.perf_counter() - start
+            if frame is END:
+                break
+            clock.items += 1
+            clock.last_progress = time.monotonic()
+            group.put(decoded, frame, clock)
+        group.put(decoded, END, clock)
+
+    def infer(clock: StageClock) -> None:
+        finished = False
+        while not finished:
+            batch: list[Frame] = []
+            while len(batch) < config.batch_size:
+                item = group.get(decoded, clock)
+                if item is END:
+                    finished = True
+                    break
+                batch.append(item)
+            if batch:
+                start = time.perf_counter()
+                detections = estimator.predict([frame.image for frame in batch])
+                clock.busy += time.perf_counter() - start
+                clock.items += len(batch)
+                clock.last_progress = time.monotonic()
+                for frame, found in zip(batch, detections):
+                    group.put(detected, (frame, found), clock)
+        group.put(detected, END, clock)
+
+    def score_and_draw(clock: StageClock) -> None:
+        while (item := group.get(detected, clock)) is not END:
+            frame, found = item
+            start = time.perf_counter()
+            annotator(frame, found)
+            clock.busy += time.perf_counter() - start
+            clock.items += 1
+            clock.last_progress = time.monotonic()
+            group.put(drawn, frame.image, clock)
+        if config.score and config.end_card_seconds > 0:
+            card = end_card(info.width, info.height, annotator.end_card_text())
+            for _ in range(round(config.end_card_seconds * float(info.fps))):
+                group.put(drawn, card, clock)
+        group.put(drawn, END, clock)
+
+    def encode(clock: StageClock) -> None:
+        while (image := group.get(drawn, clock)) is not END:
+            start = time.perf_counter()
+            writer.write(image)
+            clock.busy += time.perf_counter() - start
+            clock.items += 1
+            clock.last_progress = time.monotonic()
+        start = time.perf_counter()
+        writer.finish()
+        clock.busy += time.perf_counter() - start
+
+    shown = 0
+
+    def tick() -> None:
+        nonlocal shown
+        done = min(group.clocks["score_draw"].items, len(annotator.results))
+        if done > shown:
+            bar.update(done - shown)
+            shown = done
+
+    for name, stage in (("decode", decode), ("infer", infer), ("score_draw", score_and_draw), ("encode", encode)):
+        group.spawn(name, stage)
+    try:
+        group.wait(config.stall_timeout, on_tick=tick)
+    finally:
+        bar.close()
+        reader.kill()
+        if group.error is not None:
+            writer.abort()
+    running = annotator.running
+    return RunResult(
+        info=info,
+        output=config.output,
+        frames=annotator.results,
+        total=running.total if config.score else None,
+        total_text=annotator.end_card_text(),
+        encoder=encoder,
+        device=estimator.device,
+        seconds=time.perf_counter() - started,
+        stages=group.clocks,
+    )

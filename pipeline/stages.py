@@ -1,0 +1,161 @@
+"""Threads and bounded queues that stop together.
+
+Every stage runs in its own thread and talks to its neighbours through bounded queues with
+`put`/`get` that time out and look at a shared stop event, so that no thread stays blocked
+on a full or empty queue once any stage has failed (supervision's `process_video` deadlocked
+exactly there before its PR #2022). The first error is kept and re-raised in the main thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from workers.errors import Cancelled
+
+#: Put after the last item of a stream.
+END = object()
+
+_POLL_SECONDS = 0.05
+
+
+@dataclass
+class StageClock:
+    """How a stage spent its time.
+
+    Attributes:
+        busy: Seconds spent working.
+        waiting: Seconds spent waiting on its input or output queue.
+        items: Items the stage finished.
+    """
+
+    busy: float = 0.0
+    waiting: float = 0.0
+    items: int = 0
+    last_progress: float = field(default_factory=time.monotonic)
+
+
+class StageGroup:
+    """A set of stage threads with one stop event and one first error."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.clocks: dict[str, StageClock] = {}
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._on_stop: list[Callable[[], None]] = []
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the main thread) when the group stops early."""
+        self._on_stop.append(callback)
+
+    def fail(self, error: BaseException) -> None:
+        """Record `error` if it is the first, and ask every stage to stop."""
+        with self._lock:
+            if self._error is None:
+                self._error = error
+        self.stop.set()
+
+    def spawn(self, name: str, target: Callable[[StageClock], None]) -> None:
+        """Start `target(clock)` in a thread; an exception from it fails the group."""
+        clock = self.clocks.setdefault(name, StageClock())
+
+        def run() -> None:
+            try:
+                target(clock)
+            except Cancelled:
+                pass
+            except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
+                self.fail(error)
+
+        thread = threading.Thread(target=run, name=f"stage-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def put(self, q: queue.Queue, item: Any, clock: StageClock) -> None:
+        """Put `item`, waiting for room; raise Cancelled if the group stops meanwhile."""
+        start = time.perf_counter()
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise Cancelled
+                try:
+                    q.put(item, timeout=_POLL_SECONDS)
+                    return
+                except queue.Full:
+                    continue
+        finally:
+            clock.waiting += time.perf_counter() - start
+
+    def get(self, q: queue.Queue, clock: StageClock) -> Any:
+        """Get the next item, waiting for one; raise Cancelled if the group stops meanwhile."""
+        start = time.perf_counter()
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise Cancelled
+                try:
+                    return q.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    continue
+        finally:
+            clock.waiting += time.perf_counter() - start
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def wait(self, stall_timeout: float, on_tick: Callable[[], None] | None = None) -> None:
+        """Block until every stage has ended; stop them all on the first error or a stall.
+
+        Args:
+            stall_timeout: Seconds without progress in any stage before the run is stopped.
+            on_tick: Called every poll from this (the main) thread, e.g. for progress.
+
+        Raises:
+            The first error of any stage; StageError on a stall; KeyboardInterrupt as is
+            (after the stages were stopped).
+        """
+        from workers.errors import StageError
+
+        stopped = False
+        try:
+            while self.alive():
+                for thread in self._threads:
+                    thread.join(timeout=_POLL_SECONDS)
+                    if not thread.is_alive():
+                        continue
+                    break
+                if on_tick is not None:
+                    on_tick()
+                last = max((clock.last_progress for clock in self.clocks.values()), default=time.monotonic())
+                if not self.stop.is_set() and time.monotonic() - last > stall_timeout:
+                    self.fail(StageError(f"no progress for {stall_timeout:.0f} s; the run was stopped"))
+                if self.stop.is_set() and not stopped:
+                    stopped = True
+                    self._run_stop_callbacks()
+        except BaseException as error:
+            self.fail(error)
+            if not stopped:
+                self._run_stop_callbacks()
+            for thread in self._threads:
+                thread.join(timeout=10)
+            raise
+        if on_tick is not None:
+            on_tick()
+        if self._error is not None:
+            raise self._error
+
+    def _run_stop_callbacks(self) -> None:
+        for callback in self._on_stop:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - stopping must go on
+                pass

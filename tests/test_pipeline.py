@@ -1,0 +1,117 @@
+"""The whole pipeline through real threads and the real ffmpeg, with a stand-in pose model."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from config import Config
+from pipeline.runner import Annotator, run_video
+from tests.helpers import StandInEstimator, child_processes, detections, make_video, pose, stream_facts
+from workers.data import Frame
+from workers.errors import DecodeError, VideoOpenError
+from workers.ffmpeg import probe
+
+
+def _config(tmp_path, source, **changes):
+    return Config(input=source, output=tmp_path / "out.mp4", progress=False, **changes)
+
+
+@pytest.mark.parametrize("audio", [True, False], ids=["with-audio", "without-audio"])
+def test_output_has_the_input_frames_plus_end_card_size_rate_and_audio(tmp_path, audio):
+    source = make_video(tmp_path / "in.mp4", seconds=2, fps="30000/1001", size="192x108", audio=audio)
+    config = _config(tmp_path, source, end_card_seconds=1.0)
+    result = run_video(config, StandInEstimator())
+    facts = stream_facts(config.output)
+    assert len(result.frames) == 60
+    assert facts["frames"] == 60 + 30  # one second of end card at 29.97 fps
+    assert (facts["width"], facts["height"]) == (192, 108)
+    assert facts["fps"] == "29.97"
+    assert probe(config.output).fps == probe(source).fps
+    assert facts["audio"] is audio
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # no temporary left
+
+
+def test_scores_and_texts_follow_the_stand_in_skeletons(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    result = run_video(_config(tmp_path, source), StandInEstimator())
+    assert [f.index for f in result.frames] == list(range(10))  # order kept
+    for frame in result.frames:
+        if frame.index % 5 == 4:
+            assert (frame.persons, frame.score, frame.text) == (1, None, "One person")
+        else:
+            assert frame.persons == 2 and frame.score == pytest.approx(10.0)
+            assert frame.text == "Similarity score: 10"
+    assert result.total == pytest.approx(10.0)
+    assert result.total_text == "Total score: 10"
+
+
+def test_no_score_draws_skeletons_only_and_no_end_card(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    config = _config(tmp_path, source, score=False)
+    result = run_video(config, StandInEstimator())
+    assert all(f.text is None and f.score is None for f in result.frames)
+    assert stream_facts(config.output)["frames"] == 10
+
+
+def test_skeletons_are_drawn_where_the_keypoints_are():
+    image = np.zeros((200, 300, 3), np.uint8)
+    frame = Frame(index=0, timestamp=0.0, image=image)
+    annotator = Annotator(Config(input="in.mp4", output="out.mp4", score=False))
+    annotator(frame, detections([pose(40, 100, 100)]))
+    assert image[100, 100].any() or image[100, 100 - 12:100 + 12].any()  # hip line at y=100
+    assert not image[5:20, 250:295].any()  # far corner untouched
+
+
+def test_odd_frame_size_is_padded_not_rescaled(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=0.5, fps="10", size="161x121",
+                        extra=["-pix_fmt", "yuv444p"])
+    config = _config(tmp_path, source, end_card_seconds=0)
+    run_video(config, StandInEstimator())
+    facts = stream_facts(config.output)
+    assert (facts["width"], facts["height"]) == (162, 122)
+
+
+def test_a_failing_stage_stops_everything_fast_and_leaves_nothing(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=20, fps="30", size="320x240", audio=True)
+    config = _config(tmp_path, source, queue_size=2, batch_size=2)
+    threads_before = set(threading.enumerate())
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="failed on purpose"):
+        run_video(config, StandInEstimator(raise_on_call=3))
+    assert time.monotonic() - start < 10
+    assert set(threading.enumerate()) - threads_before == set()
+    assert child_processes() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_failing_encoder_is_reported_and_cleaned_up(tmp_path, monkeypatch):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    config = _config(tmp_path, source, x264_preset="veryfast")
+    import workers.encode as encode
+
+    real_init = encode.VideoWriter.__init__
+
+    def broken_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self._process.kill()  # the encoder dies before the first frame
+
+    monkeypatch.setattr(encode.VideoWriter, "__init__", broken_init)
+    with pytest.raises(Exception, match="encoder stopped|encoding failed"):
+        run_video(config, StandInEstimator())
+    assert child_processes() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_missing_and_non_video_inputs_fail_with_the_file_named(tmp_path):
+    with pytest.raises(VideoOpenError, match="nothing.mp4: no such file"):
+        probe(tmp_path / "nothing.mp4")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    with pytest.raises(VideoOpenError, match="notes.mp4"):
+        probe(text)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(VideoOpenError, match="empty.mp4: the file is empty"):
+        probe(empty)

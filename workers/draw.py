@@ -1,0 +1,70 @@
+"""Draw stage: skeletons, the on-screen score and the end card, on RGB uint8 images."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from workers.data import Detections
+from workers.skeleton import LIMBS
+
+#: Distinct RGB colours, one per person (cycled).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def scale_for(image: np.ndarray) -> float:
+    """Drawing scale: 1.0 for a 720-pixel short side, proportional otherwise."""
+    return min(image.shape[:2]) / 720.0
+
+
+def draw_skeletons(image: np.ndarray, persons: Detections, keypoint_threshold: float) -> None:
+    """Draw each person's keypoints above the threshold and the limbs between them, in place.
+
+    Args:
+        image: RGB uint8 (h, w, 3), drawn on.
+        persons: The persons to draw, one colour each in order.
+        keypoint_threshold: Minimum keypoint score (model scale) for a keypoint to be drawn.
+    """
+    scale = scale_for(image)
+    radius = max(2, round(4 * scale))
+    thickness = max(1, round(3 * scale))
+    for person in range(len(persons)):
+        colour = PALETTE[person % len(PALETTE)]
+        points = np.round(persons.keypoints[person]).astype(np.int32)
+        visible = persons.keypoint_scores[person] > keypoint_threshold
+        for a, b in LIMBS:
+            if visible[a] and visible[b]:
+                cv2.line(image, tuple(map(int, points[a])), tuple(map(int, points[b])), colour, thickness, cv2.LINE_AA)
+        for k in np.flatnonzero(visible):
+            cv2.circle(image, tuple(map(int, points[k])), radius, colour, -1, cv2.LINE_AA)
+
+
+def draw_label(image: np.ndarray, text: str) -> None:
+    """Write `text` in the top-left corner on a dark band, sized to the frame, in place."""
+    if not text:
+        return
+    scale = scale_for(image)
+    font_scale = 1.1 * scale
+    thickness = max(1, round(2 * scale))
+    (width, height), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+    margin = max(4, round(12 * scale))
+    x, y = margin, margin + height
+    cv2.rectangle(image, (x - margin // 2, y - height - margin // 2), (x + width + margin // 2, y + baseline + margin // 2), (0, 0, 0), -1)
+    cv2.putText(image, text, (x, y), FONT, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def end_card(width: int, height: int, text: str) -> np.ndarray:
+    """A black RGB frame with `text` centred on it."""
+    image = np.zeros((height, width, 3), np.uint8)
+    scale = min(width, height) / 720.0
+    font_scale = 2.0 * scale
+    thickness = max(1, round(4 * scale))
+    (text_width, text_height), _ = cv2.getTextSize(text, FONT, font_scale, thickness)
+    origin = ((width - text_width) // 2, (height + text_height) // 2)
+    cv2.putText(image, text, origin, FONT, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return image

@@ -1,0 +1,150 @@
+"""Encode stage: annotated frames to H.264 in MP4, the input's audio muxed in the same pass."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from workers.data import VideoInfo
+from workers.errors import EncodeError
+from workers.ffmpeg import FFmpegProcess, encoder_works, input_args, file_url, run_ffmpeg
+
+#: Audio codecs MP4 takes as they are; others are re-encoded to AAC.
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"})
+
+
+def choose_encoder(requested: str, device: str) -> str:
+    """The H.264 encoder to use: NVENC on a CUDA device when it works, else libx264.
+
+    Raises:
+        EncodeError: h264_nvenc was asked for explicitly and does not work here.
+    """
+    if requested == "libx264":
+        return "libx264"
+    if requested == "h264_nvenc":
+        if not encoder_works("h264_nvenc"):
+            raise EncodeError("h264_nvenc was requested but does not work on this machine; use --encoder libx264")
+        return "h264_nvenc"
+    if device.startswith("cuda") and encoder_works("h264_nvenc"):
+        return "h264_nvenc"
+    return "libx264"
+
+
+def partial_path(output: Path) -> Path:
+    """Where an output is written until it is complete (same folder, hidden name)."""
+    return output.with_name(f".{output.name}.partial")
+
+
+class VideoWriter:
+    """Writes RGB frames to an MP4 under a temporary name; `finish` moves it into place.
+
+    Args:
+        output: Final path of the video.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        fps: Exact frame rate.
+        audio_from: The input whose first audio stream is muxed in, or None.
+        encoder: "libx264" or "h264_nvenc".
+        preset: libx264 preset.
+        crf: libx264 quality.
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        width: int,
+        height: int,
+        fps: Fraction,
+        audio_from: VideoInfo | None = None,
+        encoder: str = "libx264",
+        preset: str = "veryfast",
+        crf: int = 20,
+    ) -> None:
+        self.output = Path(output)
+        self.temporary = partial_path(self.output)
+        self.width, self.height, self.fps = width, height, fps
+        self.frames_written = 0
+        self.has_audio = audio_from is not None and audio_from.has_audio
+        args = [
+            "-nostdin", "-y",
+            "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-video_size", f"{width}x{height}", "-framerate", str(fps),
+            "-protocol_whitelist", "pipe", "-i", "pipe:0",
+        ]
+        if self.has_audio:
+            assert audio_from is not None
+            args += [*input_args(audio_from.path), "-map", "0:v:0", "-map", "1:a:0"]
+            args += ["-c:a", "copy"] if audio_from.audio_codec in MP4_AUDIO_CODECS else ["-c:a", "aac", "-b:a", "192k"]
+        if width % 2 or height % 2:
+            # yuv420p needs even sizes: pad one black pixel rather than rescale.
+            args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        if encoder == "h264_nvenc":
+            args += ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(crf + 3)]
+        else:
+            args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+        args += ["-pix_fmt", "yuv420p", "-f", "mp4", file_url(self.temporary)]
+        self.temporary.parent.mkdir(parents=True, exist_ok=True)
+        self._process = FFmpegProcess(args, stdin=True)
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one RGB uint8 frame of the writer's size."""
+        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 ({self.height}, {self.width}, 3), got {image.dtype} {image.shape}")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(image).data)
+        except (BrokenPipeError, ValueError, OSError):
+            self._process.kill()
+            raise EncodeError(f"{self.output}: the encoder stopped ({self._process.last_error()})") from None
+        self.frames_written += 1
+
+    def finish(self) -> Path:
+        """Close the stream, check ffmpeg's exit code and the file, move it to its final name.
+
+        Raises:
+            EncodeError: ffmpeg failed, or the file does not hold what was written.
+        """
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
+        code = self._process.wait()
+        if code != 0:
+            self.abort()
+            raise EncodeError(f"{self.output}: encoding failed ({self._process.last_error()})")
+        frames, has_audio = count_frames(self.temporary)
+        if frames != self.frames_written or has_audio != self.has_audio:
+            self.abort()
+            raise EncodeError(
+                f"{self.output}: the encoded file holds {frames} frames (audio: {has_audio}), "
+                f"expected {self.frames_written} (audio: {self.has_audio})"
+            )
+        os.replace(self.temporary, self.output)
+        return self.output
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the partial file (safe from any thread, more than once)."""
+        self._process.kill()
+        try:
+            self.temporary.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def count_frames(path: Path, timeout: float = 120.0) -> tuple[int, bool]:
+    """Count the video packets of a file without decoding them, and whether it has audio."""
+    code, lines = run_ffmpeg(
+        ["-nostdin", *input_args(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], timeout=timeout
+    )
+    if code != 0:
+        raise EncodeError(f"{path}: cannot read back the encoded file ({lines[-1] if lines else code})")
+    frames = 0
+    for line in lines:
+        for part in line.replace("\r", "\n").split("\n"):
+            if part.startswith("frame="):
+                frames = int(part.split("=", 1)[1].split()[0])
+    has_audio = any("Audio:" in line and "Stream #0:" in line for line in lines)
+    return frames, has_audio

@@ -1,0 +1,1 @@
+"""Pose models behind the `workers.infer.PoseEstimator` interface, one module per model."""

@@ -1,0 +1,141 @@
+"""torchvision's Keypoint R-CNN ResNet-50-FPN (COCO-17 keypoints) as a PoseEstimator."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
+
+from workers.data import Detections
+from workers.errors import ModelError
+from workers.infer import resolve_device
+
+if TYPE_CHECKING:
+    from config import Config
+
+WEIGHTS = KeypointRCNN_ResNet50_FPN_Weights.DEFAULT
+DEFAULT_MIN_SIZE = 800
+DEFAULT_MAX_SIZE = 1333
+
+
+def cached_weights_path() -> Path:
+    """Where torchvision keeps the downloaded weights (under TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(WEIGHTS.url)
+
+
+def load_state_dict(weights: str | None) -> dict[str, torch.Tensor] | None:
+    """The model's weights: a local file, torchvision's cached download, or None for random.
+
+    Args:
+        weights: A file path; None for torchvision's COCO weights (downloaded into the cache
+            on first use); "random" for random initialisation (tests only).
+
+    Raises:
+        ModelError: The file is missing or unreadable, or the weights can be neither found in
+            the cache nor downloaded.
+    """
+    if weights == "random":
+        return None
+    if weights is None:
+        path = cached_weights_path()
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(WEIGHTS.url, str(path), progress=True)
+            except Exception as error:  # noqa: BLE001 - any network failure means the same to the user
+                raise ModelError(
+                    f"Keypoint R-CNN weights are not in {path} and could not be downloaded "
+                    f"({type(error).__name__}: {error}); download {WEIGHTS.url} to that path "
+                    "on a machine with internet, or pass --weights FILE"
+                ) from None
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - unpickling errors come in many types
+        raise ModelError(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: expected a state dict of Keypoint R-CNN weights, got {type(state).__name__}")
+    return state
+
+
+class KeypointRCNNEstimator:
+    """Batched Keypoint R-CNN inference on uint8 RGB frames.
+
+    Args:
+        model: The torchvision model, in eval mode, on `device`.
+        device: torch device string.
+        half: Run under fp16 autocast (CUDA only).
+    """
+
+    name = "keypointrcnn"
+
+    def __init__(self, model: torch.nn.Module, device: str, half: bool = False) -> None:
+        self.model = model
+        self.device = device
+        self.half = half and device.startswith("cuda")
+
+    @classmethod
+    def from_config(cls, config: Config) -> KeypointRCNNEstimator:
+        """Build the model from the config: weights, device, input size, detection floor.
+
+        Persons at or below the person threshold are never scored or drawn, so the detector
+        drops them before the keypoint head (the results for the others do not change: NMS
+        never lets a weaker box suppress a stronger one).
+        """
+        device = resolve_device(config.device)
+        state = load_state_dict(config.weights)
+        min_size = config.model_min_size or DEFAULT_MIN_SIZE
+        model = keypointrcnn_resnet50_fpn(
+            weights=None,
+            weights_backbone=None,
+            num_classes=2,
+            num_keypoints=17,
+            min_size=min_size,
+            max_size=math.ceil(min_size * DEFAULT_MAX_SIZE / DEFAULT_MIN_SIZE),
+            box_score_thresh=config.person_min_score,
+            box_detections_per_img=config.max_persons,
+        )
+        if state is not None:
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as error:
+                first = str(error).strip().splitlines()[0]
+                source = config.weights or cached_weights_path()
+                raise ModelError(f"{source}: not Keypoint R-CNN ResNet-50-FPN weights ({first})") from None
+        model.eval().to(device)
+        if device == "cpu":
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
+        else:
+            torch.backends.cudnn.benchmark = True
+        return cls(model, device, half=config.half)
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """See `workers.infer.PoseEstimator.predict`."""
+        if not images:
+            return []
+        batch = torch.from_numpy(np.stack(images))
+        if self.device != "cpu":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        tensors = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+            outputs = self.model(list(tensors))
+        return [
+            Detections(
+                boxes=out["boxes"].float().cpu().numpy(),
+                box_scores=out["scores"].float().cpu().numpy(),
+                keypoints=out["keypoints"][..., :2].float().cpu().numpy(),
+                keypoint_scores=out["keypoints_scores"].float().cpu().numpy(),
+            )
+            for out in outputs
+        ]

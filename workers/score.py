@@ -1,0 +1,213 @@
+"""Score stage: the original DancingSkeletons pose-similarity score. Pure math, no I/O.
+
+Per frame: keep the persons above the person threshold; the most confident one is the
+reference; every other person's 17 keypoints are mapped onto the reference's by a weighted
+least-squares affine transform; both are centred and scaled to unit Frobenius norm; the
+distance is the confidence-weighted mean distance over 9 keypoints; the frame score maps the
+mean distance over persons onto 0..10. The on-screen value averages the last frames' scores.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from workers.data import Detections
+from workers.skeleton import SCORE_KEYPOINTS
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """The constants of the original score (see `config.Config` for their meaning)."""
+
+    person_threshold: float = 0.9
+    distance_offset: float = 0.05
+    distance_scale: float = 0.1
+    score_max: float = 10.0
+    display_window: int = 10
+    keypoint_weighting: str = "relu"
+
+
+def keypoint_weights(keypoint_scores: np.ndarray, weighting: str = "relu") -> np.ndarray:
+    """Turn a model's keypoint scores into non-negative weights.
+
+    Args:
+        keypoint_scores: (..., 17) scores on the model's scale.
+        weighting: "relu" for logits (negatives become 0, the original method); "logit" for
+            probabilities, turned into logits first so weights are on the same scale.
+
+    Returns:
+        (..., 17) float64 weights >= 0.
+    """
+    scores = np.asarray(keypoint_scores, dtype=np.float64)
+    if weighting == "logit":
+        p = np.clip(scores, 1e-6, 1 - 1e-6)
+        scores = np.log(p / (1 - p))
+    elif weighting != "relu":
+        raise ValueError(f"weighting must be relu or logit, got {weighting!r}")
+    return np.maximum(scores, 0.0)
+
+
+def fit_affine(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares affine transform mapping source points onto target points.
+
+    Args:
+        source: (k, 2) points.
+        target: (k, 2) points.
+        weights: (k,) non-negative weight of each point pair.
+
+    Returns:
+        (3, 2) matrix A such that [x, y, 1] @ A approximates the target point
+        (minimum-norm solution when the points do not determine it).
+    """
+    homogeneous = np.hstack([source, np.ones((len(source), 1))])
+    row_scale = np.sqrt(weights)[:, None]
+    solution, *_ = np.linalg.lstsq(homogeneous * row_scale, target * row_scale, rcond=None)
+    return solution
+
+
+def _normalise(points: np.ndarray) -> np.ndarray | None:
+    """Centre points and scale them to unit Frobenius norm; None if they are all one point."""
+    centred = points - points.mean(axis=0)
+    norm = np.linalg.norm(centred)
+    if not np.isfinite(norm) or norm < 1e-9:
+        return None
+    return centred / norm
+
+
+def pose_distance(
+    reference: np.ndarray,
+    other: np.ndarray,
+    reference_weights: np.ndarray,
+    other_weights: np.ndarray,
+) -> float | None:
+    """Distance between two poses after aligning `other` onto `reference`.
+
+    Args:
+        reference: (17, 2) keypoints in pixels.
+        other: (17, 2) keypoints in pixels.
+        reference_weights: (17,) weights >= 0 (see `keypoint_weights`).
+        other_weights: (17,) weights >= 0.
+
+    Returns:
+        The weighted mean distance over the 9 score keypoints between the normalised poses
+        (0 for identical poses up to an affine map), or None when the score keypoints have
+        no weight or either pose collapses to a single point (nothing to compare; the
+        original divided by zero there).
+    """
+    pair_weights = reference_weights * other_weights
+    keypoint_mass = np.sqrt(pair_weights[list(SCORE_KEYPOINTS)])
+    if keypoint_mass.sum() == 0:
+        return None
+    reference = np.asarray(reference, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    affine = fit_affine(other, reference, pair_weights)
+    transformed = np.hstack([other, np.ones((len(other), 1))]) @ affine
+    aligned, target = _normalise(transformed), _normalise(reference)
+    if aligned is None or target is None:
+        return None
+    score_points = list(SCORE_KEYPOINTS)
+    gaps = np.linalg.norm(aligned[score_points] - target[score_points], axis=1)
+    return float((keypoint_mass * gaps).sum() / keypoint_mass.sum())
+
+
+def distance_to_score(distance: float, params: ScoreParams) -> float:
+    """Map a mean pose distance onto 0..score_max (score_max at distance_offset or less)."""
+    score = (1.0 - (distance - params.distance_offset) / params.distance_scale) * params.score_max
+    return float(np.clip(score, 0.0, params.score_max))
+
+
+def persons_above(detections: Detections, threshold: float) -> Detections:
+    """The detections whose box score is above `threshold`, most confident first."""
+    keep = np.flatnonzero(detections.box_scores > threshold)
+    order = keep[np.argsort(-detections.box_scores[keep], kind="stable")]
+    return detections.select(order)
+
+
+def frame_score(persons: Detections, params: ScoreParams) -> float | None:
+    """The original frame score of persons already above the threshold.
+
+    Args:
+        persons: The frame's persons, any order; the most confident is the reference.
+        params: Score constants.
+
+    Returns:
+        The score in 0..score_max, or None when fewer than two persons can be compared.
+    """
+    if len(persons) < 2:
+        return None
+    weights = keypoint_weights(persons.keypoint_scores, params.keypoint_weighting)
+    reference = int(np.argmax(persons.box_scores))
+    distances = [
+        distance
+        for i in range(len(persons))
+        if i != reference
+        and (
+            distance := pose_distance(
+                persons.keypoints[reference], persons.keypoints[i], weights[reference], weights[i]
+            )
+        )
+        is not None
+    ]
+    if not distances:
+        return None
+    return distance_to_score(float(np.mean(distances)), params)
+
+
+def format_score(value: float) -> str:
+    """Two-digit integer, truncated as the original does: 7.9 -> "07"."""
+    return f"{int(value):02d}"
+
+
+class RunningScore:
+    """The on-screen score: the mean of recent frame scores, and the total.
+
+    Follows the original tool: only frames with at least one person enter the window of the
+    last `display_window` frames; one-person frames enter it without a value.
+    """
+
+    def __init__(self, params: ScoreParams) -> None:
+        self._params = params
+        self._window: deque[float | None] = deque(maxlen=params.display_window)
+        self._scores: list[float] = []
+
+    def update(self, person_count: int, score: float | None) -> str | None:
+        """Add one frame and return the text to show on it.
+
+        Args:
+            person_count: Persons above the threshold in the frame.
+            score: The frame's score, or None.
+
+        Returns:
+            None for a frame without persons (nothing to show), "One person", "" when there
+            is no score to show yet, or "Similarity score: NN".
+        """
+        if score is not None:
+            self._scores.append(score)
+        if person_count == 0:
+            return None
+        self._window.append(score)
+        if person_count == 1:
+            return "One person"
+        values = [value for value in self._window if value is not None]
+        if not values:
+            return ""
+        return f"Similarity score: {format_score(float(np.mean(values)))}"
+
+    @property
+    def displayed(self) -> float | None:
+        """The current window mean, or None when the window holds no score."""
+        values = [value for value in self._window if value is not None]
+        return float(np.mean(values)) if values else None
+
+    @property
+    def total(self) -> float | None:
+        """Mean of all frame scores so far, or None when no frame was scored."""
+        return float(np.mean(self._scores)) if self._scores else None
+
+    def total_text(self) -> str:
+        """The end card's text, e.g. "Total score: 07" ("Total score: --" with no score)."""
+        total = self.total
+        return "Total score: --" if total is None else f"Total score: {format_score(total)}"
