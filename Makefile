@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-dev run test test-all bench clean
+.PHONY: setup setup-yolo setup-dev run test test-all bench clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -19,15 +19,23 @@ $(VENV)/.requirements: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements
+# The optional YOLO-pose model (ultralytics, AGPL-3.0). --no-deps: ultralytics asks for
+# opencv-python, which would overwrite opencv-python-headless's cv2 (see the file).
+$(VENV)/.requirements-yolo: requirements-yolo.txt $(VENV)/.requirements
+	$(PY) -m pip install --quiet --no-deps -r requirements-yolo.txt
+	touch $@
+
+$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements $(VENV)/.requirements-yolo
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.requirements
 
+setup-yolo: $(VENV)/.requirements-yolo
+
 setup-dev: $(VENV)/.requirements-dev
 
-run: setup
+run: setup $(if $(filter yolo,$(MODEL)),setup-yolo)
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
 	$(PY) -m pipeline "$(IN)" "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch-size $(BATCH)) $(ARGS)
 

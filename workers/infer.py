@@ -41,7 +41,7 @@ class PoseEstimator(Protocol):
         ...
 
 
-MODELS = ("keypointrcnn",)
+MODELS = ("keypointrcnn", "yolo")
 
 
 def build_estimator(config: Config) -> PoseEstimator:
@@ -55,6 +55,10 @@ def build_estimator(config: Config) -> PoseEstimator:
         from workers.models.keypoint_rcnn import KeypointRCNNEstimator
 
         return KeypointRCNNEstimator.from_config(config)
+    if config.model == "yolo":
+        from workers.models.yolo import YoloPoseEstimator
+
+        return YoloPoseEstimator.from_config(config)
     raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
 
 
