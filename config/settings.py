@@ -34,6 +34,11 @@ MODEL_DEFAULTS: dict[str, ModelDefaults] = {
     # The original DancingSkeletons values (Keypoint R-CNN: box scores are probabilities,
     # keypoint scores are logits).
     "keypointrcnn": ModelDefaults(person_threshold=0.9, keypoint_threshold=2.0, keypoint_weighting="relu"),
+    # YOLO-pose: both scores are probabilities. Its box scores for clear, whole people peak
+    # around 0.83-0.93, so 0.9 would drop most of them; 0.5 keeps the performers and only
+    # lets far-away bystanders in below it. Keypoints: 0.5 is the model's own "visible"
+    # boundary (logit 0); "logit" weighting puts the score's weights on Keypoint R-CNN's scale.
+    "yolo": ModelDefaults(person_threshold=0.5, keypoint_threshold=0.5, keypoint_weighting="logit"),
 }
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -67,8 +72,8 @@ class Config:
         score_max: The best score.
         display_window: Frames (with persons) averaged for the on-screen score.
         end_card_seconds: Length of the end card with the total score.
-        model_min_size: Shorter side the model resizes frames to (Keypoint R-CNN's min_size);
-            None for the model's default (800).
+        model_min_size: The model's input size: Keypoint R-CNN's min_size (shorter side,
+            default 800); YOLO's imgsz (longer side, default 640).
         max_persons: Most persons the model returns per frame (the most confident).
         half: Run the model under fp16 autocast (CUDA only).
         queue_size: Frames each queue between stages holds at most.
@@ -78,6 +83,9 @@ class Config:
         crf: libx264 constant rate factor (quality; lower is better, 0..51).
         stall_timeout: Seconds without progress from an ffmpeg process before the run is
             stopped as stalled.
+        ffmpeg_nice: Niceness added to the decoding and encoding ffmpeg processes, so that on
+            a saturated CPU they fill the model's idle moments instead of preempting it
+            (measured with `make bench`, see docs/BENCHMARKS.md).
         progress: Show a progress bar.
     """
 
@@ -105,6 +113,7 @@ class Config:
     x264_preset: str = "veryfast"
     crf: int = 20
     stall_timeout: float = 120.0
+    ffmpeg_nice: int = 10
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -119,6 +128,7 @@ class Config:
         _check_range("queue_size", self.queue_size, 1, 1024)
         _check_range("crf", self.crf, 0, 51)
         _check_range("max_persons", self.max_persons, 1, 1000)
+        _check_range("ffmpeg_nice", self.ffmpeg_nice, 0, 19)
         _check_range("distance_scale", self.distance_scale, 1e-9, None)
         _check_range("score_max", self.score_max, 1e-9, None)
         _check_range("end_card_seconds", self.end_card_seconds, 0.0, 3600.0)

@@ -32,8 +32,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", choices=sorted(MODEL_DEFAULTS), default=defaults.model,
                         help=f"pose model (default: {defaults.model})")
     parser.add_argument("--weights", default=None,
-                        help="local weights file (default: the model's own, downloaded once into the "
-                             "torchvision cache under TORCH_HOME); 'random' for untrained weights (tests only)")
+                        help="weights file (keypointrcnn default: torchvision's, downloaded once into the cache "
+                             "under TORCH_HOME; 'random' for untrained weights, tests only; yolo: required, "
+                             "e.g. yolo11n-pose.pt)")
     parser.add_argument("--device", default=defaults.device,
                         help="auto, cpu, cuda or cuda:N; auto uses CUDA when available (default: auto)")
     parser.add_argument("-b", "--batch-size", type=int, default=defaults.batch_size,
@@ -42,11 +43,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="compute and show the similarity score and the end card (default: on)")
     parser.add_argument("--person-threshold", type=float, default=None,
                         help="box score above which a detection counts as a person "
-                             "(default: the model's, 0.9 for keypointrcnn)")
+                             "(default: the model's, 0.9 for keypointrcnn, 0.5 for yolo)")
     parser.add_argument("--keypoint-threshold", type=float, default=None,
-                        help="keypoint score above which a keypoint is drawn (default: the model's, 2 for keypointrcnn)")
+                        help="keypoint score above which a keypoint is drawn "
+                             "(default: the model's, 2 for keypointrcnn, 0.5 for yolo)")
     parser.add_argument("--min-size", type=int, default=None, dest="model_min_size",
-                        help="shorter side the model resizes frames to, 32..4096 (default: the model's, 800)")
+                        help="model input size, 32..4096: keypointrcnn's shorter side (default 800), "
+                             "yolo's longer side (default 640)")
     parser.add_argument("--max-persons", type=int, default=defaults.max_persons,
                         help=f"most persons detected per frame, 1..1000 (default: {defaults.max_persons})")
     parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA (default: off)")

@@ -129,10 +129,10 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
     started = time.perf_counter()
     info = info or probe(config.input)
     encoder = choose_encoder(config.encoder, estimator.device)
-    reader = VideoReader(info)
+    reader = VideoReader(info, nice=config.ffmpeg_nice)
     writer = VideoWriter(
         config.output, info.width, info.height, info.fps,
-        audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf,
+        audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
     )
     annotator = Annotator(config)
     group = StageGroup()

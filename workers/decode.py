@@ -18,10 +18,12 @@ class VideoReader:
 
     Args:
         info: The probed input.
+        nice: Niceness added to the ffmpeg process.
     """
 
-    def __init__(self, info: VideoInfo) -> None:
+    def __init__(self, info: VideoInfo, nice: int = 0) -> None:
         self.info = info
+        self.nice = nice
         self.frames_read = 0
         self._process: FFmpegProcess | None = None
 
@@ -36,7 +38,7 @@ class VideoReader:
             "-pix_fmt", "rgb24",
             "pipe:1",
         ]
-        self._process = FFmpegProcess(args, stdout=True)
+        self._process = FFmpegProcess(args, stdout=True, nice=self.nice)
 
     def __iter__(self) -> Iterator[Frame]:
         if self._process is None:

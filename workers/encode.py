@@ -50,6 +50,7 @@ class VideoWriter:
         encoder: "libx264" or "h264_nvenc".
         preset: libx264 preset.
         crf: libx264 quality.
+        nice: Niceness added to the ffmpeg process.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class VideoWriter:
         encoder: str = "libx264",
         preset: str = "veryfast",
         crf: int = 20,
+        nice: int = 0,
     ) -> None:
         self.output = Path(output)
         self.temporary = partial_path(self.output)
@@ -88,7 +90,7 @@ class VideoWriter:
             args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
         args += ["-pix_fmt", "yuv420p", "-f", "mp4", file_url(self.temporary)]
         self.temporary.parent.mkdir(parents=True, exist_ok=True)
-        self._process = FFmpegProcess(args, stdin=True)
+        self._process = FFmpegProcess(args, stdin=True, nice=nice)
 
     def write(self, image: np.ndarray) -> None:
         """Append one RGB uint8 frame of the writer's size."""

@@ -52,10 +52,14 @@ class FFmpegProcess:
         args: Arguments after the binary (the binary, -nostdin-like flags are added).
         stdin: Give the process a pipe to write to.
         stdout: Give the process a pipe to read from.
+        nice: Scheduling niceness to add (0: as ours).
     """
 
-    def __init__(self, args: list[str], *, stdin: bool = False, stdout: bool = False) -> None:
+    def __init__(self, args: list[str], *, stdin: bool = False, stdout: bool = False, nice: int = 0) -> None:
         self.args = [ffmpeg_exe(), "-hide_banner", *args]
+        if nice:
+            # Lower priority: on a busy CPU the model's threads should not be preempted.
+            self.args = ["nice", "-n", str(nice), *self.args]
         self.process = subprocess.Popen(
             self.args,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
