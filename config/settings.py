@@ -81,6 +81,8 @@ class Config:
             "libx264" or "h264_nvenc".
         x264_preset: libx264 speed preset.
         crf: libx264 constant rate factor (quality; lower is better, 0..51).
+        poses: A pose cache to replay instead of running the model (re-score and re-draw).
+        save_poses: Save every frame's detections beside the output (`<stem>.poses.npz`).
         stall_timeout: Seconds without progress from an ffmpeg process before the run is
             stopped as stalled.
         ffmpeg_nice: Niceness added to the decoding and encoding ffmpeg processes, so that on
@@ -112,6 +114,8 @@ class Config:
     encoder: str = "auto"
     x264_preset: str = "veryfast"
     crf: int = 20
+    poses: Path | None = None
+    save_poses: bool = True
     stall_timeout: float = 120.0
     ffmpeg_nice: int = 10
     progress: bool = True
@@ -119,6 +123,8 @@ class Config:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
+        if self.poses is not None:
+            object.__setattr__(self, "poses", Path(self.poses))
         if self.model not in MODEL_DEFAULTS:
             raise ValueError(f"model must be one of {', '.join(MODEL_DEFAULTS)}, got {self.model!r}")
         if not DEVICE_PATTERN.match(self.device):
@@ -167,6 +173,16 @@ class Config:
         """The keypoint weighting in effect."""
         return self.keypoint_weighting or self.model_defaults.keypoint_weighting
 
+    def detection_settings(self) -> dict[str, object]:
+        """The settings that change what the model detects (recorded in the pose cache)."""
+        return {
+            "weights": self.weights,
+            "model_min_size": self.model_min_size,
+            "min_box_score": self.person_min_score,
+            "max_persons": self.max_persons,
+            "half": self.half,
+        }
+
     def replace(self, **changes: object) -> Config:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -176,6 +192,7 @@ class Config:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["input"] = str(self.input)
         values["output"] = str(self.output)
+        values["poses"] = None if self.poses is None else str(self.poses)
         values["person_threshold"] = self.person_min_score
         values["keypoint_threshold"] = self.keypoint_min_score
         values["keypoint_weighting"] = self.weighting

@@ -52,6 +52,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "yolo's longer side (default 640)")
     parser.add_argument("--max-persons", type=int, default=defaults.max_persons,
                         help=f"most persons detected per frame, 1..1000 (default: {defaults.max_persons})")
+    parser.add_argument("--poses", type=Path, default=None,
+                        help="replay a pose cache (OUT's .poses.npz from an earlier run) instead of running the "
+                             "model: re-score and re-draw with other settings (default: run the model)")
+    parser.add_argument("--no-save-poses", action="store_false", dest="save_poses",
+                        help="do not save the detections beside the output (default: saved as OUT-stem.poses.npz)")
     parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA (default: off)")
     parser.add_argument("--encoder", choices=ENCODERS, default=defaults.encoder,
                         help="H.264 encoder; auto picks h264_nvenc on a CUDA device when it works (default: auto)")
@@ -98,11 +103,17 @@ def _run(config: Config) -> int:
     from pipeline.runner import run_video
     from workers.ffmpeg import probe
     from workers.infer import build_estimator
+    from workers.poses import CachedPoses, check_matches, load_poses
 
     if config.output.resolve() == config.input.resolve():
         raise SyncError(f"{config.output}: the output would overwrite its own input")
     info = probe(config.input)
-    estimator = build_estimator(config)
+    if config.poses is not None:
+        meta, frames = load_poses(config.poses)
+        check_matches(config.poses, meta, info, config.model, config.person_min_score)
+        estimator = CachedPoses(config.poses, meta, frames)
+    else:
+        estimator = build_estimator(config)
     result = run_video(config, estimator, info)
     scored = sum(frame.score is not None for frame in result.frames)
     total = "no score" if result.total is None else f"total score {result.total:.2f}"

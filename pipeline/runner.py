@@ -17,6 +17,7 @@ from workers.draw import draw_label, draw_skeletons, end_card
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import probe
 from workers.infer import PoseEstimator
+from workers.poses import CachedPoses, PoseCacheMeta, poses_path, save_poses
 from workers.score import RunningScore, ScoreParams, frame_score, persons_above
 
 
@@ -48,6 +49,7 @@ class RunResult:
     Attributes:
         info: The probed input.
         output: The written video.
+        poses: The saved pose cache, or None.
         frames: One FrameResult per decoded frame, in order.
         total: The total score (mean of frame scores), or None.
         total_text: The end card's text ("" with scoring off).
@@ -59,6 +61,7 @@ class RunResult:
 
     info: VideoInfo
     output: Path
+    poses: Path | None
     frames: list[FrameResult]
     total: float | None
     total_text: str
@@ -160,6 +163,9 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
             group.put(decoded, frame, clock)
         group.put(decoded, END, clock)
 
+    replaying = isinstance(estimator, CachedPoses)
+    found_per_frame: list[Detections] = []
+
     def infer(clock: StageClock) -> None:
         finished = False
         while not finished:
@@ -176,8 +182,12 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
                 clock.busy += time.perf_counter() - start
                 clock.items += len(batch)
                 clock.last_progress = time.monotonic()
+                if config.save_poses and not replaying:
+                    found_per_frame.extend(detections)
                 for frame, found in zip(batch, detections):
                     group.put(detected, (frame, found), clock)
+        if replaying:
+            estimator.check_complete(clock.items)
         group.put(detected, END, clock)
 
     def score_and_draw(clock: StageClock) -> None:
@@ -224,10 +234,18 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
         reader.kill()
         if group.error is not None:
             writer.abort()
+    saved_poses = None
+    if config.save_poses and not replaying:
+        meta = PoseCacheMeta(
+            model=estimator.name, settings=config.detection_settings(), frames=len(found_per_frame),
+            fps=str(info.fps), width=info.width, height=info.height, input=info.path.name,
+        )
+        saved_poses = save_poses(poses_path(config.output), found_per_frame, meta)
     running = annotator.running
     return RunResult(
         info=info,
         output=config.output,
+        poses=saved_poses,
         frames=annotator.results,
         total=running.total if config.score else None,
         total_text=annotator.end_card_text(),

@@ -30,7 +30,7 @@ def test_output_has_the_input_frames_plus_end_card_size_rate_and_audio(tmp_path,
     assert facts["fps"] == "29.97"
     assert probe(config.output).fps == probe(source).fps
     assert facts["audio"] is audio
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4", "out.poses.npz"]  # no temporary left
 
 
 def test_scores_and_texts_follow_the_stand_in_skeletons(tmp_path):

@@ -1,0 +1,92 @@
+"""The pose cache: saved by every run, replayed with --poses, refused when it does not fit."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from config import Config
+from pipeline.cli import get_args_parser, main
+from pipeline.runner import run_video
+from tests.helpers import StandInEstimator, detections, make_video, pose
+from workers.data import VideoInfo
+from workers.poses import CachedPoses, PoseCacheError, PoseCacheMeta, check_matches, load_poses, save_poses
+
+
+def _meta(**changes):
+    values = dict(model="yolo", settings={"min_box_score": 0.5}, frames=3, fps="30000/1001",
+                  width=640, height=360, input="in.mp4")
+    values.update(changes)
+    return PoseCacheMeta(**values)
+
+
+def _info(**changes):
+    values = dict(path=Path("in.mp4"), width=640, height=360, fps=Fraction(30000, 1001), duration=1.0,
+                  has_audio=False, audio_codec=None, video_codec="h264")
+    values.update(changes)
+    return VideoInfo(**values)
+
+
+def test_round_trip_is_exact(tmp_path):
+    frames = [detections([pose(50.123457, 10, 20), pose(40, 300, 20)]), detections([]), detections([pose(33.3)])]
+    frames = [type(d)(d.boxes.astype(np.float32), d.box_scores.astype(np.float32),
+                      d.keypoints.astype(np.float32), d.keypoint_scores.astype(np.float32)) for d in frames]
+    save_poses(tmp_path / "a.poses.npz", frames, _meta())
+    meta, loaded = load_poses(tmp_path / "a.poses.npz")
+    assert meta == _meta()
+    assert [len(d) for d in loaded] == [2, 0, 1]
+    for before, after in zip(frames, loaded):
+        assert np.array_equal(before.keypoints, after.keypoints)
+        assert np.array_equal(before.keypoint_scores, after.keypoint_scores)
+        assert np.array_equal(before.boxes, after.boxes)
+
+
+@pytest.mark.parametrize("info, model, floor, message", [
+    (_info(width=320), "yolo", 0.5, "made from 640x360 frames, but in.mp4 is 320x360"),
+    (_info(fps=Fraction(25)), "yolo", 0.5, "made at 30000/1001 fps"),
+    (_info(), "keypointrcnn", 0.5, "made with the yolo model, not keypointrcnn"),
+    (_info(), "yolo", 0.3, "holds persons above 0.5 only"),
+])
+def test_a_cache_that_does_not_fit_is_refused(info, model, floor, message):
+    with pytest.raises(PoseCacheError, match=message):
+        check_matches(Path("c.npz"), _meta(), info, model, floor)
+
+
+def test_frame_count_mismatch_is_refused():
+    replay = CachedPoses(Path("c.npz"), _meta(frames=1), [detections([])])
+    with pytest.raises(PoseCacheError, match="holds 1 frames, but the video has more"):
+        replay.predict([np.zeros((2, 2, 3), np.uint8)] * 2)
+    with pytest.raises(PoseCacheError, match="holds 1 frames, but the video has 0"):
+        CachedPoses(Path("c.npz"), _meta(frames=1), [detections([])]).check_complete(0)
+
+
+def test_not_a_cache_is_refused(tmp_path):
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(PoseCacheError, match="not a pose cache"):
+        load_poses(bad)
+    with pytest.raises(PoseCacheError, match="pose cache not found"):
+        load_poses(tmp_path / "missing.npz")
+
+
+def test_replaying_gives_the_same_scores_without_the_model(tmp_path, monkeypatch):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    first = run_video(Config(input=source, output=tmp_path / "a.mp4", progress=False), StandInEstimator())
+    assert first.poses == tmp_path / "a.poses.npz"
+
+    import workers.infer
+
+    def no_model(config):
+        raise AssertionError("the model must not be loaded when replaying")
+
+    monkeypatch.setattr(workers.infer, "build_estimator", no_model)
+    args = get_args_parser().parse_args([str(source), str(tmp_path / "b.mp4"), "--poses", str(first.poses),
+                                         "--model", "keypointrcnn", "--no-progress"])
+    assert main(args) == 1  # refused: the cache was made by the stand-in model, not keypointrcnn
+    meta, frames = load_poses(first.poses)
+    assert meta.model == "stand-in" and meta.frames == 10
+    replay = CachedPoses(first.poses, meta, frames)
+    second = run_video(Config(input=source, output=tmp_path / "b.mp4", progress=False), replay)
+    assert [f.score for f in second.frames] == [f.score for f in first.frames]
+    assert second.poses is None  # a replay does not write the cache again
