@@ -1,9 +1,11 @@
-"""`make bench`: the model alone against the whole pipeline on the same frames.
+"""`make bench`: each model alone against the whole pipeline on the same frames.
 
-Prints model-alone and end-to-end frames per second, their ratio (pipeline efficiency), how
-long each stage was busy and how long it waited, the real-time factor, and peak memory.
+For every model available here: model-alone frames per second (after a warm-up batch), the
+pipeline's end-to-end frames per second on the same frames, their ratio (pipeline
+efficiency), a plain sequential loop (decode a batch, infer, draw, encode, repeat) on the same
+frames for comparison, each stage's busy and waiting time, the real-time factor, and peak memory.
 
-    python -m pipeline.bench [--clip PATH] [--frames N] [--model M] [--weights W] ...
+    python -m pipeline.bench [--clip PATH] [--frames N] [--models keypointrcnn,yolo] ...
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from pathlib import Path
 import torch
 
 from config import Config
-from pipeline.runner import run_video
+from pipeline.runner import Annotator, run_video
 from workers.decode import VideoReader
+from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe, probe
-from workers.infer import build_estimator
+from workers.infer import PoseEstimator, build_estimator
+from workers.models.keypoint_rcnn import cached_weights_path
 
-SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "videos" / "park_two_people_vp9_audio.mp4"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_CLIP = SHARED / "videos" / "park_two_people_vp9_audio.mp4"
+SHARED_YOLO = SHARED / "models" / "yolo11n-pose.pt"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,19 +40,25 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", type=Path, default=None,
                         help="input clip (default: ../shared's park clip if present, else a generated 720p clip)")
-    parser.add_argument("--frames", type=int, default=24, help="frames to time (default: 24)")
-    parser.add_argument("--model", default="keypointrcnn", help="pose model (default: keypointrcnn)")
-    parser.add_argument("--weights", default=None,
-                        help="weights (default: the model's own; 'random' where they cannot be downloaded)")
+    parser.add_argument("--frames", type=int, default=120, help="frames to time (default: 120)")
+    parser.add_argument("--cpu-rcnn-frames", type=int, default=16,
+                        help="frames for Keypoint R-CNN on the CPU, where it takes seconds a frame (default: 16)")
+    parser.add_argument("--models", default="keypointrcnn,yolo",
+                        help="comma-separated models; those that cannot load here are skipped (default: both)")
+    parser.add_argument("--keypointrcnn-weights", default=None,
+                        help="Keypoint R-CNN weights (default: torchvision's cached file, else random weights)")
+    parser.add_argument("--yolo-weights", default=str(SHARED_YOLO),
+                        help="YOLO-pose weights (default: ../shared/models/yolo11n-pose.pt)")
     parser.add_argument("--device", default="auto", help="device (default: auto)")
     parser.add_argument("-b", "--batch-size", type=int, default=4, help="batch size (default: 4)")
     parser.add_argument("--min-size", type=int, default=None, dest="model_min_size",
-                        help="model input size (default: the model's)")
+                        help="model input size (default: each model's)")
     return parser
 
 
 def make_clip(source: Path | None, frames: int, folder: Path) -> Path:
     """The first `frames` frames of `source` (or of a generated 720p clip with audio), as H.264."""
+    folder.mkdir(parents=True, exist_ok=True)
     clip = folder / "bench.mp4"
     if source is None:
         inputs = ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
@@ -62,44 +74,101 @@ def make_clip(source: Path | None, frames: int, folder: Path) -> Path:
     return clip
 
 
+def run_sequential(config: Config, estimator: PoseEstimator) -> float:
+    """The plain loop the pipeline replaces: decode a batch, infer, draw, encode, repeat.
+
+    Returns:
+        Wall-clock seconds.
+    """
+    start = time.perf_counter()
+    info = probe(config.input)
+    writer = VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
+                         encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
+                         crf=config.crf, nice=config.ffmpeg_nice)
+    annotate = Annotator(config)
+    batch = []
+    frames = iter(VideoReader(info, nice=config.ffmpeg_nice))
+    while True:
+        frame = next(frames, None)
+        if frame is not None:
+            batch.append(frame)
+        if batch and (frame is None or len(batch) == config.batch_size):
+            for item, found in zip(batch, estimator.predict([f.image for f in batch])):
+                annotate(item, found)
+                writer.write(item.image)
+            batch = []
+        if frame is None:
+            break
+    writer.finish()
+    return time.perf_counter() - start
+
+
+def weights_for(model: str, args: argparse.Namespace) -> str | None:
+    if model == "yolo":
+        return args.yolo_weights
+    if args.keypointrcnn_weights:
+        return args.keypointrcnn_weights
+    return None if cached_weights_path().is_file() else "random"
+
+
+def bench_model(model: str, source: Path | None, args: argparse.Namespace, folder: Path) -> None:
+    weights = weights_for(model, args)
+    frames = args.frames
+    if model == "keypointrcnn" and not torch.cuda.is_available():
+        frames = min(frames, args.cpu_rcnn_frames)
+    clip = make_clip(source, frames, folder / model)
+    # Random weights find nobody above 0.9, so the keypoint head would never run: let the two
+    # most confident boxes through, as many as the park clip has people.
+    untrained = {"person_threshold": 0.0, "max_persons": 2} if weights == "random" else {}
+    config = Config(
+        input=clip, output=folder / f"{model}.mp4", model=model, weights=weights,
+        device=args.device, batch_size=args.batch_size, model_min_size=args.model_min_size,
+        end_card_seconds=0.0, progress=False, save_poses=False, **untrained,
+    )
+    info = probe(clip)
+    try:
+        estimator = build_estimator(config)
+    except Exception as error:  # noqa: BLE001 - a model that cannot load here is reported and skipped
+        print(f"\n{model}: skipped ({error})")
+        return
+    images = [frame.image for frame in VideoReader(info)]
+    estimator.predict(images[: args.batch_size])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(images), args.batch_size):
+        estimator.predict(images[i : i + args.batch_size])
+    if estimator.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    model_seconds = time.perf_counter() - start
+    del images
+    result = run_video(config, estimator, info)
+    sequential_seconds = run_sequential(config.replace(output=folder / f"{model}-sequential.mp4"), estimator)
+    count = len(result.frames)
+    model_fps = count / model_seconds
+    shown = Path(weights).name if weights not in (None, "random") else weights or "torchvision's"
+    print(f"\n{model} (weights {shown}{', 2 persons a frame' if untrained else ''}), {count} frames "
+          f"{info.width}x{info.height} @ {float(info.fps):g} fps, batch {config.batch_size}, "
+          f"device {estimator.device}, encoder {result.encoder}")
+    print(f"  model alone      {model_fps:8.2f} frames/s")
+    print(f"  pipeline         {result.fps:8.2f} frames/s   efficiency {result.fps / model_fps:.3f}   "
+          f"real-time factor {result.fps / float(info.fps):.3f}")
+    print(f"  sequential loop  {count / sequential_seconds:8.2f} frames/s   "
+          f"pipeline speed-up {sequential_seconds / result.seconds:.2f}x")
+    print(f"  {'stage':<12}{'busy s':>9}{'waiting s':>11}{'items':>7}")
+    for name, clock in result.stages.items():
+        print(f"  {name:<12}{clock.busy:9.2f}{clock.waiting:11.2f}{clock.items:7d}")
+
+
 def main(args: argparse.Namespace) -> int:
+    cuda = torch.cuda.is_available()
+    device_name = torch.cuda.get_device_name(0) if cuda else f"{platform.machine()} CPU"
+    print(f"date {date.today()}  {device_name}  torch {torch.__version__}  torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as folder:
         source = args.clip or (SHARED_CLIP if SHARED_CLIP.exists() else None)
-        clip = make_clip(source, args.frames, Path(folder))
-        config = Config(
-            input=clip, output=Path(folder) / "out.mp4", model=args.model, weights=args.weights,
-            device=args.device, batch_size=args.batch_size, model_min_size=args.model_min_size,
-            end_card_seconds=0.0, progress=False,
-        )
-        info = probe(clip)
-        estimator = build_estimator(config)
-        frames = [frame.image for frame in VideoReader(info)]
-        estimator.predict(frames[: args.batch_size])  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(frames), args.batch_size):
-            estimator.predict(frames[i : i + args.batch_size])
-        if estimator.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        model_seconds = time.perf_counter() - start
-        del frames
-        result = run_video(config, estimator, info)
-    model_fps = len(result.frames) / model_seconds
-    efficiency = result.fps / model_fps
-    realtime = result.fps / float(info.fps)
+        print(f"clip: the first frames of {source.name if source else 'a generated 1280x720 testsrc2 clip with audio'}")
+        for model in args.models.split(","):
+            bench_model(model.strip(), source, args, Path(folder))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    device_name = torch.cuda.get_device_name(estimator.device) if estimator.device.startswith("cuda") else platform.processor() or platform.machine()
-    print(f"date {date.today()}  device {estimator.device} ({device_name}, {torch.get_num_threads()} torch threads)  "
-          f"torch {torch.__version__}")
-    print(f"clip {source or 'generated 1280x720 testsrc2'}: {len(result.frames)} frames "
-          f"{info.width}x{info.height} @ {float(info.fps):g} fps; model {config.model} "
-          f"(weights {config.weights or 'default'}), batch {config.batch_size}, encoder {result.encoder}")
-    print(f"model alone   {model_fps:8.2f} frames/s")
-    print(f"pipeline      {result.fps:8.2f} frames/s   efficiency {efficiency:.3f}   "
-          f"real-time factor {realtime:.3f}")
-    print(f"{'stage':<12}{'busy s':>9}{'waiting s':>11}{'items':>7}")
-    for name, clock in result.stages.items():
-        print(f"{name:<12}{clock.busy:9.2f}{clock.waiting:11.2f}{clock.items:7d}")
-    print(f"peak memory (max RSS of this process, decoded frames for the model-alone pass included) {peak_mb:.0f} MB")
+    print(f"\npeak memory (max RSS of the bench process, all runs and the model-alone frame buffers) {peak_mb:.0f} MB")
     return 0
 
 
