@@ -1,0 +1,668 @@
+"""Per-person timing: who dances ahead of or behind the group, and by how many milliseconds.
+
+Pure math, no I/O. The input is each performer's keypoints over the whole video, (T, 17, 2)
+pixels with NaN where the person is absent (see `workers.track.track_poses`).
+
+Definitions:
+- Normalised pose: centred on the torso centre (mean of shoulders and hips) in every frame,
+  divided by the person's median torso length (mid-shoulder to mid-hip) over the video.
+  Units: torso lengths.
+- Motion features: velocities of the 12 body keypoints (shoulders to ankles; the face is
+  left out), x and y, of the normalised pose; central differences over `velocity_span_s`.
+  24 channels, torso lengths per second.
+- Pair lag: on sliding windows (`window_s` long, every `hop_s`), person i's features are
+  shifted against person j's by every whole frame in +-`max_lag_s` (plus one frame so that
+  the limit itself is inside), and at each shift the similarity is the mean over channels of
+  the Pearson correlation (which z-scores each channel within the window, over the frames
+  both have), each channel weighted by the product of its standard deviations in the two
+  persons, so that limbs at rest, whose velocity is mostly the pose model's jitter, count
+  little. The best interior peak, refined by a parabola through it and its neighbours,
+  is the lag of i behind j. No lag when the peak is below `min_correlation`, or another
+  peak (or the search limit) at least `min_peak_separation_s` away comes within
+  `ambiguity_margin` of it (periodic motion: the lag is ambiguous).
+- Group lag: per window, the pair lags are the differences lag_i - lag_j; a least-squares
+  fit weighted by the peak correlations gives one lag per person, shifted so that the
+  median person is at 0. Positive = behind the group (makes the same move later),
+  negative = ahead. A person's lag is the median over windows.
+- Timing score: 10 * exp(-|lag_ms| / timing_scale_ms): 10 in time, 7.2 at 50 ms, 3.7 at
+  150 ms, 1.4 at 300 ms.
+- Pose score: after removing the lags (person i's frame t is compared with person j's frame
+  t - round(lag_i - lag_j)), the original score's pose distance (affine alignment, unit
+  Frobenius norm, mean distance over the 9 score keypoints; `workers.score`) to every other
+  performer; the per-frame distance is the median over the others, mapped onto 0..10 as
+  the original score does; the person's pose score is the mean over frames.
+- Mirror (`mirror=True`): each pair is also compared with one of them mirrored (x flipped
+  about the torso centre and left/right keypoints swapped), and per pair whichever of the
+  two matches better over the video counts, so two people facing each other and moving as
+  mirror images are in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from workers.score import ScoreParams, distance_to_score
+from workers.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS, SCORE_KEYPOINTS
+
+
+def _mirror_permutation(names: tuple[str, ...]) -> tuple[int, ...]:
+    index = {name: i for i, name in enumerate(names)}
+    swapped = {"left_": "right_", "right_": "left_"}
+    permutation = []
+    for name in names:
+        prefix = next((p for p in swapped if name.startswith(p)), None)
+        partner = swapped[prefix] + name[len(prefix):] if prefix else name
+        permutation.append(index[partner])
+    return tuple(permutation)
+
+
+#: MIRROR_PERMUTATION[k] is the keypoint that keypoint k becomes in a mirror image
+#: (left_* <-> right_*, the nose stays), derived from the names in `workers.skeleton`.
+MIRROR_PERMUTATION: tuple[int, ...] = _mirror_permutation(KEYPOINT_NAMES)
+
+_INDEX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
+_SHOULDERS = [_INDEX["left_shoulder"], _INDEX["right_shoulder"]]
+_HIPS = [_INDEX["left_hip"], _INDEX["right_hip"]]
+_FACE = {"nose", "left_eye", "right_eye", "left_ear", "right_ear"}
+#: The 12 keypoints whose velocities are the motion features: shoulders to ankles.
+BODY_KEYPOINTS: tuple[int, ...] = tuple(i for i, name in enumerate(KEYPOINT_NAMES) if name not in _FACE)
+
+
+@dataclass(frozen=True)
+class TimingParams:
+    """Every knob of the timing analysis, with its unit.
+
+    Attributes:
+        window_s: Length of an analysis window, seconds.
+        hop_s: Step between window starts, seconds.
+        max_lag_s: Largest lag searched, seconds (either sign).
+        velocity_span_s: Time over which a velocity is taken (central difference), seconds.
+        min_valid_fraction: A channel counts at a shift only when both persons have it in at
+            least this fraction of the window's frames, 0..1.
+        min_channel_std: A channel counts only when it varies by at least this much in both
+            persons' windows, torso lengths per second (leaves out limbs at rest).
+        min_channels: Fewest counting channels for a similarity.
+        min_correlation: Smallest peak correlation accepted as a lag, -1..1.
+        ambiguity_margin: A second peak within this of the best makes the lag ambiguous.
+        min_peak_separation_s: How far apart two peaks must be to compete, seconds.
+        timing_scale_ms: Lag at which the timing score falls to 10/e, milliseconds.
+        mirror: Also accept mirror images as in sync (see the module docstring).
+        score: Constants of the pose-distance to 0..10 mapping (the original score's).
+    """
+
+    window_s: float = 4.0
+    hop_s: float = 1.0
+    max_lag_s: float = 0.5
+    velocity_span_s: float = 0.1
+    min_valid_fraction: float = 0.5
+    min_channel_std: float = 0.05
+    min_channels: int = 3
+    min_correlation: float = 0.3
+    ambiguity_margin: float = 0.05
+    min_peak_separation_s: float = 0.15
+    timing_scale_ms: float = 150.0
+    mirror: bool = False
+    score: ScoreParams = field(default_factory=ScoreParams)
+
+    def __post_init__(self) -> None:
+        positive = ("window_s", "hop_s", "max_lag_s", "velocity_span_s", "timing_scale_ms")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.min_valid_fraction <= 1.0:
+            raise ValueError(f"min_valid_fraction must be in (0, 1], got {self.min_valid_fraction!r}")
+        if not -1.0 <= self.min_correlation <= 1.0:
+            raise ValueError(f"min_correlation must be in -1..1, got {self.min_correlation!r}")
+        if self.min_channels < 1:
+            raise ValueError(f"min_channels must be >= 1, got {self.min_channels!r}")
+        for name in ("min_channel_std", "ambiguity_margin", "min_peak_separation_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class WindowLag:
+    """One person's lag in one analysis window.
+
+    Attributes:
+        start_s: Window start, seconds from the start of the video.
+        end_s: Window end (exclusive), seconds.
+        lag_ms: Lag behind the group in milliseconds (negative: ahead), or None when the
+            window has too little data or no clear peak.
+        correlation: Mean peak correlation with the others (-1..1), or None with no lag.
+    """
+
+    start_s: float
+    end_s: float
+    lag_ms: float | None
+    correlation: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class PersonTiming:
+    """One performer's timing and pose similarity against the group.
+
+    Attributes:
+        lag_ms: Median of the window lags in milliseconds (positive: behind), or None.
+        timing_score: 0..10 from `lag_ms` (see `timing_score`), or None.
+        pose_score: 0..10, the mean per-frame pose score after removing the lags (whole
+            frames; a person without a lag is taken as in time), or None.
+        windows: One `WindowLag` per analysis window.
+        distances: (T,) per-frame pose distance to the group (median over the others),
+            NaN where not comparable; indexed by this person's frames.
+        mirrored_with: Ids of the others compared as mirror images.
+    """
+
+    lag_ms: float | None
+    timing_score: float | None
+    pose_score: float | None
+    windows: tuple[WindowLag, ...]
+    distances: np.ndarray
+    mirrored_with: tuple[int, ...] = ()
+
+
+def torso_centres(keypoints: np.ndarray) -> np.ndarray:
+    """Mean of the shoulders and hips present, (..., 17, 2) -> (..., 2); NaN when none is."""
+    torso = np.asarray(keypoints, dtype=np.float64)[..., _SHOULDERS + _HIPS, :]
+    present = np.isfinite(torso).all(axis=-1, keepdims=True)
+    count = present.sum(axis=-2)
+    total = np.where(present, torso, 0.0).sum(axis=-2)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+
+
+def mirror_poses(keypoints: np.ndarray) -> np.ndarray:
+    """Mirror images of poses: x flipped about each torso centre, left and right swapped.
+
+    Args:
+        keypoints: (..., 17, 2) pixels (NaN allowed).
+
+    Returns:
+        (..., 17, 2) the poses a mirror image of each person would have, same centres.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    mirrored = keypoints[..., list(MIRROR_PERMUTATION), :].copy()
+    centre_x = torso_centres(keypoints)[..., None, 0]
+    mirrored[..., 0] = 2 * centre_x - mirrored[..., 0]
+    return mirrored
+
+
+def normalise_poses(keypoints: np.ndarray) -> np.ndarray:
+    """Poses centred on the torso centre and divided by the median torso length.
+
+    Args:
+        keypoints: (T, 17, 2) one person's keypoints in pixels, NaN where absent.
+
+    Returns:
+        (T, 17, 2) in torso lengths; all NaN when no frame shows shoulders and hips.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (NUM_KEYPOINTS, 2):
+        raise ValueError(f"keypoints must have shape (T, {NUM_KEYPOINTS}, 2), got {keypoints.shape}")
+    mid_shoulder = keypoints[:, _SHOULDERS].mean(axis=1)
+    mid_hip = keypoints[:, _HIPS].mean(axis=1)
+    torso = np.linalg.norm(mid_shoulder - mid_hip, axis=-1)
+    torso = torso[np.isfinite(torso) & (torso > 0)]
+    if torso.size == 0:
+        return np.full(keypoints.shape, np.nan)
+    return (keypoints - torso_centres(keypoints)[:, None, :]) / np.median(torso)
+
+
+def motion_features(normalised: np.ndarray, fps: float, velocity_span_s: float = 0.1) -> np.ndarray:
+    """Velocities of the body keypoints, the signal that timing is aligned on.
+
+    Args:
+        normalised: (T, 17, 2) from `normalise_poses`, torso lengths.
+        fps: Frames per second.
+        velocity_span_s: Time over which each central difference is taken, seconds.
+
+    Returns:
+        (T, 24) x and y velocities of `BODY_KEYPOINTS` in torso lengths per second; NaN at
+        the ends and next to missing frames.
+    """
+    half = max(1, round(velocity_span_s * fps / 2))
+    body = np.asarray(normalised, dtype=np.float64)[:, list(BODY_KEYPOINTS)]
+    velocity = np.full(body.shape, np.nan)
+    velocity[half:-half] = (body[2 * half:] - body[:-2 * half]) * fps / (2 * half)
+    return velocity.reshape(len(body), -1)
+
+
+def shift_correlations(
+    reference: np.ndarray,
+    person: np.ndarray,
+    min_valid: int,
+    min_channel_std: float = 0.0,
+    min_channels: int = 1,
+    weighted: bool = True,
+) -> np.ndarray:
+    """Mean per-channel correlation of a window of `person` with `reference` at every shift.
+
+    With `weighted`, each channel's correlation is weighted by the product of the two
+    standard deviations, which makes the mean the sum of covariances over the sum of
+    standard-deviation products: still 1 for identical signals, but dominated by the
+    channels that move.
+
+    Args:
+        reference: (L, C) the reference's features over the window (NaN allowed).
+        person: (L + 2S, C) the person's features from S frames before the window to S
+            frames after it (NaN allowed, e.g. padding past the video's ends).
+        min_valid: Fewest frames both must have in a channel for it to count at a shift.
+        min_channel_std: Channels varying less than this in either input do not count.
+        min_channels: Fewest counting channels for a value.
+        weighted: Weight channels by their motion (True) or equally (False).
+
+    Returns:
+        (2S + 1,) similarity at shifts -S..S frames (index k is shift k - S; shift s pairs
+        person frame t + s with reference frame t), NaN where too few channels count.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    person = np.asarray(person, dtype=np.float64)
+    length = len(reference)
+    moving = (_spread(reference) > min_channel_std) & (_spread(person) > min_channel_std)
+    windows = sliding_window_view(person[:, moving], length, axis=0).transpose(0, 2, 1)  # (K, L, C)
+    ref = reference[None, :, moving]
+    both = np.isfinite(ref) & np.isfinite(windows)
+    count = both.sum(axis=1)  # (K, C)
+    a = np.where(both, ref, 0.0)
+    b = np.where(both, windows, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_a = a.sum(axis=1) / count
+        mean_b = b.sum(axis=1) / count
+        da = np.where(both, a - mean_a[:, None, :], 0.0)
+        db = np.where(both, b - mean_b[:, None, :], 0.0)
+        covariance = (da * db).sum(axis=1)
+        scale = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
+        correlation = covariance / scale
+    usable = (count >= min_valid) & (scale > 1e-12)
+    counted = usable.sum(axis=1)
+    if not weighted:
+        weight = usable.astype(np.float64)
+    else:
+        weight = np.where(usable, scale / np.maximum(count, 1), 0.0)  # sd_a * sd_b
+    total = np.where(usable, correlation * weight, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted >= min_channels, total / weight.sum(axis=1), np.nan)
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """(N, C) -> (C,) standard deviation of each column over its finite values, 0 if none."""
+    finite = np.isfinite(values)
+    count = np.maximum(finite.sum(axis=0), 1)
+    mean = np.where(finite, values, 0.0).sum(axis=0) / count
+    return np.sqrt((np.where(finite, values - mean, 0.0) ** 2).sum(axis=0) / count)
+
+
+def peak_shift(
+    curve: np.ndarray,
+    min_correlation: float = 0.3,
+    ambiguity_margin: float = 0.05,
+    min_separation: int = 1,
+) -> tuple[float, float] | None:
+    """The shift of the clear best peak of a similarity curve, to a fraction of a frame.
+
+    Args:
+        curve: (2S + 1,) similarity at shifts -S..S frames (NaN where unknown).
+        min_correlation: Smallest accepted peak value.
+        ambiguity_margin: Another peak (or an end of the curve) at least `min_separation`
+            away and within this of the best makes the result None.
+        min_separation: Frames, see `ambiguity_margin`.
+
+    Returns:
+        (shift in frames, peak value), the shift refined by a parabola through the peak and
+        its two neighbours; or None when there is no interior peak, it is too low, or it is
+        ambiguous.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    half = (len(curve) - 1) // 2
+    left, middle, right = curve[:-2], curve[1:-1], curve[2:]
+    with np.errstate(invalid="ignore"):
+        is_peak = np.isfinite(left) & np.isfinite(middle) & np.isfinite(right) & (middle >= left) & (middle > right)
+    peaks = np.flatnonzero(is_peak) + 1
+    if peaks.size == 0:
+        return None
+    best = int(peaks[np.argmax(curve[peaks])])
+    value = curve[best]
+    if value < min_correlation:
+        return None
+    rivals = [k for k in (*peaks.tolist(), 0, len(curve) - 1) if abs(k - best) >= min_separation]
+    if any(np.isfinite(curve[k]) and curve[k] >= value - ambiguity_margin for k in rivals):
+        return None
+    before, after = curve[best - 1], curve[best + 1]
+    bend = before - 2 * value + after
+    offset = 0.5 * (before - after) / bend if bend < 0 else 0.0
+    return best - half + float(np.clip(offset, -0.5, 0.5)), float(value)
+
+
+def analysis_windows(frames: int, fps: float, window_s: float, hop_s: float) -> list[tuple[int, int]]:
+    """Start and end frames (end exclusive) of the sliding windows over a video.
+
+    Args:
+        frames: Number of frames T.
+        fps: Frames per second.
+        window_s: Window length, seconds.
+        hop_s: Step between starts, seconds.
+
+    Returns:
+        [(start, end), ...]; one window of the whole video when it is shorter than a window.
+    """
+    length = max(1, round(window_s * fps))
+    hop = max(1, round(hop_s * fps))
+    if frames <= length:
+        return [(0, frames)] if frames > 0 else []
+    return [(start, start + length) for start in range(0, frames - length + 1, hop)]
+
+
+def pair_window_lags(
+    features_i: np.ndarray,
+    features_j: np.ndarray,
+    windows: list[tuple[int, int]],
+    fps: float,
+    params: TimingParams,
+) -> list[tuple[float, float] | None]:
+    """Lag of person i behind person j in each window.
+
+    Args:
+        features_i: (T, C) motion features of person i.
+        features_j: (T, C) motion features of person j.
+        windows: From `analysis_windows`.
+        fps: Frames per second.
+        params: Timing knobs.
+
+    Returns:
+        Per window, (lag in frames, peak correlation) or None.
+    """
+    reach = int(np.ceil(params.max_lag_s * fps)) + 1
+    padding = np.full((reach, features_i.shape[1]), np.nan)
+    padded = np.concatenate([padding, features_i, padding])
+    separation = max(1, round(params.min_peak_separation_s * fps))
+    results = []
+    for start, end in windows:
+        curve = shift_correlations(
+            features_j[start:end],
+            padded[start:end + 2 * reach],
+            min_valid=max(2, int(np.ceil(params.min_valid_fraction * (end - start)))),
+            min_channel_std=params.min_channel_std,
+            min_channels=params.min_channels,
+        )
+        results.append(peak_shift(curve, params.min_correlation, params.ambiguity_margin, separation))
+    return results
+
+
+def solve_group_lags(
+    count: int, pair_lags: Mapping[tuple[int, int], tuple[float, float]]
+) -> np.ndarray:
+    """Per-person lags from pairwise lag differences, the median person at zero.
+
+    Args:
+        count: Number of persons n.
+        pair_lags: {(i, j): (lag of i behind j, weight > 0)} for the pairs measured.
+
+    Returns:
+        (n,) lags in the unit of the input, NaN for persons outside the largest connected
+        group of measured pairs (the group holding the lowest index among equals).
+    """
+    lags = np.full(count, np.nan)
+    edges = [(i, j, lag, weight) for (i, j), (lag, weight) in pair_lags.items() if weight > 0]
+    if not edges:
+        return lags
+    rows = [i for i, _, _, _ in edges]
+    cols = [j for _, j, _, _ in edges]
+    graph = coo_matrix((np.ones(len(edges)), (rows, cols)), shape=(count, count))
+    _, labels = connected_components(graph, directed=False)
+    linked = sorted({*rows, *cols})
+    sizes = {label: sum(labels[k] == label for k in linked) for label in labels[linked]}
+    group_label = max(sizes, key=lambda label: (sizes[label], -min(k for k in linked if labels[k] == label)))
+    members = [k for k in linked if labels[k] == group_label]
+    position = {person: column for column, person in enumerate(members)}
+    used = [edge for edge in edges if edge[0] in position]
+    design = np.zeros((len(used) + 1, len(members)))
+    target = np.zeros(len(used) + 1)
+    for row, (i, j, lag, weight) in enumerate(used):
+        root = np.sqrt(weight)
+        design[row, position[i]] = root
+        design[row, position[j]] = -root
+        target[row] = root * lag
+    design[-1] = 1.0  # fixes the free offset; the median shift below sets the real one
+    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+    lags[members] = solution - np.median(solution)
+    return lags
+
+
+def pose_distances(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The original score's pose distance for every frame at once, NaN-aware.
+
+    Same definition as `workers.score.pose_distance` with weight 1 for every keypoint that
+    both poses have (finite) and 0 otherwise: `other` is mapped onto `reference` by a least-
+    squares affine transform, both are centred and scaled to unit Frobenius norm over those
+    keypoints, and the distance is the mean over the present score keypoints.
+
+    Args:
+        reference: (T, 17, 2) pixels (NaN where absent).
+        other: (T, 17, 2) pixels.
+
+    Returns:
+        (T,) distances (0 for poses equal up to an affine map), NaN where not comparable.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    present = np.isfinite(reference).all(axis=-1) & np.isfinite(other).all(axis=-1)  # (T, 17)
+    weight = present[..., None].astype(np.float64)
+    source = np.concatenate([np.where(present[..., None], other, 0.0), weight], axis=-1) * weight
+    target = np.where(present[..., None], reference, 0.0)
+    affine = np.linalg.pinv(source) @ target  # (T, 3, 2), the minimum-norm least squares
+    transformed = source @ affine
+
+    def unit(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = np.maximum(present.sum(axis=-1), 1)[:, None, None]
+        centred = (points - (points * weight).sum(axis=1, keepdims=True) / count) * weight
+        norm = np.linalg.norm(centred, axis=(1, 2))
+        return centred / np.where(norm > 1e-9, norm, np.nan)[:, None, None], norm > 1e-9
+
+    aligned, aligned_ok = unit(transformed)
+    goal, goal_ok = unit(target)
+    score_points = list(SCORE_KEYPOINTS)
+    gaps = np.linalg.norm(aligned[:, score_points] - goal[:, score_points], axis=-1)
+    mass = present[:, score_points].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = np.where(present[:, score_points], gaps, 0.0).sum(axis=-1) / mass
+    return np.where((mass > 0) & aligned_ok & goal_ok, distance, np.nan)
+
+
+def timing_score(lag_ms: float | None, scale_ms: float = 150.0) -> float | None:
+    """10 * exp(-|lag_ms| / scale_ms): 10 in time, falling as the lag grows; None for None."""
+    if lag_ms is None:
+        return None
+    return float(10.0 * np.exp(-abs(lag_ms) / scale_ms))
+
+
+def _shifted(values: np.ndarray, shift: int) -> np.ndarray:
+    """values[t - shift] at every t, NaN where that frame does not exist."""
+    result = np.full(values.shape, np.nan)
+    if abs(shift) >= len(values):
+        return result
+    if shift >= 0:
+        result[shift:] = values[:len(values) - shift]
+    else:
+        result[:shift] = values[-shift:]
+    return result
+
+
+def analyse_timing(
+    poses: Mapping[int, np.ndarray], fps: float, params: TimingParams = TimingParams()
+) -> dict[int, PersonTiming]:
+    """Lag, timing score and pose score of every performer against the others.
+
+    Args:
+        poses: {id: (T, 17, 2) keypoints in pixels, NaN where absent}, performers only.
+        fps: Frames per second.
+        params: Timing knobs.
+
+    Returns:
+        {id: PersonTiming}, ids ascending. With fewer than two performers every value is None.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    ids = sorted(poses)
+    arrays = [np.asarray(poses[i], dtype=np.float64) for i in ids]
+    frames = len(arrays[0]) if arrays else 0
+    for person_id, array in zip(ids, arrays):
+        if array.shape != (frames, NUM_KEYPOINTS, 2):
+            raise ValueError(f"poses[{person_id}] must have shape ({frames}, {NUM_KEYPOINTS}, 2), "
+                             f"got {array.shape}")
+    normalised = [normalise_poses(array) for array in arrays]
+    features = [motion_features(n, fps, params.velocity_span_s) for n in normalised]
+    mirrored_features = [motion_features(mirror_poses(n), fps, params.velocity_span_s) for n in normalised]
+    windows = analysis_windows(frames, fps, params.window_s, params.hop_s)
+
+    pair_results: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
+    mirrored_pairs: set[tuple[int, int]] = set()
+    for a in range(len(ids)):
+        for b in range(a + 1, len(ids)):
+            direct = pair_window_lags(features[a], features[b], windows, fps, params)
+            pair_results[a, b] = direct
+            if params.mirror:
+                flipped = pair_window_lags(features[a], mirrored_features[b], windows, fps, params)
+                if _strength(flipped) > _strength(direct):
+                    pair_results[a, b] = flipped
+                    mirrored_pairs.add((a, b))
+
+    window_lags = np.full((len(windows), len(ids)), np.nan)
+    window_correlations = np.full((len(windows), len(ids)), np.nan)
+    for w in range(len(windows)):
+        measured = {pair: result[w] for pair, result in pair_results.items() if result[w] is not None}
+        window_lags[w] = solve_group_lags(len(ids), measured)
+        for person in range(len(ids)):
+            peaks = [value for (a, b), (_, value) in measured.items() if person in (a, b)]
+            if peaks and np.isfinite(window_lags[w, person]):
+                window_correlations[w, person] = np.mean(peaks)
+
+    lags_frames = [_median_or_nan(window_lags[:, person]) for person in range(len(ids))]
+    results = {}
+    for person, person_id in enumerate(ids):
+        distances = _group_distances(person, arrays, lags_frames, mirrored_pairs)
+        scores = [distance_to_score(d, params.score) for d in distances[np.isfinite(distances)]]
+        lag_ms = None if np.isnan(lags_frames[person]) else float(lags_frames[person] * 1000.0 / fps)
+        results[person_id] = PersonTiming(
+            lag_ms=lag_ms,
+            timing_score=timing_score(lag_ms, params.timing_scale_ms),
+            pose_score=float(np.mean(scores)) if scores else None,
+            windows=tuple(
+                WindowLag(
+                    start_s=start / fps,
+                    end_s=end / fps,
+                    lag_ms=None if np.isnan(window_lags[w, person]) else float(window_lags[w, person] * 1000 / fps),
+                    correlation=None if np.isnan(window_correlations[w, person])
+                    else float(window_correlations[w, person]),
+                )
+                for w, (start, end) in enumerate(windows)
+            ),
+            distances=distances,
+            mirrored_with=tuple(ids[b if a == person else a] for a, b in sorted(mirrored_pairs) if person in (a, b)),
+        )
+    return results
+
+
+def _strength(results: list[tuple[float, float] | None]) -> float:
+    """Mean peak correlation over windows, a window without a peak counting 0."""
+    return float(np.mean([r[1] if r is not None else 0.0 for r in results])) if results else 0.0
+
+
+def _median_or_nan(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def _group_distances(
+    person: int, arrays: list[np.ndarray], lags_frames: list[float], mirrored_pairs: set[tuple[int, int]]
+) -> np.ndarray:
+    """(T,) median over the others of the pose distance, after removing the lags."""
+    own_lag = lags_frames[person] if np.isfinite(lags_frames[person]) else 0.0
+    per_other = []
+    for other in range(len(arrays)):
+        if other == person:
+            continue
+        other_lag = lags_frames[other] if np.isfinite(lags_frames[other]) else 0.0
+        partner = arrays[other]
+        if (min(person, other), max(person, other)) in mirrored_pairs:
+            partner = mirror_poses(partner)
+        # The person's frame t shows the move the other made at t - (own lag - other lag).
+        per_other.append(pose_distances(_shifted(partner, round(own_lag - other_lag)), arrays[person]))
+    if not per_other:
+        return np.full(len(arrays[person]), np.nan)
+    stacked = np.stack(per_other)
+    finite = np.isfinite(stacked).any(axis=0)
+    result = np.full(stacked.shape[1], np.nan)
+    result[finite] = np.nanmedian(stacked[:, finite], axis=0)
+    return result
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A stretch of the video where the group was least in sync.
+
+    Attributes:
+        start_s: Start, seconds from the start of the video.
+        end_s: End (exclusive), seconds.
+        mean_score: Mean group score over the scored frames of the stretch, 0..10.
+        worst_person: Id with the largest mean pose distance there, or None when unknown.
+    """
+
+    start_s: float
+    end_s: float
+    mean_score: float
+    worst_person: int | None
+
+
+def worst_moments(
+    frame_scores: np.ndarray,
+    fps: float,
+    distances: Mapping[int, np.ndarray] | None = None,
+    count: int = 3,
+    duration_s: float = 1.0,
+    min_scored_fraction: float = 0.5,
+) -> list[Moment]:
+    """The non-overlapping stretches with the lowest mean group score, worst first.
+
+    Args:
+        frame_scores: (T,) group score per frame, 0..10, NaN where unscored.
+        fps: Frames per second.
+        distances: {id: (T,) pose distance per frame, NaN where unknown} (e.g.
+            `PersonTiming.distances`), to name the person most out of sync; optional.
+        count: Most stretches returned.
+        duration_s: Length of every stretch, seconds (rounded to whole frames).
+        min_scored_fraction: A stretch needs at least this fraction of scored frames, 0..1.
+
+    Returns:
+        Up to `count` `Moment`s, lowest mean score first.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count!r}")
+    scores = np.asarray(frame_scores, dtype=np.float64)
+    length = max(1, round(duration_s * fps))
+    if len(scores) < length:
+        return []
+    scored = np.isfinite(scores)
+    sums = sliding_window_view(np.where(scored, scores, 0.0), length).sum(axis=1)
+    counts = sliding_window_view(scored, length).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts >= max(1, np.ceil(min_scored_fraction * length)), sums / counts, np.nan)
+    moments = []
+    while len(moments) < count and np.isfinite(means).any():
+        start = int(np.nanargmin(means))
+        end = start + length
+        worst, worst_distance = None, -np.inf
+        for person_id, series in sorted((distances or {}).items()):
+            stretch = np.asarray(series, dtype=np.float64)[start:end]
+            stretch = stretch[np.isfinite(stretch)]
+            if stretch.size and stretch.mean() > worst_distance:
+                worst, worst_distance = person_id, float(stretch.mean())
+        moments.append(Moment(start / fps, end / fps, float(means[start]), worst))
+        means[max(0, start - length + 1):end] = np.nan
+    return moments

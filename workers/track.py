@@ -1,0 +1,374 @@
+"""Tracking and performer selection: a stable id per person, and who counts as a performer.
+
+Pure math, no I/O. `Tracker` gives every detection of a frame the id of the person it
+continues, matching consecutive frames by box overlap and keypoint distance with a constant-
+velocity prediction, so people who cross or hide for a moment keep their id. Over the whole
+video, `track_poses` and `summarize_tracks` turn the per-frame ids into one pose sequence and
+one summary per id, and `select_performers` decides from the summaries whom to score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from workers.data import Detections
+from workers.skeleton import NUM_KEYPOINTS
+
+# A cost no allowed pair reaches: linear_sum_assignment needs finite entries.
+_FORBIDDEN = 1e9
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in `boxes_a` with every box in `boxes_b`.
+
+    Args:
+        boxes_a: (n, 4) boxes x1, y1, x2, y2 in pixels.
+        boxes_b: (m, 4) boxes in pixels.
+
+    Returns:
+        (n, m) IoU in 0..1 (0 where a union is empty).
+    """
+    a = np.asarray(boxes_a, dtype=np.float64)[:, None, :]
+    b = np.asarray(boxes_b, dtype=np.float64)[None, :, :]
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    intersection = width * height
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - intersection
+    return np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)
+
+
+@dataclass
+class _Track:
+    id: int
+    box: np.ndarray  # (4,) pixels, as last seen
+    keypoints: np.ndarray  # (17, 2) pixels, as last seen
+    velocity: np.ndarray  # (2,) pixels per frame of the keypoint centre
+    last_frame: int
+    observations: int
+
+
+class Tracker:
+    """Gives each person a stable integer id across the frames of one video.
+
+    Create one per video and call `update` once per frame, in order. Each frame, the live
+    tracks (seen within the last `max_missing` frames) are matched to the detections by the
+    Hungarian method on
+
+        cost = iou_weight * (1 - IoU) + (1 - iou_weight) * d / max_distance,
+
+    where d is the mean keypoint distance in units of the track's box size (the longer box
+    side, in pixels), each keypoint's distance clipped at 1. Each track is compared both
+    where it was last seen and where its constant velocity predicts it now, and the cheaper
+    counts. A pair is allowed only when
+    d <= max_distance + distance_growth * (frames missing), so a person hidden longer may
+    reappear further away. Unmatched detections start new ids (1, 2, 3, ... in the order of
+    the detections); an id is never given again. The result does not depend on the order
+    of the detections except for exact ties.
+
+    Args:
+        max_missing: Frames a person may be absent and still keep the id (about 1 s).
+        iou_weight: Weight of the box overlap in the cost, 0..1; the rest is keypoints.
+        max_distance: Largest mean keypoint distance for a match between consecutive
+            frames, in box sizes.
+        distance_growth: How much `max_distance` grows per missing frame, in box sizes.
+        velocity_smoothing: Weight of the newest velocity in its running average, (0, 1].
+    """
+
+    def __init__(
+        self,
+        max_missing: int = 30,
+        iou_weight: float = 0.5,
+        max_distance: float = 0.5,
+        distance_growth: float = 0.02,
+        velocity_smoothing: float = 0.5,
+    ) -> None:
+        if not (isinstance(max_missing, (int, np.integer)) and max_missing >= 0):
+            raise ValueError(f"max_missing must be an integer >= 0 frames, got {max_missing!r}")
+        if not 0.0 <= iou_weight <= 1.0:
+            raise ValueError(f"iou_weight must be in 0..1, got {iou_weight!r}")
+        if not max_distance > 0:
+            raise ValueError(f"max_distance must be > 0 box sizes, got {max_distance!r}")
+        if not distance_growth >= 0:
+            raise ValueError(f"distance_growth must be >= 0 box sizes per frame, got {distance_growth!r}")
+        if not 0.0 < velocity_smoothing <= 1.0:
+            raise ValueError(f"velocity_smoothing must be in (0, 1], got {velocity_smoothing!r}")
+        self.max_missing = int(max_missing)
+        self.iou_weight = float(iou_weight)
+        self.max_distance = float(max_distance)
+        self.distance_growth = float(distance_growth)
+        self.velocity_smoothing = float(velocity_smoothing)
+        self._tracks: list[_Track] = []
+        self._frame = 0
+        self._next_id = 1
+
+    def update(self, persons: Detections) -> np.ndarray:
+        """Match one frame's persons to the tracks.
+
+        Args:
+            persons: The frame's detections (any order, possibly none).
+
+        Returns:
+            (n,) int64 ids, one per detection in the given order.
+        """
+        frame = self._frame
+        self._frame += 1
+        self._tracks = [t for t in self._tracks if frame - t.last_frame - 1 <= self.max_missing]
+        ids = np.zeros(len(persons), dtype=np.int64)
+        matched: set[int] = set()
+        if self._tracks and len(persons):
+            cost = self._cost(persons, frame)
+            for row, col in zip(*linear_sum_assignment(cost)):
+                if cost[row, col] < _FORBIDDEN:
+                    self._follow(self._tracks[row], persons, col, frame)
+                    ids[col] = self._tracks[row].id
+                    matched.add(int(col))
+        for col in range(len(persons)):
+            if col not in matched:
+                ids[col] = self._start(persons, col, frame)
+        return ids
+
+    def _cost(self, persons: Detections, frame: int) -> np.ndarray:
+        """(tracks, detections) matching cost, `_FORBIDDEN` where the gate refuses the pair."""
+        gaps = np.array([frame - t.last_frame for t in self._tracks], dtype=np.float64)
+        boxes = np.stack([t.box for t in self._tracks])
+        keypoints = np.stack([t.keypoints for t in self._tracks])
+        shifts = np.stack([t.velocity for t in self._tracks]) * gaps[:, None]
+        sides = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0).max(axis=1)
+        gate = self.max_distance + self.distance_growth * (gaps - 1)
+        best = np.full((len(self._tracks), len(persons)), _FORBIDDEN)
+        for shift in (np.zeros_like(shifts), shifts):
+            moved_boxes = boxes + np.tile(shift, 2)
+            moved_keypoints = keypoints + shift[:, None, :]
+            gaps_px = np.linalg.norm(moved_keypoints[:, None] - persons.keypoints[None], axis=-1)
+            # Clipped at one box size so that one wild keypoint cannot outweigh the rest.
+            distance = np.minimum(gaps_px / sides[:, None, None], 1.0).mean(axis=-1)
+            iou = box_iou(moved_boxes, persons.boxes)
+            cost = self.iou_weight * (1 - iou) + (1 - self.iou_weight) * distance / self.max_distance
+            cost = np.where(distance <= gate[:, None], cost, _FORBIDDEN)
+            best = np.minimum(best, cost)
+        return best
+
+    def _follow(self, track: _Track, persons: Detections, col: int, frame: int) -> None:
+        keypoints = persons.keypoints[col]
+        step = (keypoints.mean(axis=0) - track.keypoints.mean(axis=0)) / (frame - track.last_frame)
+        if track.observations == 1:
+            track.velocity = step
+        else:
+            a = self.velocity_smoothing
+            track.velocity = a * step + (1 - a) * track.velocity
+        track.box = persons.boxes[col].copy()
+        track.keypoints = keypoints.copy()
+        track.last_frame = frame
+        track.observations += 1
+
+    def _start(self, persons: Detections, col: int, frame: int) -> int:
+        track = _Track(
+            id=self._next_id,
+            box=persons.boxes[col].copy(),
+            keypoints=persons.keypoints[col].copy(),
+            velocity=np.zeros(2),
+            last_frame=frame,
+            observations=1,
+        )
+        self._next_id += 1
+        self._tracks.append(track)
+        return track.id
+
+
+def track_video(frames: Sequence[Detections], **tracker_args) -> list[np.ndarray]:
+    """Ids for every frame of a video, from a fresh `Tracker`.
+
+    Args:
+        frames: One `Detections` per frame, in order.
+        **tracker_args: Passed to `Tracker`.
+
+    Returns:
+        One (n_f,) int64 array of ids per frame.
+    """
+    tracker = Tracker(**tracker_args)
+    return [tracker.update(persons) for persons in frames]
+
+
+def track_poses(
+    frames: Sequence[Detections],
+    ids: Sequence[np.ndarray],
+    keypoint_threshold: float | None = None,
+) -> dict[int, np.ndarray]:
+    """Each id's keypoints over the whole video, NaN where the person is absent.
+
+    Args:
+        frames: One `Detections` per frame (T frames).
+        ids: The tracker's (n_f,) ids per frame.
+        keypoint_threshold: Keypoints scoring at or below this (model scale) become NaN;
+            None keeps all.
+
+    Returns:
+        {id: (T, 17, 2) float64 keypoints in pixels, NaN where absent or unsure}.
+    """
+    if len(frames) != len(ids):
+        raise ValueError(f"frames and ids must have the same length, got {len(frames)} and {len(ids)}")
+    total = len(frames)
+    poses: dict[int, np.ndarray] = {}
+    for index, (persons, frame_ids) in enumerate(zip(frames, ids)):
+        for col, person_id in enumerate(np.asarray(frame_ids).tolist()):
+            if person_id not in poses:
+                poses[person_id] = np.full((total, NUM_KEYPOINTS, 2), np.nan)
+            keypoints = persons.keypoints[col].copy()
+            if keypoint_threshold is not None:
+                keypoints[persons.keypoint_scores[col] <= keypoint_threshold] = np.nan
+            poses[person_id][index] = keypoints
+    return dict(sorted(poses.items()))
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What performer selection needs to know about one id over the whole video.
+
+    Attributes:
+        frames_present: Frames in which the id was detected.
+        total_frames: Frames in the video.
+        median_height: Median box height over the frames present, in pixels.
+        motion: Median over time of the mean keypoint displacement over `interval_s`,
+            in box heights per second (NaN when the track is too short to measure).
+    """
+
+    frames_present: int
+    total_frames: int
+    median_height: float
+    motion: float
+
+    @property
+    def presence(self) -> float:
+        """Fraction of the video's frames in which the id was detected, 0..1."""
+        return self.frames_present / self.total_frames if self.total_frames else 0.0
+
+
+def summarize_tracks(
+    frames: Sequence[Detections],
+    ids: Sequence[np.ndarray],
+    fps: float,
+    interval_s: float = 0.5,
+) -> dict[int, TrackSummary]:
+    """Presence, size and motion of every id.
+
+    Motion is measured as displacement over `interval_s` rather than frame to frame so that
+    a pose model's frame-to-frame jitter does not make a person standing still look moving.
+
+    Args:
+        frames: One `Detections` per frame (T frames).
+        ids: The tracker's (n_f,) ids per frame.
+        fps: Frames per second.
+        interval_s: Time over which displacement is measured, in seconds.
+
+    Returns:
+        {id: TrackSummary}, ids ascending.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    poses = track_poses(frames, ids)
+    heights: dict[int, list[float]] = {person_id: [] for person_id in poses}
+    height_series = {person_id: np.full(len(frames), np.nan) for person_id in poses}
+    for index, (persons, frame_ids) in enumerate(zip(frames, ids)):
+        for col, person_id in enumerate(np.asarray(frame_ids).tolist()):
+            height = float(persons.boxes[col, 3] - persons.boxes[col, 1])
+            heights[person_id].append(height)
+            height_series[person_id][index] = height
+    step = max(1, round(interval_s * fps))
+    summaries = {}
+    for person_id, keypoints in poses.items():
+        moved = np.linalg.norm(keypoints[step:] - keypoints[:-step], axis=-1)  # (T-step, 17)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_height = moved.mean(axis=1) / height_series[person_id][:-step] * fps / step
+        per_height = per_height[np.isfinite(per_height)]
+        summaries[person_id] = TrackSummary(
+            frames_present=len(heights[person_id]),
+            total_frames=len(frames),
+            median_height=float(np.median(heights[person_id])),
+            motion=float(np.median(per_height)) if per_height.size else float("nan"),
+        )
+    return summaries
+
+
+def select_performers(
+    tracks: Mapping[int, TrackSummary],
+    mode: str | int = "auto",
+    min_presence: float = 0.5,
+    min_relative_height: float = 0.5,
+    min_relative_motion: float = 0.25,
+) -> dict[int, tuple[bool, str]]:
+    """Decide whom to score: the main group, not bystanders or passers-by.
+
+    "auto" keeps an id when all three hold, in this order:
+    1. it is present in at least `min_presence` of the frames;
+    2. its median height is at least `min_relative_height` times the median height of the
+       ids passing 1 (of all ids when none passes), so the far-away audience drops out;
+    3. its motion is at least `min_relative_motion` times the median motion of the ids
+       passing 1 and 2, so people standing still drop out (relative, so a calm dance is
+       not mistaken for standing still).
+    "all" keeps every id. An integer N keeps N ids: those "auto" keeps first, then the
+    most present, then the tallest, then the lowest id.
+
+    Args:
+        tracks: {id: TrackSummary}.
+        mode: "auto", "all", or a number of persons >= 1.
+        min_presence: Fraction of frames, 0..1.
+        min_relative_height: Fraction of the group's median height, >= 0.
+        min_relative_motion: Fraction of the group's median motion, >= 0.
+
+    Returns:
+        {id: (scored, reason)}, ids ascending; the reason says why, e.g.
+        "present in 12% of frames; static (motion 0.03 of the group's median)".
+    """
+    if not (mode in ("auto", "all") or (isinstance(mode, (int, np.integer)) and not isinstance(mode, bool)
+                                         and mode >= 1)):
+        raise ValueError(f"mode must be 'auto', 'all' or a number of persons >= 1, got {mode!r}")
+    if not 0.0 <= min_presence <= 1.0:
+        raise ValueError(f"min_presence must be in 0..1, got {min_presence!r}")
+    ids = sorted(tracks)
+    if mode == "all":
+        return {person_id: (True, "all persons scored") for person_id in ids}
+
+    present = [i for i in ids if tracks[i].presence >= min_presence]
+    group = present or ids
+    group_height = float(np.median([tracks[i].median_height for i in group])) if group else 0.0
+    tall = [i for i in group if tracks[i].median_height >= min_relative_height * group_height]
+    motions = [tracks[i].motion for i in tall if np.isfinite(tracks[i].motion)]
+    group_motion = float(np.median(motions)) if motions else 0.0
+
+    verdicts: dict[int, tuple[bool, str]] = {}
+    for person_id in ids:
+        track = tracks[person_id]
+        problems = []
+        if track.presence < min_presence:
+            problems.append(f"present in {track.presence:.0%} of frames")
+        relative_height = track.median_height / group_height if group_height > 0 else 1.0
+        if relative_height < min_relative_height:
+            problems.append(f"smaller than {min_relative_height:g} of the group's median height "
+                            f"({relative_height:.2f})")
+        if not np.isfinite(track.motion):
+            problems.append("too briefly seen to measure motion")
+        elif group_motion > 0 and track.motion < min_relative_motion * group_motion:
+            problems.append(f"static (motion {track.motion / group_motion:.2f} of the group's median)")
+        if problems:
+            verdicts[person_id] = (False, "; ".join(problems))
+        else:
+            verdicts[person_id] = (True, f"performer: present in {track.presence:.0%} of frames, "
+                                         f"height {relative_height:.2f} of the group's median, moving")
+    if mode == "auto":
+        return verdicts
+
+    ranked = sorted(ids, key=lambda i: (not verdicts[i][0], -tracks[i].frames_present,
+                                        -tracks[i].median_height, i))
+    chosen = set(ranked[:mode])
+    return {
+        person_id: (True, f"among the {mode} chosen ({verdicts[person_id][1]})")
+        if person_id in chosen
+        else (False, f"not among the {mode} chosen ({verdicts[person_id][1]})")
+        for person_id in ids
+    }
