@@ -129,5 +129,6 @@ def child_processes() -> list[str]:
         name = text[text.index("(") + 1 : text.rindex(")")]
         state, ppid = text[text.rindex(")") + 2 :].split()[:2]
         if ppid == me and state != "Z":
-            names.append(name)
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            names.append(f"{name}: ...{command[-160:]}")
     return names

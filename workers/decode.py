@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import numpy as np
@@ -10,20 +11,32 @@ from workers.data import Frame, VideoInfo
 from workers.errors import DecodeError
 from workers.ffmpeg import FFmpegProcess, input_args
 
+log = logging.getLogger("dancingskeletons")
+
+#: Decoder errors tolerated in one video before it fails (damaged frames are concealed or
+#: dropped by ffmpeg and reported as a warning up to this many).
+MAX_DECODE_ERRORS = 50
+
 
 class VideoReader:
     """Reads every frame of a video through ffmpeg, upright (rotation applied).
 
-    The frame count is the count actually decoded, not the header's estimate.
+    The frame count is the count actually decoded, not the header's estimate. A damaged
+    stretch is decoded as well as ffmpeg can (frames concealed or dropped) with a warning, up
+    to `max_errors` decoder errors; more, or a file that ends in the middle of its data
+    (a truncated MP4), fails.
 
     Args:
         info: The probed input.
         nice: Niceness added to the ffmpeg process.
+        max_errors: Decoder errors tolerated before the video fails.
     """
 
-    def __init__(self, info: VideoInfo, nice: int = 0) -> None:
+    def __init__(self, info: VideoInfo, nice: int = 0, max_errors: int = MAX_DECODE_ERRORS) -> None:
         self.info = info
         self.nice = nice
+        self.max_errors = max_errors
+        self.warnings: list[str] = []
         self.frames_read = 0
         self._process: FFmpegProcess | None = None
 
@@ -33,7 +46,9 @@ class VideoReader:
             "-loglevel", "error",
             *input_args(self.info.path),
             "-map", "0:v:0",
-            "-fps_mode", "passthrough",
+            # Constant rate at the probed rate: a variable-rate video gets frames repeated
+            # across its gaps and stays in sync with its audio; a constant-rate one is as is.
+            "-fps_mode", "cfr", "-r", str(self.info.fps),
             "-f", "rawvideo",
             "-pix_fmt", "rgb24",
             "pipe:1",
@@ -45,6 +60,14 @@ class VideoReader:
             self.start()
         process = self._process
         assert process is not None and process.stdout is not None
+        try:
+            yield from self._frames(process)
+        except BaseException:  # GeneratorExit too: a caller that stops early leaves no ffmpeg
+            process.kill()
+            raise
+        self._check_end(process)
+
+    def _frames(self, process: FFmpegProcess) -> Iterator[Frame]:
         height, width = self.info.height, self.info.width
         frame_bytes = width * height * 3
         rate = float(self.info.fps)
@@ -58,16 +81,31 @@ class VideoReader:
                     break
                 filled += count
             if filled == 0:
-                break
+                return
             if filled < frame_bytes:
                 raise DecodeError(f"{self.info.path}: the last frame is incomplete ({process.last_error()})")
             yield Frame(index=self.frames_read, timestamp=self.frames_read / rate, image=image)
             self.frames_read += 1
+
+    def _check_end(self, process: FFmpegProcess) -> None:
+        """After the last frame: fail on an ffmpeg error, a truncated or badly damaged file."""
         code = process.wait(timeout=30)
-        if code != 0 and process.stderr_lines():
-            raise DecodeError(f"{self.info.path}: decoding failed after {self.frames_read} frames ({process.last_error()})")
+        path, errors = self.info.path, process.stderr_count
+        if code != 0:
+            raise DecodeError(f"{path}: decoding failed after {self.frames_read} frames ({process.last_error()})")
         if self.frames_read == 0:
-            raise DecodeError(f"{self.info.path}: no frame could be decoded ({process.last_error()})")
+            raise DecodeError(f"{path}: no frame could be decoded ({process.last_error()})")
+        if any("partial file" in line for line in process.stderr_lines()):
+            raise DecodeError(f"{path}: the file is truncated (its data ends after {self.frames_read} frames)")
+        if errors > self.max_errors:
+            raise DecodeError(
+                f"{path}: damaged: {errors} decoding errors, more than the {self.max_errors} tolerated "
+                f"(last: {process.last_error()})"
+            )
+        if errors:
+            message = f"{path}: {errors} decoding errors; damaged frames were concealed or dropped"
+            self.warnings.append(message)
+            log.warning(message)
 
     def kill(self) -> None:
         """Stop ffmpeg now; a read blocked in another thread returns."""

@@ -23,8 +23,18 @@ import imageio_ffmpeg
 from workers.data import VideoInfo
 from workers.errors import VideoOpenError
 
-#: Protocols an input may use: no network, no playlists that point elsewhere.
+#: Protocols an input may use: local files only, never the network.
 INPUT_PROTOCOLS = "file"
+
+#: Demuxers an input may use: video containers and raw video streams. Not on it: playlists
+#: and lists that make ffmpeg open other files or addresses (hls, dash, concat, ffconcat,
+#: image2 patterns, subfile, tee, data URIs). Nested demuxers inherit the list, so an HLS
+#: playlist smuggled into an AVI or MP4 is refused too.
+INPUT_FORMATS = ",".join((
+    "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "asf", "flv", "mpeg", "mpegts", "mpegvideo",
+    "ogg", "h264", "hevc", "m4v", "vc1", "nut", "mxf", "ivf", "obu", "av1", "dv", "rm", "gif", "wtv",
+    "yuv4mpegpipe",
+))
 
 _NTSC_RATES = (24, 30, 48, 60, 120, 240)
 
@@ -41,8 +51,8 @@ def file_url(path: Path) -> str:
 
 
 def input_args(path: Path) -> list[str]:
-    """The arguments that open `path` as an input, restricted to local files."""
-    return ["-protocol_whitelist", INPUT_PROTOCOLS, "-i", file_url(path)]
+    """The arguments that open `path` as an input: a local file, in a video container."""
+    return ["-protocol_whitelist", INPUT_PROTOCOLS, "-format_whitelist", INPUT_FORMATS, "-i", file_url(path)]
 
 
 class FFmpegProcess:
@@ -68,6 +78,7 @@ class FFmpegProcess:
             start_new_session=True,
         )
         self._stderr_tail: deque[str] = deque(maxlen=40)
+        self.stderr_count = 0
         self._drain = threading.Thread(target=self._drain_stderr, name="ffmpeg-stderr", daemon=True)
         self._drain.start()
 
@@ -77,6 +88,7 @@ class FFmpegProcess:
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
                 self._stderr_tail.append(line)
+                self.stderr_count += 1
         self.process.stderr.close()
 
     @property
@@ -93,8 +105,8 @@ class FFmpegProcess:
 
     def last_error(self) -> str:
         """ffmpeg's last message, or a placeholder."""
-        lines = self.stderr_lines()
-        return lines[-1] if lines else "no message from ffmpeg"
+        lines = [line for line in self.stderr_lines() if "Last message repeated" not in line]
+        return _PREFIX.sub("", lines[-1].strip()) if lines else "no message from ffmpeg"
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the process to end and its stderr to be read; return the exit code."""
@@ -139,7 +151,8 @@ def run_ffmpeg(args: list[str], timeout: float) -> tuple[int, list[str]]:
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 _STREAM = re.compile(r"Stream #\d+:\d+.*?: (Video|Audio): (\w+)")
 _SIZE = re.compile(r", (\d{2,5})x(\d{2,5})[ ,]")
-_FPS = re.compile(r", (\d+(?:\.\d+)?) (fps|tbr)")
+_FPS = re.compile(r", (\d+(?:\.\d+)?) fps")
+_TBR = re.compile(r", (\d+(?:\.\d+)?)k? tbr")
 
 
 def exact_rate(text: str) -> Fraction:
@@ -154,6 +167,24 @@ def exact_rate(text: str) -> Fraction:
         if abs(value - float(ntsc)) < 0.01:
             return ntsc
     return Fraction(text).limit_denominator(1000)
+
+
+def _stream_rate(line: str) -> Fraction | None:
+    """The rate to decode and encode a video stream at.
+
+    The average rate ("fps") of a constant-rate stream; for a variable-rate one (average and
+    base rate "tbr" differ) the base rate, so that frames are repeated across gaps and the
+    video keeps pace with its audio.
+    """
+    average, base = _FPS.search(line), _TBR.search(line)
+    if average is None:
+        return exact_rate(base.group(1)) if base and "k tbr" not in line else None
+    fps = exact_rate(average.group(1))
+    if base and "k tbr" not in line:
+        tbr = exact_rate(base.group(1))
+        if abs(tbr - fps) > fps / 100 and fps < tbr <= 120:
+            return tbr
+    return fps
 
 
 def parse_probe(path: Path, lines: list[str]) -> VideoInfo:
@@ -183,14 +214,13 @@ def parse_probe(path: Path, lines: list[str]) -> VideoInfo:
                 has_audio, audio_codec = True, codec
             elif kind == "Video" and video_codec is None and "attached pic" not in line:
                 video_codec = codec
-                if rate := _FPS.search(line):
-                    fps = exact_rate(rate.group(1))
+                fps = _stream_rate(line)
         elif kind == "Video" and size is None and (dims := _SIZE.search(line)):
             size = int(dims.group(1)), int(dims.group(2))
     if video_codec is None:
         raise VideoOpenError(f"{path}: no video stream found")
     if size is None:
-        raise VideoOpenError(f"{path}: no decodable video frame ({_last_message(lines)})")
+        raise VideoOpenError(f"{path}: no decodable video frame: {_last_message(lines)}")
     if fps is None or fps <= 0:
         raise VideoOpenError(f"{path}: the video stream has no frame rate")
     return VideoInfo(
@@ -205,10 +235,25 @@ def parse_probe(path: Path, lines: list[str]) -> VideoInfo:
     )
 
 
+_PREFIX = re.compile(r"^(\[[^\]]*\] ?)+")
+_EXPLANATIONS = (
+    ("moov atom not found", "the MP4 index (moov atom) is missing: the file is incomplete or truncated"),
+    ("Format not on whitelist", "a playlist or list format, refused: only local video files are read"),
+    ("Protocol not on whitelist", "it refers to another file or a network address, refused"),
+    ("Invalid data found when processing input", "not a video file ffmpeg can read"),
+    ("No such file or directory", "no such file"),
+    ("Permission denied", "permission denied"),
+)
+
+
 def _last_message(lines: list[str]) -> str:
+    """The most telling of ffmpeg's messages, in words a user can act on."""
+    for needle, explanation in _EXPLANATIONS:
+        if any(needle in line for line in lines):
+            return explanation
     for line in reversed(lines):
         if line.strip() and not line.startswith(" "):
-            return line.strip()
+            return _PREFIX.sub("", line.strip())
     return "ffmpeg gave no reason"
 
 
@@ -230,8 +275,17 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
         code, lines = run_ffmpeg(args, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise VideoOpenError(f"{path}: ffmpeg took over {timeout:.0f} s to open the file") from None
+    opened = any(line.startswith("Input #") for line in lines)
+    has_video = any(
+        (stream := _STREAM.search(line)) and stream.group(1) == "Video" and "attached pic" not in line
+        for line in lines
+        if not line.startswith("Output #")
+    )
+    if opened and not has_video:
+        streams = "only a cover picture" if "attached pic" in "".join(lines) else "audio or data only"
+        raise VideoOpenError(f"{path}: no video stream ({streams})")
     if code != 0 and not any(line.startswith("Output #") for line in lines):
-        raise VideoOpenError(f"{path}: not a readable video ({_last_message(lines)})")
+        raise VideoOpenError(f"{path}: cannot open the video: {_last_message(lines)}")
     return parse_probe(path, lines)
 
 
