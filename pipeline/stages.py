@@ -47,6 +47,11 @@ class StageGroup:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Set by each stage as it ends. The main thread waits on these, never on
+        # Thread.join: a Ctrl-C that lands inside join() on Python 3.11 can leave the
+        # thread marked as finished while it still runs (the interpreter then exits under a
+        # running torch call and aborts).
+        self._done: list[threading.Event] = []
         self._on_stop: list[Callable[[], None]] = []
 
     @property
@@ -67,6 +72,8 @@ class StageGroup:
     def spawn(self, name: str, target: Callable[[StageClock], None]) -> None:
         """Start `target(clock)` in a thread; an exception from it fails the group."""
         clock = self.clocks.setdefault(name, StageClock())
+        done = threading.Event()
+        self._done.append(done)
 
         def run() -> None:
             try:
@@ -75,6 +82,8 @@ class StageGroup:
                 pass
             except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
                 self.fail(error)
+            finally:
+                done.set()
 
         thread = threading.Thread(target=run, name=f"stage-{name}", daemon=True)
         self._threads.append(thread)
@@ -110,7 +119,14 @@ class StageGroup:
             clock.waiting += time.perf_counter() - start
 
     def alive(self) -> bool:
-        return any(thread.is_alive() for thread in self._threads)
+        """Whether any stage is still running."""
+        return not all(done.is_set() for done in self._done)
+
+    def _wait_done(self, timeout: float) -> None:
+        """Wait until every stage has ended, or `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        for done in self._done:
+            done.wait(max(0.0, deadline - time.monotonic()))
 
     def wait(self, stall_timeout: float, on_tick: Callable[[], None] | None = None) -> None:
         """Block until every stage has ended; stop them all on the first error or a stall.
@@ -128,11 +144,9 @@ class StageGroup:
         stopped = False
         try:
             while self.alive():
-                for thread in self._threads:
-                    thread.join(timeout=_POLL_SECONDS)
-                    if not thread.is_alive():
-                        continue
-                    break
+                pending = [done for done in self._done if not done.is_set()]
+                if pending:
+                    pending[0].wait(_POLL_SECONDS)
                 if on_tick is not None:
                     on_tick()
                 last = max((clock.last_progress for clock in self.clocks.values()), default=time.monotonic())
@@ -145,8 +159,7 @@ class StageGroup:
             self.fail(error)
             if not stopped:
                 self._run_stop_callbacks()
-            for thread in self._threads:
-                thread.join(timeout=10)
+            self._wait_done(timeout=10)
             raise
         if on_tick is not None:
             on_tick()
