@@ -36,7 +36,7 @@ setup-yolo: $(VENV)/.requirements-yolo
 setup-dev: $(VENV)/.requirements-dev
 
 run: setup $(if $(filter yolo,$(MODEL)),setup-yolo)
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 (or IN=folder/ OUT=outfolder/) [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
 	$(PY) -m pipeline "$(IN)" "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch-size $(BATCH)) $(ARGS)
 
 test: setup-dev

@@ -41,6 +41,15 @@ MODEL_DEFAULTS: dict[str, ModelDefaults] = {
     "yolo": ModelDefaults(person_threshold=0.5, keypoint_threshold=0.5, keypoint_weighting="logit"),
 }
 
+#: Settings that change neither the numbers nor the pixels a run produces: where it reads and
+#: writes, how fast it goes, what it shows, and which outputs it writes (`video`, `save_poses`:
+#: a missing output is redone anyway). Every other setting is part of a report's fingerprint,
+#: so a new field counts as result-changing until it is listed here.
+RUN_ONLY_SETTINGS = frozenset({
+    "input", "output", "poses", "video", "save_poses", "device", "batch_size", "queue_size",
+    "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval",
+})
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 ENCODERS = ("auto", "libx264", "h264_nvenc")
 X264_PRESETS = (
@@ -88,7 +97,12 @@ class Config:
         ffmpeg_nice: Niceness added to the decoding and encoding ffmpeg processes, so that on
             a saturated CPU they fill the model's idle moments instead of preempting it
             (measured with `make bench`, see docs/BENCHMARKS.md).
-        progress: Show a progress bar.
+        progress: Show progress: bars on a terminal, periodic log lines otherwise.
+        video: Write the annotated video; False writes the reports only (no drawing, no
+            encode stage).
+        log_file: Also append the run's log (one line per file, errors, progress lines) to
+            this file; None for stderr only.
+        log_interval: Seconds between progress log lines when stderr is not a terminal.
     """
 
     input: Path
@@ -119,12 +133,17 @@ class Config:
     stall_timeout: float = 120.0
     ffmpeg_nice: int = 10
     progress: bool = True
+    video: bool = True
+    log_file: Path | None = None
+    log_interval: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
         if self.poses is not None:
             object.__setattr__(self, "poses", Path(self.poses))
+        if self.log_file is not None:
+            object.__setattr__(self, "log_file", Path(self.log_file))
         if self.model not in MODEL_DEFAULTS:
             raise ValueError(f"model must be one of {', '.join(MODEL_DEFAULTS)}, got {self.model!r}")
         if not DEVICE_PATTERN.match(self.device):
@@ -139,6 +158,7 @@ class Config:
         _check_range("score_max", self.score_max, 1e-9, None)
         _check_range("end_card_seconds", self.end_card_seconds, 0.0, 3600.0)
         _check_range("stall_timeout", self.stall_timeout, 0.1, None)
+        _check_range("log_interval", self.log_interval, 0.0, None)
         if self.person_threshold is not None:
             _check_range("person_threshold", self.person_threshold, None, None)
         if self.model_min_size is not None:
@@ -193,10 +213,15 @@ class Config:
         values["input"] = str(self.input)
         values["output"] = str(self.output)
         values["poses"] = None if self.poses is None else str(self.poses)
+        values["log_file"] = None if self.log_file is None else str(self.log_file)
         values["person_threshold"] = self.person_min_score
         values["keypoint_threshold"] = self.keypoint_min_score
         values["keypoint_weighting"] = self.weighting
         return values
+
+    def result_settings(self) -> dict[str, object]:
+        """The settings that change what a run produces (`as_dict` less RUN_ONLY_SETTINGS)."""
+        return {name: value for name, value in self.as_dict().items() if name not in RUN_ONLY_SETTINGS}
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:

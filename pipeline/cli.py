@@ -1,21 +1,39 @@
-"""Command line: `python -m pipeline IN OUT [options]`."""
+"""Command line: `python -m pipeline IN OUT [options]`, IN a video file or a folder of them."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
-import traceback
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
 
 from config import MODEL_DEFAULTS, Config
 from config.settings import ENCODERS, X264_PRESETS
 from workers.errors import SyncError
 
+log = logging.getLogger("dancingskeletons")
+
+#: Suffixes of the files written beside the video, which the video itself cannot take.
+REPORT_SUFFIXES = (".json", ".csv", ".png", ".npz")
+
 EPILOG = """examples:
   python -m pipeline dance.mp4 out.mp4
   python -m pipeline dance.mp4 out.mp4 --device cuda -b 8
   python -m pipeline dance.mp4 out.mp4 --weights keypointrcnn_resnet50_fpn_coco.pth --no-score
-exit codes: 0 done, 1 failed (one line says why), 2 usage error, 130 interrupted"""
+  python -m pipeline dance.mp4 out.mp4 --no-video     # no video: out.json, .csv, .png, .poses.npz
+  nohup python -m pipeline videos/ results/ --log-file night.log &
+outputs: OUT, and beside it OUT-stem .json (report), .csv (per frame), .png (plot), .poses.npz
+folders: every video under IN (recursively) -> the same tree under OUT, plus OUT/summary.csv;
+  a video whose outputs are complete and made with the same settings is skipped
+exit codes: 0 done (folder: every file done or skipped), 1 failed (folder: any file failed;
+  one line says why), 2 usage error, 130 interrupted"""
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,8 +45,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", type=Path, help="input video file")
-    parser.add_argument("output", type=Path, help="output video file (.mp4)")
+    parser.add_argument("input", type=Path,
+                        help="input video file, or a folder: every video file in its tree is processed")
+    parser.add_argument("output", type=Path,
+                        help="output video file (.mp4; an existing folder takes INPUT's stem), or the output "
+                             "folder when INPUT is a folder")
     parser.add_argument("--model", choices=sorted(MODEL_DEFAULTS), default=defaults.model,
                         help=f"pose model (default: {defaults.model})")
     parser.add_argument("--weights", default=None,
@@ -64,8 +85,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"libx264 preset (default: {defaults.x264_preset})")
     parser.add_argument("--crf", type=int, default=defaults.crf,
                         help=f"libx264 quality, 0..51, lower is better (default: {defaults.crf})")
+    parser.add_argument("--no-video", action="store_false", dest="video",
+                        help="write the reports (.json, .csv, .png) and the pose cache only: no drawing, no "
+                             "encoding (default: the video too)")
     parser.add_argument("--no-progress", action="store_false", dest="progress",
-                        help="no progress bar (default: shown)")
+                        help="no progress display (default: bars on a terminal, else a log line every "
+                             "--log-interval seconds)")
+    parser.add_argument("--log-interval", type=float, default=defaults.log_interval, metavar="SECONDS",
+                        help=f"seconds between progress lines when stderr is not a terminal "
+                             f"(default: {defaults.log_interval:g})")
+    parser.add_argument("--log-file", type=Path, default=None, metavar="PATH",
+                        help="also append the log (per-file results, errors with tracebacks, progress lines) "
+                             "to this file (default: stderr only)")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks (default: off)")
     return parser
 
@@ -83,43 +114,155 @@ def main(args: argparse.Namespace | None = None) -> int:
         args = parser.parse_args()
     try:
         config = config_from_args(args)
+        folder = config.input.is_dir()
+        if folder:
+            _check_folder_args(config)
+        elif config.output.suffix.lower() in REPORT_SUFFIXES:
+            raise ValueError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
+                             "is written beside it")
     except ValueError as error:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    try:
-        return _run(config)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except SyncError as error:
-        if config.verbose:
-            traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    bars = config.progress and _stderr_is_terminal()
+    with _logging(config, bars), _sigterm_interrupts():
+        try:
+            return _run_folder(config, bars) if folder else _run(config, bars)
+        except KeyboardInterrupt:
+            log.error("interrupted")
+            return 130
+        except SyncError as error:
+            log.error("error: %s", error)
+            log.debug("traceback", exc_info=error)
+            from pipeline.batch import FolderError
+
+            return 2 if isinstance(error, FolderError) else 1
 
 
-def _run(config: Config) -> int:
-    from pipeline.runner import run_video
-    from workers.ffmpeg import probe
+def _check_folder_args(config: Config) -> None:
+    from pipeline.batch import VIDEO_EXTENSIONS
+
+    if config.output.exists() and not config.output.is_dir():
+        raise ValueError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, but it is a file")
+    if not config.output.exists() and config.output.suffix.lower() in VIDEO_EXTENSIONS:
+        raise ValueError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, not a video file name")
+    if config.poses is not None:
+        raise ValueError("--poses replays one video's poses; it cannot be used with a folder")
+
+
+def _build_estimator(config: Config):
     from workers.infer import build_estimator
+
+    if config.weights == "random":
+        import torch
+
+        torch.manual_seed(0)  # untrained weights (tests): the same in every run, so runs compare
+    return build_estimator(config)
+
+
+def _run(config: Config, bars: bool) -> int:
+    from pipeline.batch import describe, make_progress, process_video
+    from workers.ffmpeg import probe
     from workers.poses import CachedPoses, check_matches, load_poses
 
+    if config.output.is_dir():
+        config = config.replace(output=config.output / f"{config.input.stem}.mp4")
     if config.output.resolve() == config.input.resolve():
         raise SyncError(f"{config.output}: the output would overwrite its own input")
+    started = time.perf_counter()
     info = probe(config.input)
+    probe_seconds = time.perf_counter() - started
     if config.poses is not None:
         meta, frames = load_poses(config.poses)
         check_matches(config.poses, meta, info, config.model, config.person_min_score)
         estimator = CachedPoses(config.poses, meta, frames)
     else:
-        estimator = build_estimator(config)
-    result = run_video(config, estimator, info)
-    scored = sum(frame.score is not None for frame in result.frames)
-    total = "no score" if result.total is None else f"total score {result.total:.2f}"
-    print(
-        f"{result.output}: {len(result.frames)} frames, {scored} scored, {total}, "
-        f"{result.seconds:.1f} s ({result.fps:.1f} frames/s on {result.device}, {result.encoder})",
-        file=sys.stderr,
+        estimator = _build_estimator(config)
+    progress = make_progress(config, bars)
+    progress.begin(1)
+    progress.start_file(1, config.input.name)
+    try:
+        result, report = process_video(config, estimator, info, progress, probe_seconds)
+    finally:
+        progress.close()
+    log.info(
+        "%s: %s, %.1f s (%.1f frames/s on %s, %s)",
+        result.output or config.output.with_suffix(".json"), describe(report),
+        report["timings"]["total_seconds"], result.fps, result.device, result.encoder or "no video",
     )
     return 0
+
+
+def _run_folder(config: Config, bars: bool) -> int:
+    from pipeline.batch import exit_code, make_progress, run_folder
+
+    rows = run_folder(
+        config, config.input, config.output, lambda: _build_estimator(config), make_progress(config, bars),
+    )
+    return exit_code(rows)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _StderrHandler(logging.Handler):
+    """Log records to the current sys.stderr, through tqdm so that bars stay intact.
+
+    Progress lines (records with `progress=True`) are left out while bars are shown.
+    """
+
+    def __init__(self, level: int, bars: bool) -> None:
+        super().__init__(level)
+        self.bars = bars
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.bars and getattr(record, "progress", False):
+            return
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+@contextmanager
+def _logging(config: Config, bars: bool) -> Iterator[None]:
+    """Log to stderr (tracebacks only with --verbose) and, with --log-file, to that file
+    (timestamped, tracebacks always) for the duration of a run."""
+    handlers: list[logging.Handler] = [_StderrHandler(logging.DEBUG if config.verbose else logging.INFO, bars)]
+    if config.log_file is not None:
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(config.log_file, mode="a", encoding="utf-8")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        to_file.setLevel(logging.DEBUG)
+        handlers.append(to_file)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    for handler in handlers:
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Treat SIGTERM (`kill`, a shutdown) like Ctrl-C, so that partial outputs are cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,7 @@ import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -48,27 +49,29 @@ class RunResult:
 
     Attributes:
         info: The probed input.
-        output: The written video.
+        output: The written video, or None when no video was asked for.
         poses: The saved pose cache, or None.
         frames: One FrameResult per decoded frame, in order.
         total: The total score (mean of frame scores), or None.
         total_text: The end card's text ("" with scoring off).
-        encoder: The H.264 encoder used.
+        encoder: The H.264 encoder used, or None without a video.
         device: The model's device.
         seconds: Wall-clock seconds of the whole run (probe to finished file).
         stages: Per stage: busy and waiting seconds and items.
+        model: The pose model's name (the cached model's when replaying a pose cache).
     """
 
     info: VideoInfo
-    output: Path
+    output: Path | None
     poses: Path | None
     frames: list[FrameResult]
     total: float | None
     total_text: str
-    encoder: str
+    encoder: str | None
     device: str
     seconds: float
     stages: dict[str, StageClock] = field(default_factory=dict)
+    model: str = ""
 
     @property
     def fps(self) -> float:
@@ -89,10 +92,16 @@ def score_params(config: Config) -> ScoreParams:
 
 
 class Annotator:
-    """Scores and draws frames in order (the score + draw stage without threads)."""
+    """Scores and draws frames in order (the score + draw stage without threads).
 
-    def __init__(self, config: Config) -> None:
+    Args:
+        config: The run's settings.
+        draw: Draw on the frames; False only scores them (no video is made).
+    """
+
+    def __init__(self, config: Config, draw: bool = True) -> None:
         self.config = config
+        self.draw = draw
         self.params = score_params(config)
         self.running = RunningScore(self.params)
         self.results: list[FrameResult] = []
@@ -105,22 +114,34 @@ class Annotator:
             score = frame_score(persons, self.params)
             text = self.running.update(len(persons), score)
             displayed = self.running.displayed if len(persons) else None
-        draw_skeletons(frame.image, persons, self.config.keypoint_min_score)
-        if text:
-            draw_label(frame.image, text)
+        if self.draw:
+            draw_skeletons(frame.image, persons, self.config.keypoint_min_score)
+            if text:
+                draw_label(frame.image, text)
         self.results.append(FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text))
 
     def end_card_text(self) -> str:
         return self.running.total_text() if self.config.score else ""
 
 
-def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None = None) -> RunResult:
+def run_video(
+    config: Config,
+    estimator: PoseEstimator,
+    info: VideoInfo | None = None,
+    on_frames: Callable[[int], None] | None = None,
+) -> RunResult:
     """Process one video: the annotated video with its audio appears at `config.output`.
+
+    With `config.video` off nothing is drawn or encoded: only the scores (and the pose cache)
+    come out.
 
     Args:
         config: The run's settings.
         estimator: A loaded pose model (loaded once, reused across videos).
         info: The probed input, if already known.
+        on_frames: Called from the calling thread with the number of frames newly scored
+            since its last call, for a caller's own progress display; None shows a tqdm bar
+            when `config.progress` is on.
 
     Returns:
         The per-frame scores, totals and timings.
@@ -131,23 +152,28 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
     """
     started = time.perf_counter()
     info = info or probe(config.input)
-    encoder = choose_encoder(config.encoder, estimator.device)
+    config.output.parent.mkdir(parents=True, exist_ok=True)
+    encoder = choose_encoder(config.encoder, estimator.device) if config.video else None
     reader = VideoReader(info, nice=config.ffmpeg_nice)
-    writer = VideoWriter(
-        config.output, info.width, info.height, info.fps,
-        audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
-    )
-    annotator = Annotator(config)
+    writer = None
+    if encoder is not None:
+        writer = VideoWriter(
+            config.output, info.width, info.height, info.fps,
+            audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
+        )
+    annotator = Annotator(config, draw=writer is not None)
     group = StageGroup()
     group.on_stop(reader.kill)
-    group.on_stop(writer.abort)
+    if writer is not None:
+        group.on_stop(writer.abort)
     decoded: queue.Queue = queue.Queue(maxsize=config.queue_size)
     detected: queue.Queue = queue.Queue(maxsize=config.queue_size)
     drawn: queue.Queue = queue.Queue(maxsize=config.queue_size)
     bar = tqdm(
         total=info.expected_frames or None, unit="frame", desc=config.input.name,
-        disable=not config.progress, dynamic_ncols=True, leave=False,
+        disable=on_frames is not None or not config.progress, dynamic_ncols=True, leave=False,
     )
+    report_frames = on_frames or bar.update
 
     def decode(clock: StageClock) -> None:
         reader.start()
@@ -198,7 +224,10 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
             clock.busy += time.perf_counter() - start
             clock.items += 1
             clock.last_progress = time.monotonic()
-            group.put(drawn, frame.image, clock)
+            if writer is not None:
+                group.put(drawn, frame.image, clock)
+        if writer is None:
+            return
         if config.score and config.end_card_seconds > 0:
             card = end_card(info.width, info.height, annotator.end_card_text())
             for _ in range(round(config.end_card_seconds * float(info.fps))):
@@ -206,6 +235,7 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
         group.put(drawn, END, clock)
 
     def encode(clock: StageClock) -> None:
+        assert writer is not None
         while (image := group.get(drawn, clock)) is not END:
             start = time.perf_counter()
             writer.write(image)
@@ -222,17 +252,20 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
         nonlocal shown
         done = min(group.clocks["score_draw"].items, len(annotator.results))
         if done > shown:
-            bar.update(done - shown)
+            report_frames(done - shown)
             shown = done
 
-    for name, stage in (("decode", decode), ("infer", infer), ("score_draw", score_and_draw), ("encode", encode)):
+    stages = [("decode", decode), ("infer", infer), ("score_draw", score_and_draw)]
+    if writer is not None:
+        stages.append(("encode", encode))
+    for name, stage in stages:
         group.spawn(name, stage)
     try:
         group.wait(config.stall_timeout, on_tick=tick)
     finally:
         bar.close()
         reader.kill()
-        if group.error is not None:
+        if group.error is not None and writer is not None:
             writer.abort()
     saved_poses = None
     if config.save_poses and not replaying:
@@ -244,7 +277,7 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
     running = annotator.running
     return RunResult(
         info=info,
-        output=config.output,
+        output=config.output if writer is not None else None,
         poses=saved_poses,
         frames=annotator.results,
         total=running.total if config.score else None,
@@ -253,4 +286,5 @@ def run_video(config: Config, estimator: PoseEstimator, info: VideoInfo | None =
         device=estimator.device,
         seconds=time.perf_counter() - started,
         stages=group.clocks,
+        model=estimator.name,
     )

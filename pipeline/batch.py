@@ -1,0 +1,545 @@
+"""Folder runs: every video under a folder, the tree mirrored under an output folder.
+
+Built for a night of real files: the model is loaded once; a video whose outputs are complete
+and were made with the same settings is skipped, so a killed run restarted redoes only what is
+missing; one bad file is recorded as failed and the night goes on; `summary.csv` is rewritten
+(atomically) after every file. File discovery, the output names and the summary rows are plain
+functions, testable without threads or subprocesses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from config import Config
+from pipeline.report import OutputFiles, complete_report, remove_outputs, write_csv, write_reports
+from pipeline.runner import RunResult, run_video
+from workers.data import VideoInfo
+from workers.errors import SyncError
+from workers.ffmpeg import probe
+from workers.infer import PoseEstimator
+
+log = logging.getLogger("dancingskeletons")
+
+#: File extensions taken as videos (compared in lower case). ffmpeg then has to find a video
+#: stream in each; a file where it does not is reported as failed.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
+    ".m2v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".dv", ".y4m",
+})
+
+SUMMARY_NAME = "summary.csv"
+SUMMARY_COLUMNS = (
+    "input", "status", "error", "score", "frames", "frames_scored", "persons",
+    "duration_seconds", "processing_seconds", "report",
+)
+#: A row's status: the first three are final; the others are only seen in the summary of a
+#: run that is still going on or was interrupted.
+STATUSES = ("done", "skipped", "failed", "pending", "interrupted")
+
+
+class FolderError(SyncError, ValueError):
+    """The input and output folders cannot be used together (a usage error)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input video of a folder run.
+
+    Attributes:
+        source: The input file.
+        relative: Its path relative to the input folder.
+        output: Its output video path (the reports take the same stem).
+    """
+
+    source: Path
+    relative: Path
+    output: Path
+
+
+def find_videos(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Every video file under `folder`, by extension, sorted by path (folder by folder).
+
+    Hidden files and folders (names starting with ".") are left out, and so is the `exclude`
+    folder (an output folder inside the input folder). Symbolic links to folders are not
+    followed (no loops); links to files are taken.
+    """
+    excluded = None if exclude is None else Path(exclude).resolve()
+    found = []
+    for root, folders, names in os.walk(folder):
+        here = Path(root)
+        folders[:] = sorted(
+            name for name in folders
+            if not name.startswith(".") and (excluded is None or (here / name).resolve() != excluded)
+        )
+        for name in sorted(names):
+            path = here / name
+            if not name.startswith(".") and path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
+                found.append(path)
+    return sorted(found, key=lambda path: path.relative_to(folder).parts)
+
+
+def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
+    """The videos under `input_folder` and where each one's outputs go.
+
+    `IN/a/b.mov` goes to `OUT/a/b.mp4` (with `b.json`, `b.csv`, `b.png`, `b.poses.npz`). Inputs
+    that would share a stem in one folder (`b.mov` and `b.mp4`), or a top-level input named
+    `summary.*`, keep their extension in the stem instead: `OUT/a/b.mov.mp4`, `OUT/a/b.mp4.mp4`.
+
+    Raises:
+        FolderError: The folders are the same, or outputs would land in the input tree.
+    """
+    input_root, output_root = Path(input_folder).resolve(), Path(output_folder).resolve()
+    if input_root == output_root:
+        raise FolderError(
+            f"{output_folder}: the output folder is the input folder; its outputs would be read as inputs "
+            "next time; choose another output folder"
+        )
+    exclude = output_root if output_root.is_relative_to(input_root) else None
+    sources = find_videos(Path(input_folder), exclude)
+    relatives = [source.relative_to(input_folder) for source in sources]
+    stems = Counter((relative.parent, relative.stem.casefold()) for relative in relatives)
+    jobs, taken = [], {}
+    for source, relative in zip(sources, relatives):
+        clash = stems[(relative.parent, relative.stem.casefold())] > 1
+        reserved = relative.parent == Path(".") and relative.stem.casefold() == Path(SUMMARY_NAME).stem
+        stem = relative.name if clash or reserved else relative.stem
+        output = Path(output_folder) / relative.parent / f"{stem}.mp4"
+        key = str(output).casefold()
+        if key in taken:
+            raise FolderError(f"{source} and {taken[key]} would both be written to {output}; rename one of them")
+        taken[key] = source
+        landing = output.resolve()
+        if landing.is_relative_to(input_root) and not (exclude is not None and landing.is_relative_to(exclude)):
+            raise FolderError(
+                f"{output}: the output of {source} would land inside the input folder {input_folder} and be read "
+                "as an input next time; choose an output folder outside it"
+            )
+        jobs.append(Job(source=source, relative=relative, output=output))
+    return jobs
+
+
+@dataclass
+class SummaryRow:
+    """One line of `summary.csv` (see docs/REPORTS.md).
+
+    Attributes:
+        input: The input's path relative to the input folder.
+        status: One of STATUSES.
+        error: The one-line error of a failed file, else "".
+        score: The total score, or None.
+        frames: Frames in the video, or None.
+        frames_scored: Frames with a score, or None.
+        persons: Most persons found in one frame, or None.
+        duration_seconds: The video's length (frames / fps), or None.
+        processing_seconds: Seconds this run spent on the file.
+        report: The report's path relative to the output folder, or "".
+    """
+
+    input: str
+    status: str
+    error: str = ""
+    score: float | None = None
+    frames: int | None = None
+    frames_scored: int | None = None
+    persons: int | None = None
+    duration_seconds: float | None = None
+    processing_seconds: float | None = None
+    report: str = ""
+
+    @classmethod
+    def from_report(cls, job: Job, status: str, report: dict, seconds: float, output_folder: Path) -> SummaryRow:
+        """A done or skipped file's row, its numbers taken from its report."""
+        return cls(
+            input=job.relative.as_posix(),
+            status=status,
+            score=report["score"]["mean"],
+            frames=report["frames"],
+            frames_scored=report["frames_scored"],
+            persons=len(report["persons"]),
+            duration_seconds=report["duration_seconds"],
+            processing_seconds=seconds,
+            report=OutputFiles.of(job.output).json.relative_to(output_folder).as_posix(),
+        )
+
+    def cells(self) -> list[str]:
+        """The row as CSV cells: empty for None, scores to 6 decimals, seconds to 3 (2 for processing)."""
+        def number(value: float | None, digits: int) -> str:
+            return "" if value is None else f"{value:.{digits}f}"
+
+        def count(value: int | None) -> str:
+            return "" if value is None else str(value)
+
+        return [
+            self.input, self.status, self.error, number(self.score, 6), count(self.frames),
+            count(self.frames_scored), count(self.persons), number(self.duration_seconds, 3),
+            number(self.processing_seconds, 2), self.report,
+        ]
+
+
+def write_summary(path: Path, rows: Sequence[SummaryRow]) -> Path:
+    """`summary.csv`, written atomically."""
+    return write_csv(path, SUMMARY_COLUMNS, [row.cells() for row in rows])
+
+
+def exit_code(rows: Sequence[SummaryRow]) -> int:
+    """0 when every file is done or skipped, 1 when any failed."""
+    return 1 if any(row.status == "failed" for row in rows) else 0
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: known errors by their message, others with their type."""
+    text = " ".join(str(error).split())
+    if isinstance(error, SyncError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as "1h02m", "3m10s" or "12s"."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+class Progress:
+    """How a run shows its progress; this base shows nothing (`--no-progress`)."""
+
+    def begin(self, files: int) -> None:
+        """A run over `files` files starts."""
+
+    def start_file(self, position: int, label: str) -> None:
+        """File number `position` (from 1) starts."""
+
+    def expect_frames(self, frames: int | None) -> None:
+        """The current file is about to be processed, with about `frames` frames."""
+
+    def advance(self, frames: int) -> None:
+        """`frames` more frames of the current file were scored."""
+
+    def end_file(self, row: SummaryRow) -> None:
+        """The current file ended with `row`."""
+
+    def close(self) -> None:
+        """The run ended (or was interrupted)."""
+
+
+class BarProgress(Progress):
+    """tqdm bars for a terminal: files (when more than one) above frames of the current file.
+
+    Log lines are printed through `tqdm.write` by the CLI's handler, above the bars.
+    """
+
+    def __init__(self) -> None:
+        self._files: tqdm | None = None
+        self._frames: tqdm | None = None
+        self._label = ""
+
+    def begin(self, files: int) -> None:
+        if files > 1:
+            self._files = tqdm(total=files, unit="file", desc="files", position=0, **_bar_width())
+
+    def start_file(self, position: int, label: str) -> None:
+        self._label = label
+
+    def expect_frames(self, frames: int | None) -> None:
+        self._close_frames()
+        self._frames = tqdm(
+            total=frames or None, unit="frame", desc=self._label, position=1 if self._files else 0,
+            leave=False, **_bar_width(),
+        )
+
+    def advance(self, frames: int) -> None:
+        if self._frames is not None:
+            self._frames.update(frames)
+
+    def end_file(self, row: SummaryRow) -> None:
+        self._close_frames()
+        if self._files is not None:
+            self._files.update(1)
+
+    def close(self) -> None:
+        self._close_frames()
+        if self._files is not None:
+            self._files.close()
+            self._files = None
+
+    def _close_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+
+
+def _bar_width() -> dict:
+    """Follow the terminal's size; 80x24 where it reports none (a bare pty, `script`), where
+    tqdm would otherwise draw nothing at all."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        size = os.terminal_size((0, 0))
+    return {"dynamic_ncols": True} if size.columns > 0 and size.lines > 0 else {"ncols": 80, "nrows": 24}
+
+
+class LogProgress(Progress):
+    """Progress as a log line every `interval` seconds while a file is processed (no bars).
+
+    For output that is not a terminal (nohup, a log file). The lines carry the record
+    attribute `progress=True`, so a handler can leave them out.
+
+    Args:
+        interval: Seconds between two lines (0: at every update).
+        clock: Monotonic seconds (replaceable in tests).
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._files = 0
+        self._position = 0
+        self._label = ""
+        self._expected: int | None = None
+        self._done = 0
+        self._file_started = 0.0
+        self._last_line = 0.0
+        self._processed_seconds: list[float] = []
+
+    def begin(self, files: int) -> None:
+        self._files = files
+
+    def start_file(self, position: int, label: str) -> None:
+        self._position, self._label = position, label
+
+    def expect_frames(self, frames: int | None) -> None:
+        self._expected, self._done = frames, 0
+        self._file_started = self._last_line = self._clock()
+
+    def advance(self, frames: int) -> None:
+        self._done += frames
+        now = self._clock()
+        if now - self._last_line < self.interval:
+            return
+        self._last_line = now
+        log.info("%s", self.line(now), extra={"progress": True})
+
+    def line(self, now: float) -> str:
+        """The progress line at monotonic time `now`."""
+        elapsed = now - self._file_started
+        rate = self._done / elapsed if elapsed > 0 else 0.0
+        text = f"[{self._position}/{self._files}] {self._label}: {self._done}"
+        file_left = None
+        if self._expected:
+            text += f"/{self._expected} frames ({min(100, 100 * self._done // self._expected)}%)"
+            if rate > 0:
+                file_left = max(0.0, (self._expected - self._done) / rate)
+        else:
+            text += " frames"
+        text += f", {rate:.1f} frames/s"
+        if file_left is not None:
+            text += f", file ETA {format_duration(file_left)}"
+            remaining_files = self._files - self._position
+            if self._processed_seconds and remaining_files:
+                average = sum(self._processed_seconds) / len(self._processed_seconds)
+                text += f", all files ETA ~{format_duration(file_left + remaining_files * average)}"
+        return text
+
+    def end_file(self, row: SummaryRow) -> None:
+        if row.status == "done" and row.processing_seconds is not None:
+            self._processed_seconds.append(row.processing_seconds)
+
+
+class Progresses(Progress):
+    """Several progress displays at once (bars on the terminal, lines in a log file)."""
+
+    def __init__(self, *displays: Progress) -> None:
+        self.displays = displays
+
+    def begin(self, files: int) -> None:
+        for display in self.displays:
+            display.begin(files)
+
+    def start_file(self, position: int, label: str) -> None:
+        for display in self.displays:
+            display.start_file(position, label)
+
+    def expect_frames(self, frames: int | None) -> None:
+        for display in self.displays:
+            display.expect_frames(frames)
+
+    def advance(self, frames: int) -> None:
+        for display in self.displays:
+            display.advance(frames)
+
+    def end_file(self, row: SummaryRow) -> None:
+        for display in self.displays:
+            display.end_file(row)
+
+    def close(self) -> None:
+        for display in self.displays:
+            display.close()
+
+
+def make_progress(config: Config, terminal: bool) -> Progress:
+    """Bars when stderr is a terminal, log lines when it is not; lines also when logging to a file."""
+    if not config.progress:
+        return Progress()
+    if not terminal:
+        return LogProgress(config.log_interval)
+    if config.log_file is not None:
+        return Progresses(BarProgress(), LogProgress(config.log_interval))
+    return BarProgress()
+
+
+def process_video(
+    config: Config, estimator: PoseEstimator, info: VideoInfo, progress: Progress, probe_seconds: float = 0.0,
+) -> tuple[RunResult, dict]:
+    """Run one video and write its reports (the JSON last).
+
+    Returns:
+        The run's result and its report.
+    """
+    progress.expect_frames(info.expected_frames)
+    result = run_video(config, estimator, info, on_frames=progress.advance)
+    report = write_reports(result, config, probe_seconds)
+    return result, report
+
+
+def describe(report: dict) -> str:
+    """A finished report in a few words: frames, scored frames, total score."""
+    mean = report["score"]["mean"]
+    total = "no score" if mean is None else f"total score {mean:.2f}"
+    return f"{report['frames']} frames, {report['frames_scored']} scored, {total}"
+
+
+def run_folder(
+    config: Config,
+    input_folder: Path,
+    output_folder: Path,
+    load_estimator: Callable[[], PoseEstimator],
+    progress: Progress | None = None,
+) -> list[SummaryRow]:
+    """Process every video under `input_folder` into `output_folder`; write `summary.csv`.
+
+    Args:
+        config: The settings for every file (its input and output are replaced per file).
+        input_folder: Searched recursively (see `find_videos`).
+        output_folder: Receives the mirrored tree and `summary.csv`.
+        load_estimator: Builds the pose model; called once, when the first file that is not
+            skipped has been probed.
+        progress: The progress display (none by default).
+
+    Returns:
+        One row per input, in order (the rows of `summary.csv`).
+
+    Raises:
+        FolderError: The folders cannot be used together.
+        SyncError: No video file was found, or the model cannot be loaded (the summary then
+            lists what was done so far).
+        KeyboardInterrupt: After removing the current file's partial outputs and writing the
+            summary (that file "interrupted", the rest "pending").
+    """
+    progress = progress or Progress()
+    jobs = plan_jobs(input_folder, output_folder)
+    if not jobs:
+        raise SyncError(
+            f"{input_folder}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})"
+        )
+    output_folder = Path(output_folder)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    summary = output_folder / SUMMARY_NAME
+    rows = [SummaryRow(input=job.relative.as_posix(), status="pending") for job in jobs]
+    write_summary(summary, rows)
+    log.info("%d video files under %s -> %s", len(jobs), input_folder, output_folder)
+    estimator: PoseEstimator | None = None
+
+    def model() -> PoseEstimator:
+        nonlocal estimator
+        if estimator is None:
+            estimator = load_estimator()
+        return estimator
+
+    run_started = time.perf_counter()
+    progress.begin(len(jobs))
+    try:
+        for position, job in enumerate(jobs, start=1):
+            started = time.perf_counter()
+            progress.start_file(position, job.relative.as_posix())
+            try:
+                row = _run_job(job, config, model, progress, output_folder, position, len(jobs))
+            except KeyboardInterrupt:
+                rows[position - 1] = SummaryRow(input=job.relative.as_posix(), status="interrupted",
+                                                processing_seconds=time.perf_counter() - started)
+                write_summary(summary, rows)
+                log.info("interrupted during %s; the summary is in %s", job.relative.as_posix(), summary)
+                raise
+            rows[position - 1] = row
+            write_summary(summary, rows)
+            progress.end_file(row)
+    finally:
+        progress.close()
+    counts = Counter(row.status for row in rows)
+    log.info(
+        "%d files: %d done, %d skipped, %d failed in %s; summary: %s",
+        len(rows), counts["done"], counts["skipped"], counts["failed"],
+        format_duration(time.perf_counter() - run_started), summary,
+    )
+    return rows
+
+
+def _run_job(
+    job: Job, config: Config, model: Callable[[], PoseEstimator], progress: Progress, output_folder: Path,
+    position: int, count: int,
+) -> SummaryRow:
+    """One file of a folder run: skipped, done or failed.
+
+    Raises:
+        SyncError: From the model's loading only.
+        KeyboardInterrupt: After removing the file's partial outputs.
+    """
+    started = time.perf_counter()
+    label = job.relative.as_posix()
+    job_config = config.replace(input=job.source, output=job.output)
+    earlier = complete_report(job_config)
+    if earlier is not None:
+        log.info("[%d/%d] skipped %s: done earlier with the same settings", position, count, label)
+        return SummaryRow.from_report(job, "skipped", earlier, time.perf_counter() - started, output_folder)
+    try:
+        remove_outputs(job.output)
+        info = probe(job.source)
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the night
+        return _failed(job, error, started, position, count)
+    probe_seconds = time.perf_counter() - started
+    estimator = model()
+    try:
+        _, report = process_video(job_config, estimator, info, progress, probe_seconds)
+    except KeyboardInterrupt:
+        remove_outputs(job.output)
+        raise
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the night
+        return _failed(job, error, started, position, count)
+    seconds = time.perf_counter() - started
+    log.info("[%d/%d] done %s: %s, %s", position, count, label, describe(report), format_duration(seconds))
+    return SummaryRow.from_report(job, "done", report, seconds, output_folder)
+
+
+def _failed(job: Job, error: Exception, started: float, position: int, count: int) -> SummaryRow:
+    remove_outputs(job.output)
+    message = one_line(error)
+    log.error("[%d/%d] FAILED %s: %s", position, count, job.relative.as_posix(), message)
+    log.debug("traceback of the failure of %s", job.relative.as_posix(), exc_info=error)
+    return SummaryRow(input=job.relative.as_posix(), status="failed", error=message,
+                      processing_seconds=time.perf_counter() - started)
+

@@ -1,0 +1,222 @@
+"""Per-video reports: the JSON against docs/REPORTS.md, the CSV, the PNG, the resume check."""
+
+import csv
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from config import Config
+from pipeline.report import (
+    CSV_COLUMNS, complete_report, fingerprint, frame_rows, person_slots, score_statistics, unscored_runs,
+    write_atomically, write_reports,
+)
+from pipeline.runner import FrameResult, run_video
+from tests.helpers import StandInEstimator, make_video
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
+JSON_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+}
+
+
+def documented_schema() -> dict[str, list[str]]:
+    """Key -> allowed types, from the JSON table of docs/REPORTS.md."""
+    text = DOCS.read_text()
+    section = text[text.index("## `<stem>.json`"):text.index("### `persons` until tracking lands")]
+    schema = {}
+    for key, types in re.findall(r"^\| `([^`]+)` \| ([a-z ]+?) \|", section, flags=re.MULTILINE):
+        schema[key] = types.split(" or ")
+        assert all(name in JSON_TYPES for name in schema[key]), f"{key}: unknown type {types!r} in the docs"
+    return schema
+
+
+def flattened(value, prefix=""):
+    """(key, value) for every key of a JSON document, "a.b" for nested, "a[].b" in lists."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else key
+            yield path, item
+            yield from flattened(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            yield from flattened(item, f"{prefix}[]")
+
+
+def check_against_docs(report: dict) -> set[str]:
+    """Assert every key of `report` is documented with a matching type; return the keys seen."""
+    schema = documented_schema()
+    seen = set()
+    for key, value in flattened(report):
+        assert key in schema, f"{key} is not documented in docs/REPORTS.md"
+        assert any(JSON_TYPES[name](value) for name in schema[key]), f"{key}={value!r} is not {schema[key]}"
+        seen.add(key)
+    return seen
+
+
+def _run(tmp_path, source, **changes):
+    config = Config(input=source, output=tmp_path / "out" / "clip.mp4", progress=False, end_card_seconds=0.5,
+                    **changes)
+    return config, run_video(config, StandInEstimator())
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=1.5, fps="10", size="96x64", audio=True)
+
+
+def test_score_statistics_leave_unscored_frames_out():
+    stats = score_statistics([None, 1.0, 2.0, 3.0, 4.0, None])
+    assert stats["count"] == 4
+    assert (stats["mean"], stats["median"], stats["p25"], stats["p75"]) == (2.5, 2.5, 1.75, 3.25)
+    assert (stats["min"], stats["max"]) == (1.0, 4.0)
+    assert stats["std"] == pytest.approx(1.118034, abs=1e-6)
+    empty = score_statistics([None, None])
+    assert empty["count"] == 0 and set(empty.values()) == {0, None}
+    assert set(empty) == set(stats)  # keys are stable
+
+
+def test_person_slots_count_frames_with_at_least_k_persons():
+    assert person_slots([2, 0, 1, 3, 2]) == [
+        {"id": 1, "frames": 4, "first_frame": 0, "last_frame": 4, "score": None},
+        {"id": 2, "frames": 3, "first_frame": 0, "last_frame": 4, "score": None},
+        {"id": 3, "frames": 1, "first_frame": 3, "last_frame": 3, "score": None},
+    ]
+    assert person_slots([0, 0]) == [] and person_slots([]) == []
+
+
+def test_unscored_runs():
+    assert unscored_runs([True, False, False, True, False]) == [(1, 2), (4, 1)]
+    assert unscored_runs([True, True]) == [] and unscored_runs([]) == []
+
+
+def test_fingerprint_follows_result_settings_only():
+    base = Config(input="a.mp4", output="out/a.mp4")
+    same = base.replace(input="b.mov", output="x/b.mp4", device="cpu", batch_size=16, progress=False,
+                        verbose=True, queue_size=2, video=False, save_poses=False, log_file="n.log")
+    assert fingerprint(same) == fingerprint(base)
+    assert fingerprint(base.replace(person_threshold=0.9)) == fingerprint(base)  # the default, resolved
+    for change in ({"person_threshold": 0.8}, {"score": False}, {"crf": 30}, {"model_min_size": 400},
+                   {"weights": "w.pth"}, {"display_window": 5}):
+        assert fingerprint(base.replace(**change)) != fingerprint(base), change
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", fingerprint(base))
+
+
+def test_frame_rows_leave_missing_values_empty():
+    frames = [FrameResult(0, 0.0, 2, 7.25, 7.25, "Similarity score: 07"), FrameResult(1, 0.1, 0, None, None, None)]
+    assert frame_rows(frames) == [["0", "0.000000", "2", "7.250000", "7.250000"], ["1", "0.100000", "0", "", ""]]
+
+
+def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeypatch):
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real_replace(a, b)))
+    config, result = _run(tmp_path, clip)
+    report = write_reports(result, config, probe_seconds=0.01)
+
+    assert renamed == ["clip.mp4", "clip.poses.npz", "clip.csv", "clip.png", "clip.json"]  # the JSON last
+    on_disk = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert on_disk == report
+    seen = check_against_docs(report)
+    assert seen == set(documented_schema()), "documented keys that a full report lacks"
+    assert report["input"] == str(clip) and report["output"] == str(config.output)
+    assert report["model"] == "stand-in" and report["encoder"] == "libx264"
+    assert (report["frames"], report["frames_scored"], report["fps"], report["fps_exact"]) == (15, 12, 10.0, "10/1")
+    assert report["duration_seconds"] == pytest.approx(1.5)
+    assert report["score"]["mean"] == pytest.approx(10.0) and report["score"]["end_card"] == "Total score: 10"
+    assert report["score"]["per_frame"]["median"] == pytest.approx(10.0)
+    assert [(p["id"], p["frames"]) for p in report["persons"]] == [(1, 15), (2, 12)]  # every 5th frame alone
+    assert report["settings"] == config.as_dict()
+    assert report["fingerprint"] == fingerprint(config)
+    assert report["timings"]["stages"]["encode"]["items"] == 15 + 5
+    assert report["timings"]["total_seconds"] >= report["timings"]["pipeline_seconds"] > 0
+
+    with open(tmp_path / "out" / "clip.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 1 + 15
+    assert [int(row[0]) for row in rows[1:]] == list(range(15))
+    assert rows[5] == ["4", "0.400000", "1", "", "10.000000"]  # one person: unscored, the average still shown
+    assert float(rows[2][3]) == pytest.approx(10.0)
+
+    with Image.open(tmp_path / "out" / "clip.png") as image:
+        image.verify()
+    with Image.open(tmp_path / "out" / "clip.png") as image:
+        assert image.format == "PNG" and image.size == (1000, 500)
+        assert len(image.convert("RGB").getcolors(maxcolors=100_000)) > 10  # something was drawn
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "clip.csv", "clip.json", "clip.mp4", "clip.png", "clip.poses.npz",
+    ]  # no partial file left
+
+
+def test_no_video_writes_reports_only(tmp_path, clip):
+    config, result = _run(tmp_path, clip, video=False, score=False)
+    report = write_reports(result, config)
+    check_against_docs(report)
+    assert result.output is None and result.encoder is None
+    assert "encode" not in result.stages
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "clip.csv", "clip.json", "clip.png", "clip.poses.npz",
+    ]
+    assert report["output"] is None and report["files"]["video"] is None
+    assert report["timings"]["stages"]["encode"] is None
+    assert report["score"]["mean"] is None and report["score"]["per_frame"]["count"] == 0
+    assert report["frames"] == 15 and report["frames_scored"] == 0
+
+
+def test_complete_report_needs_same_settings_same_input_and_every_output(tmp_path, clip):
+    config, result = _run(tmp_path, clip)
+    write_reports(result, config)
+    assert complete_report(config) is not None
+    assert complete_report(config.replace(device="cpu", batch_size=1, progress=True)) is not None
+    assert complete_report(config.replace(video=False)) is not None  # fewer outputs asked for
+    assert complete_report(config.replace(crf=35)) is None
+    assert complete_report(config.replace(person_threshold=0.5)) is None
+    stat = clip.stat()
+    os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        assert complete_report(config) is None  # the input changed
+    finally:
+        os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    (tmp_path / "out" / "clip.png").unlink()
+    assert complete_report(config) is None
+
+
+def test_a_report_made_without_video_does_not_count_for_a_run_with_video(tmp_path, clip):
+    config, result = _run(tmp_path, clip, video=False)
+    write_reports(result, config)
+    config.output.write_bytes(b"a stale video from some other run")
+    assert complete_report(config.replace(video=False)) is not None
+    assert complete_report(config.replace(video=True)) is None  # the report lists no video
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_its_partial(tmp_path):
+    def broken(handle):
+        handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(tmp_path / "a.json", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_writes_the_reports_and_no_video_skips_the_encoder(tmp_path, clip, monkeypatch, capsys):
+    import workers.infer
+    from pipeline.cli import get_args_parser, main
+
+    monkeypatch.setattr(workers.infer, "build_estimator", lambda config: StandInEstimator())
+    out = tmp_path / "results"
+    out.mkdir()
+    assert main(get_args_parser().parse_args([str(clip), str(out), "--no-video", "--no-progress"])) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.json", "clip.png", "clip.poses.npz"]
+    assert "clip.json: 15 frames, 12 scored, total score 10.00" in capsys.readouterr().err
+    assert json.loads((out / "clip.json").read_text())["settings"]["video"] is False
