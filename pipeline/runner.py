@@ -17,7 +17,7 @@ from workers.decode import VideoReader
 from workers.draw import draw_label, draw_skeletons, end_card
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import probe
-from workers.infer import PoseEstimator
+from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.poses import CachedPoses, PoseCacheMeta, poses_path, save_poses
 from workers.score import RunningScore, ScoreParams, frame_score, persons_above
 
@@ -192,6 +192,8 @@ def run_video(
     replaying = isinstance(estimator, CachedPoses)
     found_per_frame: list[Detections] = []
 
+    batches = AdaptiveBatches(estimator, config.batch_size)
+
     def infer(clock: StageClock) -> None:
         finished = False
         while not finished:
@@ -204,7 +206,7 @@ def run_video(
                 batch.append(item)
             if batch:
                 start = time.perf_counter()
-                detections = estimator.predict([frame.image for frame in batch])
+                detections = batches.predict([frame.image for frame in batch])
                 clock.busy += time.perf_counter() - start
                 clock.items += len(batch)
                 clock.last_progress = time.monotonic()

@@ -116,3 +116,41 @@ def test_missing_and_non_video_inputs_fail_with_the_file_named(tmp_path):
     empty.touch()
     with pytest.raises(VideoOpenError, match="empty.mp4: the file is empty"):
         probe(empty)
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named like torch's (torch.OutOfMemoryError), which the runner recognises by name."""
+
+
+class MemoryHungry(StandInEstimator):
+    """Runs out of device memory for batches larger than `fits`."""
+
+    def __init__(self, fits: int) -> None:
+        super().__init__()
+        self.fits = fits
+        self.sizes: list[int] = []
+
+    def predict(self, images):
+        self.sizes.append(len(images))
+        if len(images) > self.fits:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().predict(images)
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    model = MemoryHungry(fits=2)
+    result = run_video(_config(tmp_path, source, batch_size=8), model)
+    assert len(result.frames) == 10 and result.total == pytest.approx(10.0)
+    assert model.sizes[:3] == [8, 4, 2]  # halved twice, then kept at 2
+    assert set(model.sizes[3:]) <= {2}
+
+
+def test_out_of_memory_for_a_single_frame_fails_cleanly(tmp_path):
+    from workers.errors import ModelError
+
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    with pytest.raises(ModelError, match="memory even for one frame"):
+        run_video(_config(tmp_path, source, batch_size=4), MemoryHungry(fits=0))
+    assert child_processes() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -7,12 +7,15 @@ when asked for.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
 from workers.data import Detections
-from workers.errors import DeviceError
+from workers.errors import DeviceError, ModelError
+
+log = logging.getLogger("dancingskeletons")
 
 if TYPE_CHECKING:
     from config import Config
@@ -60,6 +63,60 @@ def build_estimator(config: Config) -> PoseEstimator:
 
         return YoloPoseEstimator.from_config(config)
     raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a device out-of-memory error (torch's, or a CUDA message)."""
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
+
+
+class AdaptiveBatches:
+    """Runs an estimator, halving the batch on out-of-memory errors down to single frames.
+
+    The smaller size is kept for the rest of the video (memory that ran out once will run
+    out again); a single frame that does not fit fails.
+
+    Args:
+        estimator: The pose model.
+        batch_size: The batch size to start with.
+    """
+
+    def __init__(self, estimator: PoseEstimator, batch_size: int) -> None:
+        self.estimator = estimator
+        self.batch_size = batch_size
+        self.halvings = 0
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One Detections per image, in as many calls as the current batch size needs."""
+        out: list[Detections] = []
+        start = 0
+        while start < len(images):
+            chunk = images[start : start + self.batch_size]
+            try:
+                out.extend(self.estimator.predict(chunk))
+            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
+                if not is_out_of_memory(error):
+                    raise
+                _release_device_memory()
+                if self.batch_size == 1:
+                    raise ModelError(
+                        f"out of {self.estimator.device} memory even for one frame ({error}); "
+                        "use a smaller --min-size or another device"
+                    ) from None
+                self.batch_size //= 2
+                self.halvings += 1
+                log.warning("out of %s memory: batch size halved to %d", self.estimator.device, self.batch_size)
+                continue
+            start += len(chunk)
+        return out
+
+
+def _release_device_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def resolve_device(requested: str) -> str:
