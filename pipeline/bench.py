@@ -20,10 +20,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from config import Config
 from pipeline.runner import Annotator, run_video
+from workers.data import Detections
 from workers.decode import VideoReader
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe, probe
@@ -43,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=120, help="frames to time (default: 120)")
     parser.add_argument("--cpu-rcnn-frames", type=int, default=16,
                         help="frames for Keypoint R-CNN on the CPU, where it takes seconds a frame (default: 16)")
+    parser.add_argument("--ceiling-frames", type=int, default=300,
+                        help="frames of the generated 720p clip for the machinery ceiling (default: 300)")
     parser.add_argument("--models", default="keypointrcnn,yolo",
                         help="comma-separated models; those that cannot load here are skipped (default: both)")
     parser.add_argument("--keypointrcnn-weights", default=None,
@@ -101,6 +105,48 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
             break
     writer.finish()
     return time.perf_counter() - start
+
+
+class InstantModel:
+    """A stand-in pose model with no inference cost: two fixed skeletons per frame.
+
+    Times the machinery alone (decode, queues, score, draw, encode): the ceiling that keeps
+    a fast GPU fed.
+    """
+
+    name = "instant"
+    device = "cpu"
+
+    def predict(self, images):
+        height, width = images[0].shape[:2]
+        unit = np.array([
+            [0.0, -1.6], [-0.1, -1.7], [0.1, -1.7], [-0.2, -1.65], [0.2, -1.65], [-0.4, -1.2], [0.4, -1.2],
+            [-0.6, -0.7], [0.6, -0.7], [-0.7, -0.2], [0.7, -0.2], [-0.3, 0.0], [0.3, 0.0], [-0.35, 0.8],
+            [0.35, 0.8], [-0.4, 1.6], [0.4, 1.6],
+        ]) * height / 5
+        keypoints = np.stack([unit + [width * 0.3, height / 2], unit + [width * 0.7, height / 2]])
+        found = Detections(
+            boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
+            box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
+        )
+        return [found] * len(images)
+
+
+def bench_ceiling(args: argparse.Namespace, folder: Path) -> None:
+    """The machinery ceiling: a generated 720p 30 fps clip with audio, an instant model."""
+    clip = make_clip(None, args.ceiling_frames, folder / "ceiling")
+    config = Config(input=clip, output=folder / "ceiling.mp4", end_card_seconds=0.0, progress=False,
+                    save_poses=False, batch_size=args.batch_size)
+    result = run_video(config, InstantModel())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"
+machinery ceiling (instant stand-in model, 2 skeletons a frame), {len(result.frames)} frames "
+          f"1280x720 @ 30 fps with audio, libx264 {config.x264_preset}")
+    print(f"  pipeline         {result.fps:8.2f} frames/s   real-time factor {result.fps / 30:.3f}   "
+          f"peak memory {peak_mb:.0f} MB (max RSS so far)")
+    print(f"  {'stage':<12}{'busy s':>9}{'waiting s':>11}{'items':>7}")
+    for name, clock in result.stages.items():
+        print(f"  {name:<12}{clock.busy:9.2f}{clock.waiting:11.2f}{clock.items:7d}")
 
 
 def weights_for(model: str, args: argparse.Namespace) -> str | None:
@@ -165,6 +211,7 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as folder:
         source = args.clip or (SHARED_CLIP if SHARED_CLIP.exists() else None)
         print(f"clip: the first frames of {source.name if source else 'a generated 1280x720 testsrc2 clip with audio'}")
+        bench_ceiling(args, Path(folder))
         for model in args.models.split(","):
             bench_model(model.strip(), source, args, Path(folder))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
