@@ -139,8 +139,7 @@ def bench_ceiling(args: argparse.Namespace, folder: Path) -> None:
                     save_poses=False, batch_size=args.batch_size)
     result = run_video(config, InstantModel())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"
-machinery ceiling (instant stand-in model, 2 skeletons a frame), {len(result.frames)} frames "
+    print(f"\nmachinery ceiling (instant stand-in model, 2 skeletons a frame), {len(result.frames)} frames "
           f"1280x720 @ 30 fps with audio, libx264 {config.x264_preset}")
     print(f"  pipeline         {result.fps:8.2f} frames/s   real-time factor {result.fps / 30:.3f}   "
           f"peak memory {peak_mb:.0f} MB (max RSS so far)")
@@ -212,8 +211,8 @@ def main(args: argparse.Namespace) -> int:
         source = args.clip or (SHARED_CLIP if SHARED_CLIP.exists() else None)
         print(f"clip: the first frames of {source.name if source else 'a generated 1280x720 testsrc2 clip with audio'}")
         bench_ceiling(args, Path(folder))
-        for model in args.models.split(","):
-            bench_model(model.strip(), source, args, Path(folder))
+        for model in filter(None, (name.strip() for name in args.models.split(","))):
+            bench_model(model, source, args, Path(folder))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (max RSS of the bench process, all runs and the model-alone frame buffers) {peak_mb:.0f} MB")
     return 0
