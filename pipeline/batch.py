@@ -119,6 +119,11 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
             raise FolderError(f"{source} and {taken[key]} would both be written to {output}; rename one of them")
         taken[key] = source
         landing = output.resolve()
+        if not landing.is_relative_to(output_root):
+            raise FolderError(
+                f"{output}: the output of {source} would land outside the output folder {output_folder} "
+                f"(at {landing}, through a symbolic link); remove the link or choose another output folder"
+            )
         if landing.is_relative_to(input_root) and not (exclude is not None and landing.is_relative_to(exclude)):
             raise FolderError(
                 f"{output}: the output of {source} would land inside the input folder {input_folder} and be read "

@@ -114,6 +114,18 @@ def test_folders_that_would_mix_outputs_with_inputs_are_refused(tmp_path):
     assert [job.output for job in inside] == [source / "results" / "in" / "x.mp4"]
 
 
+def test_outputs_never_land_outside_the_output_folder_through_a_link(tmp_path):
+    source = tmp_path / "in"
+    (source / "dance").mkdir(parents=True)
+    (source / "dance" / "x.mp4").touch()
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "dance").symlink_to(elsewhere, target_is_directory=True)  # out/dance -> ../elsewhere
+    with pytest.raises(FolderError, match="would land outside the output folder"):
+        plan_jobs(source, out)
+
+
 def test_a_folder_run_does_every_video_reports_bad_files_and_resumes(tmp_path, folder):
     out = tmp_path / "out"
     model = CountingModel()
