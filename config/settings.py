@@ -103,6 +103,11 @@ class Config:
         log_file: Also append the run's log (one line per file, errors, progress lines) to
             this file; None for stderr only.
         log_interval: Seconds between progress log lines when stderr is not a terminal.
+        persons: Whom the per-person timing analysis scores: "auto" (the performers: the
+            main group, not bystanders; see `workers.track.select_performers`), "all", or a
+            number N >= 1 (the N most prominent people; a string of digits is accepted).
+        mirror: Compare people also as mirror images (left and right swapped), so that two
+            people facing each other and moving as mirror images count as in sync.
     """
 
     input: Path
@@ -136,6 +141,8 @@ class Config:
     video: bool = True
     log_file: Path | None = None
     log_interval: float = 60.0
+    persons: str | int = "auto"
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
@@ -167,6 +174,9 @@ class Config:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.x264_preset not in X264_PRESETS:
             raise ValueError(f"x264_preset must be one of {', '.join(X264_PRESETS)}, got {self.x264_preset!r}")
+        object.__setattr__(self, "persons", _persons_mode(self.persons))
+        if not isinstance(self.mirror, bool):
+            raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
         if self.keypoint_weighting not in (None, "relu", "logit"):
             raise ValueError(f"keypoint_weighting must be relu or logit, got {self.keypoint_weighting!r}")
 
@@ -222,6 +232,15 @@ class Config:
     def result_settings(self) -> dict[str, object]:
         """The settings that change what a run produces (`as_dict` less RUN_ONLY_SETTINGS)."""
         return {name: value for name, value in self.as_dict().items() if name not in RUN_ONLY_SETTINGS}
+
+
+def _persons_mode(value: object) -> str | int:
+    """"auto", "all" or a positive int, from the value or its text ("3" -> 3)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if value in ("auto", "all") or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"persons must be auto, all or a number of persons 1..inf, got {value!r}")
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:

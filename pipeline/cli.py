@@ -28,6 +28,7 @@ EPILOG = """examples:
   python -m pipeline dance.mp4 out.mp4 --device cuda -b 8
   python -m pipeline dance.mp4 out.mp4 --weights keypointrcnn_resnet50_fpn_coco.pth --no-score
   python -m pipeline dance.mp4 out.mp4 --no-video     # no video: out.json, .csv, .png, .poses.npz
+  python -m pipeline duet.mp4 out.mp4 --persons 2 --mirror   # two dancers facing each other
   nohup python -m pipeline videos/ results/ --log-file night.log &
 outputs: OUT, and beside it OUT-stem .json (report), .csv (per frame), .png (plot), .poses.npz
 folders: every video under IN (recursively) -> the same tree under OUT, plus OUT/summary.csv;
@@ -62,6 +63,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help=f"frames per inference batch, 1..256 (default: {defaults.batch_size})")
     parser.add_argument("--score", action=argparse.BooleanOptionalAction, default=defaults.score,
                         help="compute and show the similarity score and the end card (default: on)")
+    parser.add_argument("--persons", default=defaults.persons, metavar="auto|all|N",
+                        help="whom the per-person timing analysis scores: auto = the performers (the main group: "
+                             "comparable size, present most of the video, moving; not bystanders), all = everyone, "
+                             "N = the N most prominent people (default: auto)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="people moving as mirror images of each other (facing each other) count as in sync "
+                             "(default: off)")
     parser.add_argument("--person-threshold", type=float, default=None,
                         help="box score above which a detection counts as a person "
                              "(default: the model's, 0.9 for keypointrcnn, 0.5 for yolo)")

@@ -5,7 +5,7 @@ a hidden temporary name in the same folder and renamed into place when complete,
 is written last: its presence (with a matching fingerprint) means that all of a video's outputs
 are complete, which is what a folder run's resume relies on.
 
-The statistics, the person slots and the fingerprint are plain functions of their inputs, with
+The statistics, the person entries and the fingerprint are plain functions of their inputs, with
 no I/O.
 """
 
@@ -26,7 +26,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from config import Config
-from pipeline.runner import FrameResult, RunResult
+from pipeline.runner import FrameResult, PersonResult, RunResult
+from workers.draw import colour_of
+from workers.timing import Moment
 from workers.encode import partial_path
 from workers.poses import poses_path
 
@@ -120,31 +122,57 @@ def score_statistics(scores: Iterable[float | None]) -> dict[str, float | int | 
     return {"count": int(values.size), **{name: float(value) for name, value in zip(names, numbers)}}
 
 
-def person_slots(person_counts: Sequence[int]) -> list[dict[str, int | float | None]]:
-    """The `persons` entries until tracking lands: one per detection slot, by confidence.
-
-    Slot k (id k, from 1) is the k-th most confident person of a frame, so it is present in
-    every frame with at least k persons; it is not the same human from frame to frame.
+def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
+    """The `persons` entries of the report: one per tracked person, ids ascending.
 
     Args:
-        person_counts: Persons above the threshold in each frame.
+        persons: `RunResult.persons`.
 
     Returns:
-        One dict per slot: id, frames (how many frames had it), first_frame, last_frame
-        (frame indices), score (None: no per-person score without tracking).
+        One dict per person with id, frames, first_frame, last_frame, scored, reason, lag_ms,
+        lag_ms_windows ([{start_s, end_s, lag_ms}]), score, timing_score, mirrored_with.
     """
-    counts = np.asarray(person_counts, dtype=np.int64)
-    slots = []
-    for slot in range(1, int(counts.max(initial=0)) + 1):
-        present = np.flatnonzero(counts >= slot)
-        slots.append({
-            "id": slot,
-            "frames": int(present.size),
-            "first_frame": int(present[0]),
-            "last_frame": int(present[-1]),
-            "score": None,
-        })
-    return slots
+    return [
+        {
+            "id": person.id,
+            "frames": person.frames,
+            "first_frame": person.first_frame,
+            "last_frame": person.last_frame,
+            "scored": person.scored,
+            "reason": person.reason,
+            "lag_ms": person.lag_ms,
+            "lag_ms_windows": [
+                {"start_s": window.start_s, "end_s": window.end_s, "lag_ms": window.lag_ms} for window in person.windows
+            ],
+            "score": person.score,
+            "timing_score": person.timing_score,
+            "mirrored_with": list(person.mirrored_with),
+        }
+        for person in sorted(persons, key=lambda person: person.id)
+    ]
+
+
+def sync_summary(persons: Sequence[PersonResult], mirror: bool) -> dict:
+    """The group's timing in a few numbers: who was scored, the lag spread, the mean scores."""
+    scored = [person for person in persons if person.scored]
+    lags = [person.lag_ms for person in scored if person.lag_ms is not None]
+    pose = [person.score for person in scored if person.score is not None]
+    timing = [person.timing_score for person in scored if person.timing_score is not None]
+    return {
+        "performers": [person.id for person in scored],
+        "mirror": mirror,
+        "lag_spread_ms": float(max(lags) - min(lags)) if len(lags) >= 2 else None,
+        "pose_score": float(np.mean(pose)) if pose else None,
+        "timing_score": float(np.mean(timing)) if timing else None,
+    }
+
+
+def moment_entries(moments: Sequence[Moment]) -> list[dict]:
+    """The `worst_moments` entries: start_s, end_s, score, person."""
+    return [
+        {"start_s": moment.start_s, "end_s": moment.end_s, "score": moment.mean_score, "person": moment.worst_person}
+        for moment in moments
+    ]
 
 
 def _stage_timings(result: RunResult) -> dict[str, dict[str, float | int] | None]:
@@ -212,8 +240,10 @@ def build_report(
             "scale": config.score_max,
             "per_frame": score_statistics(scores),
         },
-        "persons_tracked": False,
-        "persons": person_slots([frame.persons for frame in result.frames]),
+        "persons_tracked": True,
+        "persons": person_entries(result.persons),
+        "sync": sync_summary(result.persons, config.mirror),
+        "worst_moments": moment_entries(result.worst_moments),
         "settings": config.as_dict(),
         "fingerprint": fingerprint(config),
         "timings": {
@@ -285,23 +315,25 @@ def unscored_runs(scored: Sequence[bool]) -> list[tuple[int, int]]:
 
 def plot_figure(
     frames: Sequence[FrameResult], *, frame_seconds: float, total: float | None, score_max: float, title: str,
-    scored: bool,
+    scored: bool, persons: Sequence[PersonResult] = (),
 ):
     """The score over time as a matplotlib Figure (no pyplot: no global state, thread-safe).
 
     Top: each frame's score (thin) and the on-screen moving average (thick), unscored frames
-    as gaps over grey bands, the total score as a dashed line. Bottom: persons per frame.
-    The x axis is in seconds, each frame drawn at its start time and lasting `frame_seconds`.
+    as gaps over grey bands, the total score as a dashed line. Middle: each performer's lag
+    behind the group per analysis window (at the window's centre, in the person's video
+    colour). Bottom: persons per frame. The x axis is in seconds, each frame drawn at its
+    start time and lasting `frame_seconds`.
     """
     from matplotlib.figure import Figure
 
     seconds = np.array([frame.timestamp for frame in frames], dtype=np.float64)
     score = np.array([np.nan if frame.score is None else frame.score for frame in frames], dtype=np.float64)
     shown = np.array([np.nan if frame.displayed is None else frame.displayed for frame in frames], dtype=np.float64)
-    persons = np.array([frame.persons for frame in frames], dtype=np.int64)
+    persons_count = np.array([frame.persons for frame in frames], dtype=np.int64)
     figure = Figure(figsize=(10, 5), dpi=100, layout="constrained")
     figure.suptitle(title, x=0.01, ha="left", fontsize=11)
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top, middle, bottom = figure.subplots(3, 1, sharex=True, height_ratios=(3, 2, 1))
     if scored and len(frames):
         runs = unscored_runs(~np.isnan(score))
         if runs:
@@ -320,14 +352,37 @@ def plot_figure(
     top.set_ylim(-0.02 * score_max, 1.05 * score_max)
     top.set_ylabel("score")
     top.grid(True, alpha=0.3)
-    bottom.step(seconds, persons, where="post", color="tab:green", linewidth=1.2)
-    bottom.set_ylim(-0.1, max(2, int(persons.max(initial=0))) + 0.5)
+    _plot_lags(middle, persons)
+    bottom.step(seconds, persons_count, where="post", color="tab:green", linewidth=1.2)
+    bottom.set_ylim(-0.1, max(2, int(persons_count.max(initial=0))) + 0.5)
     bottom.yaxis.get_major_locator().set_params(integer=True)
     bottom.set_ylabel("persons")
     bottom.set_xlabel("seconds")
     bottom.grid(True, alpha=0.3)
     bottom.set_xlim(0, max(len(frames) * frame_seconds, frame_seconds))
     return figure
+
+
+def _plot_lags(axes, persons: Sequence[PersonResult]) -> None:
+    """Each scored person's window lags (ms) over time, in the person's video colour."""
+    drawn = False
+    for person in persons:
+        if not person.scored or not person.windows:
+            continue
+        centres = np.array([(window.start_s + window.end_s) / 2 for window in person.windows])
+        lags = np.array([np.nan if window.lag_ms is None else window.lag_ms for window in person.windows])
+        if not np.isfinite(lags).any():
+            continue
+        colour = tuple(channel / 255 for channel in colour_of(person.id))
+        axes.plot(centres, lags, color=colour, marker="o", markersize=3, linewidth=1.4, label=f"#{person.id}")
+        drawn = True
+    axes.axhline(0, color="0.5", linewidth=0.8)
+    if drawn:
+        axes.legend(loc="upper right", ncols=8, fontsize=7, frameon=False)
+    else:
+        axes.text(0.5, 0.5, "no lag measured", transform=axes.transAxes, ha="center", va="center", color="0.4")
+    axes.set_ylabel("lag ms\n(+ behind)")
+    axes.grid(True, alpha=0.3)
 
 
 def write_plot(path: Path, figure) -> Path:
@@ -362,7 +417,7 @@ def write_reports(result: RunResult, config: Config, probe_seconds: float = 0.0)
     else:
         title = config.input.name
     figure = plot_figure(result.frames, frame_seconds=1 / float(result.info.fps), total=result.total,
-                         score_max=config.score_max, title=title, scored=config.score)
+                         score_max=config.score_max, title=title, scored=config.score, persons=result.persons)
     write_plot(files.plot, figure)
     report = build_report(
         result, config,

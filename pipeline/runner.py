@@ -8,18 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from config import Config
 from pipeline.stages import END, StageClock, StageGroup
 from workers.data import Detections, Frame, VideoInfo
 from workers.decode import VideoReader
-from workers.draw import draw_label, draw_skeletons, end_card
+from workers.draw import draw_label, draw_person_labels, draw_skeletons, end_card
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import probe
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.poses import CachedPoses, PoseCacheMeta, poses_path, save_poses
-from workers.score import RunningScore, ScoreParams, frame_score, persons_above
+from workers.score import RunningScore, ScoreParams, distance_to_score, frame_score, persons_above
+from workers.timing import Moment, TimingParams, WindowLag, analyse_timing, current_lags, worst_moments
+from workers.track import Tracker, select_performers, summarize_tracks, track_poses
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class FrameResult:
         score: The frame score, or None when unscored.
         displayed: The on-screen (moving-average) score, or None.
         text: The text drawn on the frame, or None.
+        ids: The track id of each person, in the order of the detections above the threshold.
+        labels: The label drawn beside each person (same order): "#2", or "#2 +120 ms" once
+            the live lag is known.
     """
 
     index: int
@@ -41,6 +47,40 @@ class FrameResult:
     score: float | None
     displayed: float | None
     text: str | None
+    ids: tuple[int, ...] = ()
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PersonResult:
+    """One tracked person over the whole video, and the timing analysis of the performers.
+
+    Attributes:
+        id: Track id, from 1.
+        frames: Frames in which the person was found.
+        first_frame: Index of the first such frame.
+        last_frame: Index of the last such frame.
+        scored: Whether the person is a performer (taken into the timing analysis).
+        reason: Why the person was or was not scored.
+        lag_ms: Median lag behind the group over the windows, milliseconds (negative:
+            ahead), or None (not scored, or no window gave a clear lag).
+        windows: The per-window lags (empty when not scored).
+        score: Pose similarity to the other performers after removing the lags, 0..10, or None.
+        timing_score: 0..10 from `lag_ms`, or None.
+        mirrored_with: Ids of the performers compared with this one as mirror images.
+    """
+
+    id: int
+    frames: int
+    first_frame: int
+    last_frame: int
+    scored: bool
+    reason: str
+    lag_ms: float | None = None
+    windows: tuple[WindowLag, ...] = ()
+    score: float | None = None
+    timing_score: float | None = None
+    mirrored_with: tuple[int, ...] = ()
 
 
 @dataclass
@@ -59,6 +99,8 @@ class RunResult:
         seconds: Wall-clock seconds of the whole run (probe to finished file).
         stages: Per stage: busy and waiting seconds and items.
         model: The pose model's name (the cached model's when replaying a pose cache).
+        persons: One entry per tracked person, ids ascending (see `PersonResult`).
+        worst_moments: The stretches with the lowest group pose score, worst first.
     """
 
     info: VideoInfo
@@ -72,6 +114,8 @@ class RunResult:
     seconds: float
     stages: dict[str, StageClock] = field(default_factory=dict)
     model: str = ""
+    persons: list[PersonResult] = field(default_factory=list)
+    worst_moments: list[Moment] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -91,34 +135,133 @@ def score_params(config: Config) -> ScoreParams:
     )
 
 
+def timing_params(config: Config) -> TimingParams:
+    """The timing-analysis knobs a config asks for (the score constants included)."""
+    return TimingParams(mirror=config.mirror, score=score_params(config))
+
+
 class Annotator:
-    """Scores and draws frames in order (the score + draw stage without threads).
+    """Tracks, scores and draws frames in order (the score + draw stage without threads).
+
+    Each person gets a track id (colour and "#id" label follow it). With scoring on and
+    `fps` given, every `hop_s` the trailing `window_s` of tracked poses is analysed and each
+    analysed person's label shows its current lag ("#2 +120 ms") until the next update. After
+    the last frame, `finish` analyses the whole video.
 
     Args:
         config: The run's settings.
         draw: Draw on the frames; False only scores them (no video is made).
+        fps: Frames per second of the video; None turns the live lag off (and `finish`
+            then needs it).
     """
 
-    def __init__(self, config: Config, draw: bool = True) -> None:
+    def __init__(self, config: Config, draw: bool = True, fps: float | None = None) -> None:
         self.config = config
         self.draw = draw
+        self.fps = None if fps is None else float(fps)
         self.params = score_params(config)
+        self.timing = timing_params(config)
         self.running = RunningScore(self.params)
         self.results: list[FrameResult] = []
+        # One tracker per Annotator, and one Annotator per video: ids never carry over.
+        self.tracker = Tracker(max_missing=max(1, round(self.fps)) if self.fps else 30)
+        self.tracked: list[tuple[Detections, np.ndarray]] = []
+        self.live_lags: dict[int, float | None] = {}
 
     def __call__(self, frame: Frame, detections: Detections) -> None:
-        """Score `frame`, draw on its image in place, and record the result."""
+        """Track and score `frame`, draw on its image in place, and record the result."""
         persons = persons_above(detections, self.params.person_threshold)
+        ids = self.tracker.update(persons)
+        self.tracked.append((persons, ids))
         score = text = displayed = None
         if self.config.score:
             score = frame_score(persons, self.params)
             text = self.running.update(len(persons), score)
             displayed = self.running.displayed if len(persons) else None
+            self._update_live_lags()
+        labels = tuple(self._label(int(person_id)) for person_id in ids)
         if self.draw:
-            draw_skeletons(frame.image, persons, self.config.keypoint_min_score)
+            draw_skeletons(frame.image, persons, self.config.keypoint_min_score, ids)
+            draw_person_labels(frame.image, persons, ids, labels)
             if text:
                 draw_label(frame.image, text)
-        self.results.append(FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text))
+        self.results.append(FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text,
+                                        tuple(int(i) for i in ids), labels))
+
+    def _label(self, person_id: int) -> str:
+        lag = self.live_lags.get(person_id)
+        return f"#{person_id}" if lag is None else f"#{person_id} {lag:+.0f} ms"
+
+    def _update_live_lags(self) -> None:
+        """Every hop, once a whole window has been seen: the lags over the trailing window."""
+        if self.fps is None:
+            return
+        length = max(1, round(self.timing.window_s * self.fps))
+        hop = max(1, round(self.timing.hop_s * self.fps))
+        seen = len(self.tracked)
+        if seen < length or (seen - length) % hop:
+            return
+        recent = self.tracked[-length:]
+        frames = [persons for persons, _ in recent]
+        ids = [frame_ids for _, frame_ids in recent]
+        selection = select_performers(summarize_tracks(frames, ids, self.fps), self.config.persons)
+        poses = track_poses(frames, ids, self.config.keypoint_min_score)
+        self.live_lags = current_lags(
+            {person_id: poses[person_id] for person_id, (scored, _) in selection.items() if scored},
+            self.fps, self.timing,
+        )
+
+    def finish(self) -> tuple[list[PersonResult], list[Moment]]:
+        """The whole-video analysis: every track, the performers' timing, the worst moments.
+
+        Returns:
+            One `PersonResult` per track (ids ascending), and the worst moments (empty with
+            scoring off or fewer than two performers with comparable poses).
+        """
+        if self.fps is None:
+            raise ValueError("finish needs the video's fps: give it to Annotator(fps=...)")
+        frames = [persons for persons, _ in self.tracked]
+        ids = [frame_ids for _, frame_ids in self.tracked]
+        appearances: dict[int, list[int]] = {}
+        for index, frame_ids in enumerate(ids):
+            for person_id in frame_ids.tolist():
+                appearances.setdefault(int(person_id), []).append(index)
+        if not appearances:
+            return [], []
+        if self.config.score:
+            selection = select_performers(summarize_tracks(frames, ids, self.fps), self.config.persons)
+        else:
+            selection = {person_id: (False, "scoring off (--no-score)") for person_id in appearances}
+        performers = [person_id for person_id, (scored, _) in selection.items() if scored]
+        timings = {}
+        if performers:
+            poses = track_poses(frames, ids, self.config.keypoint_min_score)
+            timings = analyse_timing({person_id: poses[person_id] for person_id in performers}, self.fps, self.timing)
+        persons = []
+        for person_id in sorted(appearances):
+            present = appearances[person_id]
+            scored, reason = selection[person_id]
+            timing = timings.get(person_id)
+            persons.append(PersonResult(
+                id=person_id, frames=len(present), first_frame=present[0], last_frame=present[-1],
+                scored=scored, reason=reason,
+                lag_ms=None if timing is None else timing.lag_ms,
+                windows=() if timing is None else timing.windows,
+                score=None if timing is None else timing.pose_score,
+                timing_score=None if timing is None else timing.timing_score,
+                mirrored_with=() if timing is None else timing.mirrored_with,
+            ))
+        return persons, self._worst_moments(timings)
+
+    def _worst_moments(self, timings: dict) -> list[Moment]:
+        if len(timings) < 2:
+            return []
+        distances = np.stack([timing.distances for timing in timings.values()])
+        finite = np.isfinite(distances)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(finite, distances, 0.0).sum(axis=0) / finite.sum(axis=0)
+        group_scores = np.array([distance_to_score(d, self.params) if np.isfinite(d) else np.nan for d in mean])
+        return worst_moments(group_scores, self.fps, {i: t.distances for i, t in timings.items()})
 
     def end_card_text(self) -> str:
         return self.running.total_text() if self.config.score else ""
@@ -161,7 +304,7 @@ def run_video(
             config.output, info.width, info.height, info.fps,
             audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
         )
-    annotator = Annotator(config, draw=writer is not None)
+    annotator = Annotator(config, draw=writer is not None, fps=float(info.fps))
     group = StageGroup()
     group.on_stop(reader.kill)
     if writer is not None:
@@ -276,6 +419,7 @@ def run_video(
             fps=str(info.fps), width=info.width, height=info.height, input=info.path.name,
         )
         saved_poses = save_poses(poses_path(config.output), found_per_frame, meta)
+    persons, moments = annotator.finish()
     running = annotator.running
     return RunResult(
         info=info,
@@ -289,4 +433,6 @@ def run_video(
         seconds=time.perf_counter() - started,
         stages=group.clocks,
         model=estimator.name,
+        persons=persons,
+        worst_moments=moments,
     )

@@ -11,7 +11,7 @@ from PIL import Image
 
 from config import Config
 from pipeline.report import (
-    CSV_COLUMNS, complete_report, fingerprint, frame_rows, person_slots, score_statistics, unscored_runs,
+    CSV_COLUMNS, complete_report, fingerprint, frame_rows, person_entries, score_statistics, unscored_runs,
     write_atomically, write_reports,
 )
 from pipeline.runner import FrameResult, run_video
@@ -32,7 +32,7 @@ JSON_TYPES = {
 def documented_schema() -> dict[str, list[str]]:
     """Key -> allowed types, from the JSON table of docs/REPORTS.md."""
     text = DOCS.read_text()
-    section = text[text.index("## `<stem>.json`"):text.index("### `persons` until tracking lands")]
+    section = text[text.index("## `<stem>.json`"):text.index("### Persons and timing")]
     schema = {}
     for key, types in re.findall(r"^\| `([^`]+)` \| ([a-z ]+?) \|", section, flags=re.MULTILINE):
         schema[key] = types.split(" or ")
@@ -85,13 +85,26 @@ def test_score_statistics_leave_unscored_frames_out():
     assert set(empty) == set(stats)  # keys are stable
 
 
-def test_person_slots_count_frames_with_at_least_k_persons():
-    assert person_slots([2, 0, 1, 3, 2]) == [
-        {"id": 1, "frames": 4, "first_frame": 0, "last_frame": 4, "score": None},
-        {"id": 2, "frames": 3, "first_frame": 0, "last_frame": 4, "score": None},
-        {"id": 3, "frames": 1, "first_frame": 3, "last_frame": 3, "score": None},
+def test_person_entries_follow_the_tracks_in_id_order():
+    from pipeline.runner import PersonResult
+    from workers.timing import WindowLag
+
+    persons = [
+        PersonResult(3, 5, 2, 9, False, "present in 10% of frames"),
+        PersonResult(1, 50, 0, 49, True, "performer", lag_ms=-20.0,
+                     windows=(WindowLag(0.0, 4.0, -20.0, 0.9), WindowLag(1.0, 5.0, None, None)),
+                     score=9.5, timing_score=8.75, mirrored_with=(3,)),
     ]
-    assert person_slots([0, 0]) == [] and person_slots([]) == []
+    assert person_entries(persons) == [
+        {"id": 1, "frames": 50, "first_frame": 0, "last_frame": 49, "scored": True, "reason": "performer",
+         "lag_ms": -20.0, "lag_ms_windows": [{"start_s": 0.0, "end_s": 4.0, "lag_ms": -20.0},
+                                             {"start_s": 1.0, "end_s": 5.0, "lag_ms": None}],
+         "score": 9.5, "timing_score": 8.75, "mirrored_with": [3]},
+        {"id": 3, "frames": 5, "first_frame": 2, "last_frame": 9, "scored": False,
+         "reason": "present in 10% of frames", "lag_ms": None, "lag_ms_windows": [], "score": None,
+         "timing_score": None, "mirrored_with": []},
+    ]
+    assert person_entries([]) == []
 
 
 def test_unscored_runs():
@@ -135,6 +148,11 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     assert report["score"]["mean"] == pytest.approx(10.0) and report["score"]["end_card"] == "Total score: 10"
     assert report["score"]["per_frame"]["median"] == pytest.approx(10.0)
     assert [(p["id"], p["frames"]) for p in report["persons"]] == [(1, 15), (2, 12)]  # every 5th frame alone
+    assert report["persons_tracked"] is True
+    assert [p["scored"] for p in report["persons"]] == [True, True]
+    assert report["sync"]["performers"] == [1, 2]
+    assert [p["score"] for p in report["persons"]] == [pytest.approx(10.0)] * 2  # identical poses
+    assert report["worst_moments"] and report["worst_moments"][0]["score"] == pytest.approx(10.0)
     assert report["settings"] == config.as_dict()
     assert report["fingerprint"] == fingerprint(config)
     assert report["timings"]["stages"]["encode"]["items"] == 15 + 5

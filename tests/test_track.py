@@ -192,9 +192,15 @@ def test_auto_keeps_the_group_and_says_why_not_the_others():
 def test_all_and_a_number():
     assert all(scored for scored, _ in select_performers(GROUP, "all").values())
     chosen = {i for i, (scored, _) in select_performers(GROUP, 2).items() if scored}
-    assert chosen == {1, 3}  # performers first, then most present, then tallest, then lowest id
+    assert chosen == {1, 3}  # performers first, then most prominent (frames x height)
     five = {i for i, (scored, _) in select_performers(GROUP, 5).items() if scored}
     assert five == {1, 2, 3, 6, 4}
+
+
+def test_a_number_prefers_a_tall_dancer_missed_in_some_frames_to_a_small_person_always_there():
+    tracks = {1: _summary(), 2: _summary(presence=0.9), 3: _summary(presence=0.99, height=180)}
+    chosen = {i for i, (scored, _) in select_performers(tracks, 2).items() if scored}
+    assert chosen == {1, 2}
 
 
 def test_calm_group_is_not_static():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 
@@ -22,19 +24,28 @@ def scale_for(image: np.ndarray) -> float:
     return min(image.shape[:2]) / 720.0
 
 
-def draw_skeletons(image: np.ndarray, persons: Detections, keypoint_threshold: float) -> None:
+def colour_of(person_id: int) -> tuple[int, int, int]:
+    """The RGB colour of a tracked person: the same id keeps the same colour all video."""
+    return PALETTE[int(person_id) % len(PALETTE)]
+
+
+def draw_skeletons(
+    image: np.ndarray, persons: Detections, keypoint_threshold: float, ids: Sequence[int] | None = None
+) -> None:
     """Draw each person's keypoints above the threshold and the limbs between them, in place.
 
     Args:
         image: RGB uint8 (h, w, 3), drawn on.
-        persons: The persons to draw, one colour each in order.
+        persons: The persons to draw.
         keypoint_threshold: Minimum keypoint score (model scale) for a keypoint to be drawn.
+        ids: (n,) track ids, which choose the colours (`colour_of`); None colours the
+            persons in their order.
     """
     scale = scale_for(image)
     radius = max(2, round(4 * scale))
     thickness = max(1, round(3 * scale))
     for person in range(len(persons)):
-        colour = PALETTE[person % len(PALETTE)]
+        colour = colour_of(person if ids is None else ids[person])
         points = np.round(persons.keypoints[person]).astype(np.int32)
         visible = persons.keypoint_scores[person] > keypoint_threshold
         for a, b in LIMBS:
@@ -42,6 +53,33 @@ def draw_skeletons(image: np.ndarray, persons: Detections, keypoint_threshold: f
                 cv2.line(image, tuple(map(int, points[a])), tuple(map(int, points[b])), colour, thickness, cv2.LINE_AA)
         for k in np.flatnonzero(visible):
             cv2.circle(image, tuple(map(int, points[k])), radius, colour, -1, cv2.LINE_AA)
+
+
+def draw_person_labels(image: np.ndarray, persons: Detections, ids: Sequence[int], texts: Sequence[str]) -> None:
+    """Write each person's label (e.g. "#2 +120 ms") above its box, in its colour, in place.
+
+    Args:
+        image: RGB uint8 (h, w, 3), drawn on.
+        persons: The persons labelled (their boxes place the labels).
+        ids: (n,) track ids (colours).
+        texts: (n,) one label per person; an empty one is not drawn.
+    """
+    scale = scale_for(image)
+    font_scale = 0.8 * scale
+    thickness = max(1, round(2 * scale))
+    height_px, width_px = image.shape[:2]
+    for person, text in enumerate(texts):
+        if not text:
+            continue
+        (width, height), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+        pad = max(2, round(4 * scale))
+        x1, y1 = persons.boxes[person, :2]
+        # Above the box when there is room, else just inside its top; always inside the frame.
+        x = int(np.clip(x1, pad, max(pad, width_px - width - pad)))
+        y = int(y1) - baseline - pad if y1 - height - baseline - 2 * pad >= 0 else int(y1) + height + pad
+        y = int(np.clip(y, height + pad, max(height + pad, height_px - baseline - pad)))
+        cv2.rectangle(image, (x - pad, y - height - pad), (x + width + pad, y + baseline + pad), (0, 0, 0), -1)
+        cv2.putText(image, text, (x, y), FONT, font_scale, colour_of(ids[person]), thickness, cv2.LINE_AA)
 
 
 def draw_label(image: np.ndarray, text: str) -> None:

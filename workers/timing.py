@@ -514,32 +514,8 @@ def analyse_timing(
         if array.shape != (frames, NUM_KEYPOINTS, 2):
             raise ValueError(f"poses[{person_id}] must have shape ({frames}, {NUM_KEYPOINTS}, 2), "
                              f"got {array.shape}")
-    normalised = [normalise_poses(array) for array in arrays]
-    features = [motion_features(n, fps, params.velocity_span_s) for n in normalised]
-    mirrored_features = [motion_features(mirror_poses(n), fps, params.velocity_span_s) for n in normalised]
     windows = analysis_windows(frames, fps, params.window_s, params.hop_s)
-
-    pair_results: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
-    mirrored_pairs: set[tuple[int, int]] = set()
-    for a in range(len(ids)):
-        for b in range(a + 1, len(ids)):
-            direct = pair_window_lags(features[a], features[b], windows, fps, params)
-            pair_results[a, b] = direct
-            if params.mirror:
-                flipped = pair_window_lags(features[a], mirrored_features[b], windows, fps, params)
-                if _strength(flipped) > _strength(direct):
-                    pair_results[a, b] = flipped
-                    mirrored_pairs.add((a, b))
-
-    window_lags = np.full((len(windows), len(ids)), np.nan)
-    window_correlations = np.full((len(windows), len(ids)), np.nan)
-    for w in range(len(windows)):
-        measured = {pair: result[w] for pair, result in pair_results.items() if result[w] is not None}
-        window_lags[w] = solve_group_lags(len(ids), measured)
-        for person in range(len(ids)):
-            peaks = [value for (a, b), (_, value) in measured.items() if person in (a, b)]
-            if peaks and np.isfinite(window_lags[w, person]):
-                window_correlations[w, person] = np.mean(peaks)
+    window_lags, window_correlations, mirrored_pairs = _window_lags(arrays, windows, fps, params)
 
     lags_frames = [_median_or_nan(window_lags[:, person]) for person in range(len(ids))]
     results = {}
@@ -565,6 +541,77 @@ def analyse_timing(
             mirrored_with=tuple(ids[b if a == person else a] for a, b in sorted(mirrored_pairs) if person in (a, b)),
         )
     return results
+
+
+def _window_lags(
+    arrays: list[np.ndarray], windows: list[tuple[int, int]], fps: float, params: TimingParams
+) -> tuple[np.ndarray, np.ndarray, set[tuple[int, int]]]:
+    """Per window and person: lag behind the group in frames and mean peak correlation.
+
+    Args:
+        arrays: One (T, 17, 2) pose array per person (pixels, NaN where absent).
+        windows: From `analysis_windows`.
+        fps: Frames per second.
+        params: Timing knobs.
+
+    Returns:
+        (W, n) lags in frames and (W, n) correlations (NaN where unknown), and the pairs of
+        person indices (a < b) compared as mirror images.
+    """
+    normalised = [normalise_poses(array) for array in arrays]
+    features = [motion_features(n, fps, params.velocity_span_s) for n in normalised]
+    pair_results: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
+    mirrored_pairs: set[tuple[int, int]] = set()
+    mirrored_features: list[np.ndarray] = []
+    if params.mirror:
+        mirrored_features = [motion_features(mirror_poses(n), fps, params.velocity_span_s) for n in normalised]
+    for a in range(len(arrays)):
+        for b in range(a + 1, len(arrays)):
+            direct = pair_window_lags(features[a], features[b], windows, fps, params)
+            pair_results[a, b] = direct
+            if params.mirror:
+                flipped = pair_window_lags(features[a], mirrored_features[b], windows, fps, params)
+                if _strength(flipped) > _strength(direct):
+                    pair_results[a, b] = flipped
+                    mirrored_pairs.add((a, b))
+
+    window_lags = np.full((len(windows), len(arrays)), np.nan)
+    window_correlations = np.full((len(windows), len(arrays)), np.nan)
+    for w in range(len(windows)):
+        measured = {pair: result[w] for pair, result in pair_results.items() if result[w] is not None}
+        window_lags[w] = solve_group_lags(len(arrays), measured)
+        for person in range(len(arrays)):
+            peaks = [value for (a, b), (_, value) in measured.items() if person in (a, b)]
+            if peaks and np.isfinite(window_lags[w, person]):
+                window_correlations[w, person] = np.mean(peaks)
+    return window_lags, window_correlations, mirrored_pairs
+
+
+def current_lags(
+    poses: Mapping[int, np.ndarray], fps: float, params: TimingParams = TimingParams()
+) -> dict[int, float | None]:
+    """Lags behind the group over one stretch taken as a single window (the live label).
+
+    The same lag estimate as `analyse_timing` gives for one window, without the pose scores,
+    so it is cheap enough to run every second on the trailing `params.window_s`.
+
+    Args:
+        poses: {id: (L, 17, 2) keypoints in pixels, NaN where absent} over the stretch.
+        fps: Frames per second.
+        params: Timing knobs (`window_s` and `hop_s` are not used: the stretch is the window).
+
+    Returns:
+        {id: lag in milliseconds (positive: behind) or None}, ids ascending.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    ids = sorted(poses)
+    arrays = [np.asarray(poses[i], dtype=np.float64) for i in ids]
+    if len(arrays) < 2 or len(arrays[0]) == 0:
+        return {person_id: None for person_id in ids}
+    lags, _, _ = _window_lags(arrays, [(0, len(arrays[0]))], fps, params)
+    return {person_id: None if np.isnan(lags[0, k]) else float(lags[0, k] * 1000.0 / fps)
+            for k, person_id in enumerate(ids)}
 
 
 def _strength(results: list[tuple[float, float] | None]) -> float:

@@ -312,7 +312,7 @@ def select_performers(
        passing 1 and 2, so people standing still drop out (relative, so a calm dance is
        not mistaken for standing still).
     "all" keeps every id. An integer N keeps N ids: those "auto" keeps first, then the
-    most present, then the tallest, then the lowest id.
+    most prominent (frames present times median height), then the tallest, then the lowest id.
 
     Args:
         tracks: {id: TrackSummary}.
@@ -363,7 +363,9 @@ def select_performers(
     if mode == "auto":
         return verdicts
 
-    ranked = sorted(ids, key=lambda i: (not verdicts[i][0], -tracks[i].frames_present,
+    # Prominence: screen time times size, so a dancer missed in a few frames still outranks
+    # a smaller person who stands in view all along.
+    ranked = sorted(ids, key=lambda i: (not verdicts[i][0], -tracks[i].frames_present * tracks[i].median_height,
                                         -tracks[i].median_height, i))
     chosen = set(ranked[:mode])
     return {

@@ -1,0 +1,170 @@
+"""Tracking, performer selection and per-person lag wired into the score + draw stage.
+
+Synthetic dancers through `Annotator` (no threads), and the pipeline with a stand-in model.
+"""
+
+import numpy as np
+import pytest
+
+from config import Config
+from pipeline.cli import config_from_args, get_args_parser
+from pipeline.runner import Annotator, run_video
+from tests.helpers import StandInEstimator, detections, make_video, pose
+from workers.data import Detections, Frame
+from workers.draw import PALETTE, draw_skeletons
+from workers.timing import mirror_poses
+
+FPS = 25.0
+SCALE = 60.0
+
+
+def dancer(t: float, dx: float) -> np.ndarray:
+    """A dancer at time `t` seconds: arms and knees follow smooth, non-periodic, asymmetric curves."""
+    keypoints = pose(SCALE, dx, 150)
+    left = np.sin(2 * np.pi * 0.7 * t) + 0.6 * np.sin(2 * np.pi * 1.9 * t + 1.0)
+    right = np.sin(2 * np.pi * 1.1 * t + 2.0) + 0.5 * np.sin(2 * np.pi * 0.3 * t)
+    keypoints[[7, 9], 1] -= SCALE * np.array([0.5, 1.0]) * left  # left elbow, wrist
+    keypoints[[8, 10], 1] -= SCALE * np.array([0.5, 1.0]) * right
+    keypoints[9, 0] += SCALE * 0.4 * right
+    keypoints[[13, 15], 0] += SCALE * 0.2 * np.sin(2 * np.pi * 1.3 * t)  # left knee, ankle
+    return keypoints
+
+
+def run_annotator(seconds: float, people, config: Config | None = None, draw: bool = False):
+    """Feed `people(t)` -> list of (17, 2) poses through an Annotator; return it."""
+    config = config or Config(input="in.mp4", output="out.mp4")
+    annotator = Annotator(config, draw=draw, fps=FPS)
+    for index in range(round(seconds * FPS)):
+        t = index / FPS
+        image = np.zeros((300, 640, 3), np.uint8)
+        annotator(Frame(index=index, timestamp=t, image=image), detections(people(t)))
+    return annotator
+
+
+@pytest.mark.parametrize("delay", [0, 3, 6])
+def test_a_delayed_copy_is_behind_by_the_delay(delay):
+    annotator = run_annotator(8, lambda t: [dancer(t, 120), dancer(t - delay / FPS, 420)])
+    persons, moments = annotator.finish()
+    assert [p.id for p in persons] == [1, 2] and all(p.scored for p in persons)
+    first, second = persons
+    assert second.lag_ms - first.lag_ms == pytest.approx(delay * 1000 / FPS, abs=0.5 * 1000 / FPS)
+    assert second.score == pytest.approx(10.0, abs=0.05)  # the same poses once the lag is removed
+    assert len(first.windows) == 5  # 4 s windows every second over 8 s
+    assert moments
+
+
+def test_timing_score_falls_as_the_delay_grows():
+    scores = []
+    for delay in (0, 3, 6, 12):
+        persons, _ = run_annotator(8, lambda t: [dancer(t, 120), dancer(t - delay / FPS, 420)]).finish()
+        scores.append(np.mean([p.timing_score for p in persons]))
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+
+
+def test_live_label_shows_the_id_then_the_lag_once_a_window_is_complete():
+    annotator = run_annotator(6, lambda t: [dancer(t, 120), dancer(t - 5 / FPS, 420)])
+    window = round(4 * FPS)
+    assert annotator.results[0].labels == ("#1", "#2")
+    assert annotator.results[window - 2].labels == ("#1", "#2")
+    label = annotator.results[window - 1].labels[1]
+    assert label.startswith("#2 +") and label.endswith(" ms")
+    assert float(label.split()[1]) == pytest.approx(5 * 1000 / FPS / 2, abs=1000 / FPS)  # half of 200 ms: group median
+    assert annotator.results[-1].labels[0].startswith("#1 -")
+
+
+def test_ids_stay_with_the_people_when_the_detection_order_changes():
+    def people(t):
+        pair = [dancer(t, 120), dancer(t, 420)]
+        return pair if round(t * FPS) % 2 else pair[::-1]
+
+    annotator = run_annotator(2, people)
+    first = annotator.results[0].ids
+    for result in annotator.results:
+        expected = first if result.index % 2 == 0 else first[::-1]
+        assert result.ids == expected
+
+
+def test_colours_follow_the_id_not_the_order():
+    image = np.zeros((200, 300, 3), np.uint8)
+    persons = detections([pose(40, 70, 100), pose(40, 220, 100)])
+    draw_skeletons(image, persons, keypoint_threshold=0.0, ids=[4, 1])
+    left = set(map(tuple, image[:, :150].reshape(-1, 3)))
+    right = set(map(tuple, image[:, 150:].reshape(-1, 3)))
+    assert PALETTE[4] in left and PALETTE[1] not in left
+    assert PALETTE[1] in right and PALETTE[4] not in right
+
+
+def test_a_small_static_bystander_is_not_scored_and_changes_nothing():
+    pair = lambda t: [dancer(t, 120), dancer(t - 3 / FPS, 320)]  # noqa: E731
+    alone, _ = run_annotator(6, pair).finish()
+    watched, _ = run_annotator(6, lambda t: pair(t) + [pose(SCALE * 0.4, 560, 200)]).finish()
+    assert [(p.id, p.scored) for p in watched] == [(1, True), (2, True), (3, False)]
+    assert "static" in watched[2].reason and "smaller" in watched[2].reason
+    for a, b in zip(alone, watched):
+        assert (b.lag_ms, b.score) == pytest.approx((a.lag_ms, a.score))
+
+
+def test_persons_all_and_a_number_choose_whom_to_score():
+    people = lambda t: [dancer(t, 120), dancer(t, 320), pose(SCALE * 0.4, 560, 200)]  # noqa: E731
+    config = Config(input="in.mp4", output="out.mp4", persons="all")
+    everyone, _ = run_annotator(5, people, config).finish()
+    assert all(p.scored for p in everyone)
+    config = Config(input="in.mp4", output="out.mp4", persons=1)
+    one, _ = run_annotator(5, people, config).finish()
+    assert [p.scored for p in one].count(True) == 1 and not one[2].scored
+    assert one[0].lag_ms is None  # nobody to compare with
+
+
+def test_mirror_images_count_as_in_sync_only_with_mirror():
+    def people(t):
+        left = dancer(t, 150)
+        return [left, mirror_poses(left) + np.array([300.0, 0.0])]
+
+    plain, _ = run_annotator(6, people).finish()
+    mirrored, _ = run_annotator(6, people, Config(input="in.mp4", output="out.mp4", mirror=True)).finish()
+    assert all(p.score > 9.9 for p in mirrored) and mirrored[0].mirrored_with == (2,)
+    assert all(p.score < mirrored[0].score - 1.0 for p in plain), [p.score for p in plain]
+
+
+def test_no_score_tracks_but_scores_nobody():
+    annotator = run_annotator(2, lambda t: [dancer(t, 120), dancer(t, 420)],
+                              Config(input="in.mp4", output="out.mp4", score=False))
+    persons, moments = annotator.finish()
+    assert [(p.id, p.scored, p.reason) for p in persons] == [(1, False, "scoring off (--no-score)"),
+                                                               (2, False, "scoring off (--no-score)")]
+    assert moments == [] and annotator.results[-1].labels == ("#1", "#2")
+
+
+def test_no_person_at_all():
+    annotator = Annotator(Config(input="in.mp4", output="out.mp4"), draw=False, fps=FPS)
+    annotator(Frame(0, 0.0, np.zeros((10, 10, 3), np.uint8)), Detections.empty())
+    assert annotator.finish() == ([], [])
+
+
+def test_tracker_state_never_carries_over_to_the_next_video(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10", size="96x64")
+    config = Config(input=source, output=tmp_path / "a.mp4", progress=False, video=False, save_poses=False)
+    estimator = StandInEstimator()
+    first = run_video(config, estimator)
+    second = run_video(config.replace(output=tmp_path / "b.mp4"), estimator)
+    assert first.frames[0].ids == second.frames[0].ids == (1, 2)
+    assert [p.id for p in first.persons] == [p.id for p in second.persons] == [1, 2]
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("all", "all"), ("3", 3), (2, 2)])
+def test_persons_setting_accepts_auto_all_or_a_number(value, expected):
+    assert Config(input="a.mp4", output="b.mp4", persons=value).persons == expected
+
+
+@pytest.mark.parametrize("value", ["0", "some", -1, True, 1.5])
+def test_persons_setting_refuses_anything_else(value):
+    with pytest.raises(ValueError, match="persons must be auto, all or a number of persons 1..inf"):
+        Config(input="a.mp4", output="b.mp4", persons=value)
+
+
+def test_cli_fills_persons_and_mirror():
+    parser = get_args_parser()
+    config = config_from_args(parser.parse_args(["in.mp4", "out.mp4", "--persons", "2", "--mirror"]))
+    assert (config.persons, config.mirror) == (2, True)
+    config = config_from_args(parser.parse_args(["in.mp4", "out.mp4"]))
+    assert (config.persons, config.mirror) == ("auto", False)
