@@ -47,6 +47,7 @@ MODEL_DEFAULTS: dict[str, ModelDefaults] = {
 #: so a new field counts as result-changing until it is listed here.
 RUN_ONLY_SETTINGS = frozenset({
     "input", "output", "poses", "video", "save_poses", "device", "batch_size", "queue_size",
+    "queue_megabytes",
     "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval",
 })
 
@@ -86,6 +87,8 @@ class Config:
         max_persons: Most persons the model returns per frame (the most confident).
         half: Run the model under fp16 autocast (CUDA only).
         queue_size: Frames each queue between stages holds at most.
+        queue_megabytes: Memory each queue may hold: large frames get fewer slots (at least
+            2), so a 4K video does not take 8 times a 720p one's memory.
         encoder: "auto" (h264_nvenc on a CUDA device when it works, else libx264),
             "libx264" or "h264_nvenc".
         x264_preset: libx264 speed preset.
@@ -130,6 +133,7 @@ class Config:
     max_persons: int = 30
     half: bool = False
     queue_size: int = 8
+    queue_megabytes: int = 64
     encoder: str = "auto"
     x264_preset: str = "veryfast"
     crf: int = 20
@@ -158,6 +162,7 @@ class Config:
         _check_range("batch_size", self.batch_size, 1, 256)
         _check_range("display_window", self.display_window, 1, 10_000)
         _check_range("queue_size", self.queue_size, 1, 1024)
+        _check_range("queue_megabytes", self.queue_megabytes, 1, 65536)
         _check_range("crf", self.crf, 0, 51)
         _check_range("max_persons", self.max_persons, 1, 1000)
         _check_range("ffmpeg_nice", self.ffmpeg_nice, 0, 19)
@@ -202,6 +207,11 @@ class Config:
     def weighting(self) -> str:
         """The keypoint weighting in effect."""
         return self.keypoint_weighting or self.model_defaults.keypoint_weighting
+
+    def queue_slots(self, width: int, height: int) -> int:
+        """Frames a queue holds for frames of this size: `queue_size`, fewer for large frames."""
+        frame_megabytes = width * height * 3 / 2**20
+        return max(2, min(self.queue_size, int(self.queue_megabytes // frame_megabytes)))
 
     def detection_settings(self) -> dict[str, object]:
         """The settings that change what the model detects (recorded in the pose cache)."""

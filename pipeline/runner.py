@@ -309,9 +309,10 @@ def run_video(
     group.on_stop(reader.kill)
     if writer is not None:
         group.on_stop(writer.abort)
-    decoded: queue.Queue = queue.Queue(maxsize=config.queue_size)
-    detected: queue.Queue = queue.Queue(maxsize=config.queue_size)
-    drawn: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    slots = config.queue_slots(info.width, info.height)
+    decoded: queue.Queue = queue.Queue(maxsize=slots)
+    detected: queue.Queue = queue.Queue(maxsize=slots)
+    drawn: queue.Queue = queue.Queue(maxsize=slots)
     bar = tqdm(
         total=info.expected_frames or None, unit="frame", desc=config.input.name,
         disable=on_frames is not None or not config.progress, dynamic_ncols=True, leave=False,

@@ -203,6 +203,9 @@ def test_large_frames_keep_the_model_input_bounded(tmp_path):
     config = Config(input=source, output=tmp_path / "out.mp4", progress=False, end_card_seconds=0)
     result = run_video(config, Recorder())
     assert len(result.frames) == 2 and seen[0] == (2160, 3840, 3)
+    # 64 MB a queue: 8 slots of 720p (2.6 MB a frame), 2 of 4K (24 MB), not 8 x 24 MB.
+    assert config.queue_slots(1280, 720) == 8
+    assert config.queue_slots(3840, 2160) == 2
 
 
 class _CountingHandler(http.server.BaseHTTPRequestHandler):
