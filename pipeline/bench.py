@@ -89,7 +89,7 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
     writer = VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
                          encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
                          crf=config.crf, nice=config.ffmpeg_nice)
-    annotate = Annotator(config)
+    annotate = Annotator(config, fps=float(info.fps))
     batch = []
     frames = iter(VideoReader(info, nice=config.ffmpeg_nice))
     while True:

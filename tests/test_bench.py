@@ -7,3 +7,15 @@ def test_bench_runs_and_reports_the_ceiling(capsys):
     assert main(get_args_parser().parse_args(["--ceiling-frames", "12", "--models", ""])) == 0
     out = capsys.readouterr().out
     assert "machinery ceiling" in out and "frames/s" in out and "peak memory" in out
+
+
+def test_the_sequential_baseline_writes_the_same_video(tmp_path):
+    from config import Config
+    from pipeline.bench import run_sequential
+    from tests.helpers import StandInEstimator, make_video, stream_facts
+
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10", audio=True)
+    config = Config(input=source, output=tmp_path / "seq.mp4", end_card_seconds=0, progress=False, batch_size=3)
+    assert run_sequential(config, StandInEstimator()) > 0
+    facts = stream_facts(config.output)
+    assert facts["frames"] == 10 and facts["audio"]
