@@ -86,7 +86,7 @@ def run_cli(source: Path, output: Path, *extra: str) -> tuple[int, str]:
 FAILING = {
     "zero.mp4": "the file is empty",
     "random.mp4": "cannot open the video",
-    "text.mp4": "cannot open the video",
+    "text.mp4": "cannot open the video: not a video file ffmpeg can read (no MP4 header",
     "truncated10.mp4": "moov atom",
     "truncated50.mp4": "moov atom",
     "truncated90.mp4": "moov atom",

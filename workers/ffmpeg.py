@@ -285,8 +285,18 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
         streams = "only a cover picture" if "attached pic" in "".join(lines) else "audio or data only"
         raise VideoOpenError(f"{path}: no video stream ({streams})")
     if code != 0 and not any(line.startswith("Output #") for line in lines):
-        raise VideoOpenError(f"{path}: cannot open the video: {_last_message(lines)}")
+        reason = _last_message(lines)
+        if "moov atom" in reason and not _looks_like_mp4(path):
+            reason = "not a video file ffmpeg can read (no MP4 header, despite the name)"
+        raise VideoOpenError(f"{path}: cannot open the video: {reason}")
     return parse_probe(path, lines)
+
+
+def _looks_like_mp4(path: Path) -> bool:
+    """Whether the file starts like an MP4/MOV (an 'ftyp', 'moov', 'mdat' or 'free' box)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
 @lru_cache(maxsize=None)
