@@ -19,7 +19,7 @@ from workers.draw import draw_label, draw_person_labels, draw_skeletons, end_car
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import probe
 from workers.infer import AdaptiveBatches, PoseEstimator
-from workers.poses import CachedPoses, PoseCacheMeta, poses_path, save_poses
+from workers.poses import CachedPoses, PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.score import RunningScore, ScoreParams, distance_to_score, frame_score, persons_above
 from workers.timing import Moment, TimingParams, WindowLag, analyse_timing, current_lags, worst_moments
 from workers.track import Tracker, select_performers, summarize_tracks, track_poses
@@ -165,14 +165,14 @@ class Annotator:
         self.results: list[FrameResult] = []
         # One tracker per Annotator, and one Annotator per video: ids never carry over.
         self.tracker = Tracker(max_missing=max(1, round(self.fps)) if self.fps else 30)
-        self.tracked: list[tuple[Detections, np.ndarray]] = []
+        self.tracked = PoseLog()  # every frame's persons and ids, compact
         self.live_lags: dict[int, float | None] = {}
 
     def __call__(self, frame: Frame, detections: Detections) -> None:
         """Track and score `frame`, draw on its image in place, and record the result."""
         persons = persons_above(detections, self.params.person_threshold)
         ids = self.tracker.update(persons)
-        self.tracked.append((persons, ids))
+        self.tracked.append(persons, ids)
         score = text = displayed = None
         if self.config.score:
             score = frame_score(persons, self.params)
@@ -201,9 +201,7 @@ class Annotator:
         seen = len(self.tracked)
         if seen < length or (seen - length) % hop:
             return
-        recent = self.tracked[-length:]
-        frames = [persons for persons, _ in recent]
-        ids = [frame_ids for _, frame_ids in recent]
+        frames, ids = self.tracked.frames(seen - length), self.tracked.id_lists(seen - length)
         selection = select_performers(summarize_tracks(frames, ids, self.fps), self.config.persons)
         poses = track_poses(frames, ids, self.config.keypoint_min_score)
         self.live_lags = current_lags(
@@ -220,8 +218,7 @@ class Annotator:
         """
         if self.fps is None:
             raise ValueError("finish needs the video's fps: give it to Annotator(fps=...)")
-        frames = [persons for persons, _ in self.tracked]
-        ids = [frame_ids for _, frame_ids in self.tracked]
+        frames, ids = self.tracked.frames(), self.tracked.id_lists()
         appearances: dict[int, list[int]] = {}
         for index, frame_ids in enumerate(ids):
             for person_id in frame_ids.tolist():
@@ -334,7 +331,7 @@ def run_video(
         group.put(decoded, END, clock)
 
     replaying = isinstance(estimator, CachedPoses)
-    found_per_frame: list[Detections] = []
+    found_per_frame = PoseLog()
 
     batches = AdaptiveBatches(estimator, config.batch_size)
 
@@ -355,7 +352,8 @@ def run_video(
                 clock.items += len(batch)
                 clock.last_progress = time.monotonic()
                 if config.save_poses and not replaying:
-                    found_per_frame.extend(detections)
+                    for found in detections:
+                        found_per_frame.append(found)
                 for frame, found in zip(batch, detections):
                     group.put(detected, (frame, found), clock)
         if replaying:

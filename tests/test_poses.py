@@ -90,3 +90,24 @@ def test_replaying_gives_the_same_scores_without_the_model(tmp_path, monkeypatch
     second = run_video(Config(input=source, output=tmp_path / "b.mp4", progress=False), replay)
     assert [f.score for f in second.frames] == [f.score for f in first.frames]
     assert second.poses is None  # a replay does not write the cache again
+
+
+def test_pose_log_keeps_every_frame_compactly():
+    from workers.poses import PoseLog
+
+    rng = np.random.default_rng(0)
+    log, originals = PoseLog(), []
+    for index in range(300):  # grows its arrays several times
+        count = int(rng.integers(0, 4))
+        found = detections([pose(30 + i, 10 * i, index) for i in range(count)])
+        originals.append(found)
+        log.append(found, np.arange(count) + index)
+    assert len(log) == 300
+    for index in (0, 7, 150, 299, -1):
+        again, before = log.frame(index), originals[index]
+        assert np.allclose(again.keypoints, before.keypoints) and np.allclose(again.boxes, before.boxes)
+        assert list(log.ids(index)) == list(np.arange(len(before)) + range(300)[index])
+    assert len(log.frames(290)) == 10 and len(log.id_lists(290)) == 10
+    counts, arrays = log.columns()
+    assert counts.sum() == len(arrays["keypoints"]) == sum(len(d) for d in originals)
+    assert arrays["keypoints"].dtype == np.float32
