@@ -144,12 +144,19 @@ class KeypointRCNNEstimator:
         tensors = self._upload(images).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             outputs = self.model(list(tensors))
-        return [
-            Detections(
-                boxes=out["boxes"].float().cpu().numpy(),
-                box_scores=out["scores"].float().cpu().numpy(),
-                keypoints=out["keypoints"][..., :2].float().cpu().numpy(),
-                keypoint_scores=out["keypoints_scores"].float().cpu().numpy(),
-            )
+        # One copy back to the host for the whole batch, not four per frame.
+        counts = [len(out["scores"]) for out in outputs]
+        packed = torch.cat([
+            torch.cat([out["boxes"], out["scores"][:, None], out["keypoints"][..., :2].flatten(1),
+                       out["keypoints_scores"]], dim=1).float()
             for out in outputs
-        ]
+        ]).cpu().numpy()
+        detections = []
+        for rows in np.split(packed, np.cumsum(counts)[:-1]):
+            detections.append(Detections(
+                boxes=rows[:, 0:4],
+                box_scores=rows[:, 4],
+                keypoints=rows[:, 5:39].reshape(-1, 17, 2),
+                keypoint_scores=rows[:, 39:56],
+            ))
+        return detections
