@@ -347,7 +347,11 @@ def run_video(
                 batch.append(item)
             if batch:
                 start = time.perf_counter()
-                detections = batches.predict([frame.image for frame in batch])
+                clock.computing = True
+                try:
+                    detections = batches.predict([frame.image for frame in batch])
+                finally:
+                    clock.computing = False
                 clock.busy += time.perf_counter() - start
                 clock.items += len(batch)
                 clock.last_progress = time.monotonic()

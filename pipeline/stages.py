@@ -30,12 +30,16 @@ class StageClock:
         busy: Seconds spent working.
         waiting: Seconds spent waiting on its input or output queue.
         items: Items the stage finished.
+        last_progress: When the stage last finished an item (monotonic seconds).
+        computing: The stage is inside a long computation (a model batch): not a stall, however
+            long it takes; the stall watch is for processes that stop answering.
     """
 
     busy: float = 0.0
     waiting: float = 0.0
     items: int = 0
     last_progress: float = field(default_factory=time.monotonic)
+    computing: bool = False
 
 
 class StageGroup:
@@ -149,7 +153,10 @@ class StageGroup:
                     pending[0].wait(_POLL_SECONDS)
                 if on_tick is not None:
                     on_tick()
-                last = max((clock.last_progress for clock in self.clocks.values()), default=time.monotonic())
+                clocks = self.clocks.values()
+                last = time.monotonic() if any(c.computing for c in clocks) else max(
+                    (clock.last_progress for clock in clocks), default=time.monotonic()
+                )
                 if not self.stop.is_set() and time.monotonic() - last > stall_timeout:
                     self.fail(StageError(f"no progress for {stall_timeout:.0f} s; the run was stopped"))
                 if self.stop.is_set() and not stopped:

@@ -154,3 +154,16 @@ def test_out_of_memory_for_a_single_frame_fails_cleanly(tmp_path):
         run_video(_config(tmp_path, source, batch_size=4), MemoryHungry(fits=0))
     assert child_processes() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_slow_model_batch_is_not_a_stall(tmp_path):
+    import time as clock
+
+    class Slow(StandInEstimator):
+        def predict(self, images):
+            clock.sleep(1.5)  # a CPU batch of a big model can take minutes
+            return super().predict(images)
+
+    source = make_video(tmp_path / "in.mp4", seconds=0.4, fps="10")
+    result = run_video(_config(tmp_path, source, batch_size=2, stall_timeout=0.5), Slow())
+    assert len(result.frames) == 4
