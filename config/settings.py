@@ -85,6 +85,8 @@ class Config:
         model_min_size: The model's input size: Keypoint R-CNN's min_size (shorter side,
             default 800); YOLO's imgsz (longer side, default 640).
         max_persons: Most persons the model returns per frame (the most confident).
+        infer_every: Run the model on every k-th frame only and interpolate the persons of the
+            frames between (a speed setting: see docs/BENCHMARKS.md for what it changes).
         half: Run the model under fp16 autocast (CUDA only).
         queue_size: Frames each queue between stages holds at most.
         queue_megabytes: Memory each queue may hold: large frames get fewer slots (at least
@@ -131,6 +133,7 @@ class Config:
     end_card_seconds: float = 5.0
     model_min_size: int | None = None
     max_persons: int = 30
+    infer_every: int = 1
     half: bool = False
     queue_size: int = 8
     queue_megabytes: int = 64
@@ -165,6 +168,7 @@ class Config:
         _check_range("queue_megabytes", self.queue_megabytes, 1, 65536)
         _check_range("crf", self.crf, 0, 51)
         _check_range("max_persons", self.max_persons, 1, 1000)
+        _check_range("infer_every", self.infer_every, 1, 100)
         _check_range("ffmpeg_nice", self.ffmpeg_nice, 0, 19)
         _check_range("distance_scale", self.distance_scale, 1e-9, None)
         _check_range("score_max", self.score_max, 1e-9, None)
@@ -220,6 +224,7 @@ class Config:
             "model_min_size": self.model_min_size,
             "min_box_score": self.person_min_score,
             "max_persons": self.max_persons,
+            "infer_every": self.infer_every,
             "half": self.half,
         }
 

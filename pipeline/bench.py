@@ -49,6 +49,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="instead of the timings: for each model, each input size in this comma-separated "
                              "list on the whole clip without video, frames/s and the mean absolute change of the "
                              "frame score against the model's default size (e.g. 320,480,960)")
+    parser.add_argument("--sweep-infer-every", default=None, metavar="KS",
+                        help="like --sweep-min-size, for running the model on every k-th frame (e.g. 2,3)")
     parser.add_argument("--ceiling-frames", type=int, default=300,
                         help="frames of the generated 720p clip for the machinery ceiling (default: 300)")
     parser.add_argument("--models", default="keypointrcnn,yolo",
@@ -207,20 +209,22 @@ def bench_model(model: str, source: Path | None, args: argparse.Namespace, folde
         print(f"  {name:<12}{clock.busy:9.2f}{clock.waiting:11.2f}{clock.items:7d}")
 
 
-def sweep_min_size(model: str, source: Path, sizes: list[int], args: argparse.Namespace, folder: Path) -> None:
-    """Speed against accuracy of the model's input size: frames/s and the frame scores' change."""
-    def run(size: int | None):
-        config = Config(input=source, output=folder / f"{model}-{size}.mp4", model=model,
+def sweep(model: str, source: Path, setting: str, values: list[int], args: argparse.Namespace,
+          folder: Path) -> None:
+    """Speed against accuracy of one setting: frames/s and the frame scores' change."""
+    def run(value: int | None):
+        changes = {} if value is None else {setting: value}
+        config = Config(input=source, output=folder / f"{model}-{setting}-{value}.mp4", model=model,
                         weights=weights_for(model, args), device=args.device, batch_size=args.batch_size,
-                        model_min_size=size, video=False, progress=False, save_poses=False)
+                        video=False, progress=False, save_poses=False, **changes)
         result = run_video(config, build_estimator(config))
         return result, np.array([np.nan if f.score is None else f.score for f in result.frames])
 
     base, base_scores = run(None)
-    print(f"\n{model}: input size against the default, {len(base.frames)} frames of {source.name}, no video")
-    print(f"  {'size':>8}{'frames/s':>10}{'scored':>8}{'mean |change| of frame score':>31}{'total':>8}")
+    print(f"\n{model}: {setting} against the default, {len(base.frames)} frames of {source.name}, no video")
+    print(f"  {'value':>8}{'frames/s':>10}{'scored':>8}{'mean |change| of frame score':>31}{'total':>8}")
     print(f"  {'default':>8}{base.fps:10.2f}{np.isfinite(base_scores).sum():8d}{0.0:31.3f}{base.total or 0:8.2f}")
-    for size in sizes:
+    for size in values:
         result, scores = run(size)
         both = np.isfinite(scores) & np.isfinite(base_scores)
         change = float(np.mean(np.abs(scores[both] - base_scores[both]))) if both.any() else float("nan")
@@ -233,11 +237,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"date {date.today()}  {device_name}  torch {torch.__version__}  torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as folder:
         source = args.clip or (SHARED_CLIP if SHARED_CLIP.exists() else None)
-        if args.sweep_min_size:
-            sizes = [int(size) for size in args.sweep_min_size.split(",")]
+        sweeps = {"model_min_size": args.sweep_min_size, "infer_every": args.sweep_infer_every}
+        if any(sweeps.values()):
             clip = source or make_clip(None, args.frames, Path(folder) / "sweep")
-            for model in filter(None, (name.strip() for name in args.models.split(","))):
-                sweep_min_size(model, clip, sizes, args, Path(folder))
+            for setting, values in sweeps.items():
+                for model in filter(None, (name.strip() for name in args.models.split(",")) if values else ()):
+                    sweep(model, clip, setting, [int(v) for v in values.split(",")], args, Path(folder))
             return 0
         print(f"clip: the first frames of {source.name if source else 'a generated 1280x720 testsrc2 clip with audio'}")
         bench_ceiling(args, Path(folder))

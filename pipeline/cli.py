@@ -86,6 +86,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "model: re-score and re-draw with other settings (default: run the model)")
     parser.add_argument("--no-save-poses", action="store_false", dest="save_poses",
                         help="do not save the detections beside the output (default: saved as OUT-stem.poses.npz)")
+    parser.add_argument("--infer-every", type=int, default=defaults.infer_every, metavar="K",
+                        help="run the model on every K-th frame only, interpolating the persons between "
+                             "(faster, less exact; default: 1, every frame)")
     parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA (default: off)")
     parser.add_argument("--encoder", choices=ENCODERS, default=defaults.encoder,
                         help="H.264 encoder; auto picks h264_nvenc on a CUDA device when it works (default: auto)")

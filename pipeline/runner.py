@@ -18,7 +18,7 @@ from workers.decode import VideoReader
 from workers.draw import draw_label, draw_person_labels, draw_skeletons, end_card
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import probe
-from workers.infer import AdaptiveBatches, PoseEstimator
+from workers.infer import AdaptiveBatches, PoseEstimator, interpolate_detections
 from workers.poses import CachedPoses, PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.score import RunningScore, ScoreParams, distance_to_score, frame_score, persons_above
 from workers.timing import Moment, TimingParams, WindowLag, analyse_timing, current_lags, worst_moments
@@ -335,34 +335,59 @@ def run_video(
 
     batches = AdaptiveBatches(estimator, config.batch_size)
 
+    every = 1 if replaying else config.infer_every
+
     def infer(clock: StageClock) -> None:
+        # Every `every`-th frame goes through the model (in batches of batch_size such key
+        # frames); the frames between two keys get their persons interpolated. A round reads
+        # up to the batch_size-th key, so only the frames before a key ever wait for it.
+        last_key: tuple[Frame, Detections] | None = None
         finished = False
         while not finished:
-            batch: list[Frame] = []
-            while len(batch) < config.batch_size:
+            frames: list[Frame] = []
+            keys = 0
+            while keys < config.batch_size:
                 item = group.get(decoded, clock)
                 if item is END:
                     finished = True
                     break
-                batch.append(item)
-            if batch:
-                start = time.perf_counter()
-                clock.computing = True
-                try:
-                    detections = batches.predict([frame.image for frame in batch])
-                finally:
-                    clock.computing = False
-                clock.busy += time.perf_counter() - start
-                clock.items += len(batch)
-                clock.last_progress = time.monotonic()
-                if config.save_poses and not replaying:
-                    for found in detections:
-                        found_per_frame.append(found)
-                for frame, found in zip(batch, detections):
-                    group.put(detected, (frame, found), clock)
+                frames.append(item)
+                keys += item.index % every == 0
+            if not frames:
+                break
+            is_key = [frame.index % every == 0 for frame in frames]
+            is_key[-1] = is_key[-1] or finished  # the video's last frame closes the last gap
+            start = time.perf_counter()
+            clock.computing = True
+            try:
+                found = iter(batches.predict([f.image for f, key in zip(frames, is_key) if key]))
+            finally:
+                clock.computing = False
+            clock.busy += time.perf_counter() - start
+            waiting: list[Frame] = []
+            for frame, key in zip(frames, is_key):
+                if not key:
+                    waiting.append(frame)
+                    continue
+                current = (frame, next(found))
+                for between in waiting:
+                    before = last_key if last_key is not None else current
+                    span = current[0].index - before[0].index
+                    fraction = (between.index - before[0].index) / span if span else 0.0
+                    emit(between, interpolate_detections(before[1], current[1], fraction), clock)
+                waiting = []
+                emit(*current, clock)
+                last_key = current
         if replaying:
             estimator.check_complete(clock.items)
         group.put(detected, END, clock)
+
+    def emit(frame: Frame, found: Detections, clock: StageClock) -> None:
+        clock.items += 1
+        clock.last_progress = time.monotonic()
+        if config.save_poses and not replaying:
+            found_per_frame.append(found)
+        group.put(detected, (frame, found), clock)
 
     def score_and_draw(clock: StageClock) -> None:
         while (item := group.get(detected, clock)) is not END:

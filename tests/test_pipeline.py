@@ -167,3 +167,44 @@ def test_a_slow_model_batch_is_not_a_stall(tmp_path):
     source = make_video(tmp_path / "in.mp4", seconds=0.4, fps="10")
     result = run_video(_config(tmp_path, source, batch_size=2, stall_timeout=0.5), Slow())
     assert len(result.frames) == 4
+
+
+def test_interpolated_persons_are_blended_or_kept_from_the_nearer_frame():
+    from workers.infer import interpolate_detections
+
+    a = detections([pose(50, 100, 200), pose(50, 400, 200)])
+    b = detections([pose(50, 420, 200), pose(50, 130, 200)])  # the same two, listed the other way round
+    middle = interpolate_detections(a, b, 0.5)
+    xs = sorted(middle.keypoints[:, 0, 0])
+    assert xs == pytest.approx([115.0, 410.0])
+    newcomer = detections([pose(50, 100, 200), pose(50, 700, 200)])
+    assert len(interpolate_detections(detections([pose(50, 100, 200)]), newcomer, 0.25)) == 1
+    assert len(interpolate_detections(detections([pose(50, 100, 200)]), newcomer, 0.75)) == 2
+    assert len(interpolate_detections(detections([]), detections([]), 0.5)) == 0
+
+
+def test_infer_every_k_frames_runs_the_model_on_keys_and_interpolates_between(tmp_path):
+    from workers.poses import load_poses
+
+    class Walker(StandInEstimator):
+        """One person who walks 30 pixels to the right between model calls' frames."""
+
+        def __init__(self):
+            super().__init__()
+            self.images = 0
+
+        def predict(self, images):
+            out = []
+            for _ in images:
+                out.append(detections([pose(20, 40 + 30 * self.images, 60)]))
+                self.images += 1
+            return out
+
+    source = make_video(tmp_path / "in.mp4", seconds=1.1, fps="10", size="320x120")  # 11 frames
+    model = Walker()
+    result = run_video(_config(tmp_path, source, infer_every=3, batch_size=2), model)
+    assert len(result.frames) == 11
+    assert model.images == 5  # frames 0, 3, 6, 9 and the last one, 10
+    _, frames = load_poses(tmp_path / "out.poses.npz")
+    nose_x = [round(float(f.keypoints[0, 0, 0])) for f in frames]
+    assert nose_x == [40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 160]
