@@ -31,6 +31,7 @@ from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe, probe
 from workers.infer import PoseEstimator, build_estimator
 from workers.models.keypoint_rcnn import cached_weights_path
+from workers.skeleton import STANDING_POSE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_CLIP = SHARED / "videos" / "park_two_people_vp9_audio.mp4"
@@ -125,11 +126,7 @@ class InstantModel:
 
     def predict(self, images):
         height, width = images[0].shape[:2]
-        unit = np.array([
-            [0.0, -1.6], [-0.1, -1.7], [0.1, -1.7], [-0.2, -1.65], [0.2, -1.65], [-0.4, -1.2], [0.4, -1.2],
-            [-0.6, -0.7], [0.6, -0.7], [-0.7, -0.2], [0.7, -0.2], [-0.3, 0.0], [0.3, 0.0], [-0.35, 0.8],
-            [0.35, 0.8], [-0.4, 1.6], [0.4, 1.6],
-        ]) * height / 5
+        unit = np.array(STANDING_POSE) * height / 5
         keypoints = np.stack([unit + [width * 0.3, height / 2], unit + [width * 0.7, height / 2]])
         found = Detections(
             boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),

@@ -11,6 +11,7 @@ import pytest
 
 from workers.data import Detections
 from workers.ffmpeg import ffmpeg_exe
+from workers.skeleton import STANDING_POSE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VIDEOS = SHARED / "videos"
@@ -63,12 +64,7 @@ def stream_facts(path: Path) -> dict:
 
 def pose(scale: float = 100.0, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
     """A standing COCO-17 pose, (17, 2) pixels."""
-    unit = np.array([
-        [0.0, -1.6], [-0.1, -1.7], [0.1, -1.7], [-0.2, -1.65], [0.2, -1.65],
-        [-0.4, -1.2], [0.4, -1.2], [-0.6, -0.7], [0.6, -0.7], [-0.7, -0.2], [0.7, -0.2],
-        [-0.3, 0.0], [0.3, 0.0], [-0.35, 0.8], [0.35, 0.8], [-0.4, 1.6], [0.4, 1.6],
-    ])
-    return unit * scale + np.array([dx, dy])
+    return np.array(STANDING_POSE) * scale + np.array([dx, dy])
 
 
 def detections(poses: Sequence[np.ndarray], box_scores: Sequence[float] | None = None,

@@ -68,3 +68,12 @@ SCORE_KEYPOINTS: tuple[int, ...] = tuple(
         "right_ankle",
     )
 )
+
+#: A person standing with arms slightly out, in COCO-17 order: (x, y) in units of about a
+#: third of the body's height, the hips' midpoint at the origin, y down. For stand-in models
+#: (tests, the machinery benchmark) that need plausible skeletons without inference.
+STANDING_POSE: tuple[tuple[float, float], ...] = (
+    (0.0, -1.6), (-0.1, -1.7), (0.1, -1.7), (-0.2, -1.65), (0.2, -1.65),
+    (-0.4, -1.2), (0.4, -1.2), (-0.6, -0.7), (0.6, -0.7), (-0.7, -0.2), (0.7, -0.2),
+    (-0.3, 0.0), (0.3, 0.0), (-0.35, 0.8), (0.35, 0.8), (-0.4, 1.6), (0.4, 1.6),
+)
