@@ -21,12 +21,13 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from config import Config
-from pipeline.runner import FrameResult, PersonResult, RunResult
+from pipeline.results import FrameResult, FrameTable
+from pipeline.runner import PersonResult, RunResult
 from workers.draw import colour_of
 from workers.timing import Moment
 from workers.encode import partial_path
@@ -210,7 +211,7 @@ def build_report(
     files = OutputFiles.of(config.output)
     written = expected_files(config)
     total_seconds = probe_seconds + result.seconds + reports_seconds
-    scores = [frame.score for frame in result.frames]
+    scores = [None if np.isnan(score) else float(score) for score in frame_column(result.frames, "score")]
     return {
         "format": FORMAT,
         "created": created.astimezone(timezone.utc).isoformat(timespec="seconds"),
@@ -261,15 +262,24 @@ def _number(value: float | None, digits: int = 6) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def frame_rows(frames: Sequence[FrameResult]) -> list[list[str]]:
+def frame_column(frames: Sequence[FrameResult], name: str) -> np.ndarray:
+    """One field of every frame as a float64 array, NaN where it is None ("timestamp",
+    "persons", "score" or "displayed"); read straight from the records of a `FrameTable`."""
+    if isinstance(frames, FrameTable):
+        return frames.column(name).astype(np.float64)
+    return np.array([np.nan if getattr(frame, name) is None else getattr(frame, name) for frame in frames],
+                    dtype=np.float64)
+
+
+def frame_rows(frames: Iterable[FrameResult]) -> Iterator[list[str]]:
     """The CSV rows (without the header): frame, seconds, persons, score, displayed.
 
-    A frame without a score or a displayed value has an empty cell there.
+    A frame without a score or a displayed value has an empty cell there. A generator, so
+    that a long video's rows are never all in memory at once.
     """
-    return [
-        [str(frame.index), _number(frame.timestamp), str(frame.persons), _number(frame.score), _number(frame.displayed)]
-        for frame in frames
-    ]
+    for frame in frames:
+        yield [str(frame.index), _number(frame.timestamp), str(frame.persons), _number(frame.score),
+               _number(frame.displayed)]
 
 
 def write_atomically(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
@@ -292,12 +302,17 @@ def write_atomically(path: Path, write: Callable[[io.BufferedWriter], None]) -> 
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
-    """A CSV file (UTF-8, "\\n" line ends), written atomically."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return write_atomically(path, lambda handle: handle.write(text.getvalue().encode("utf-8")))
+    """A CSV file (UTF-8, "\\n" line ends), written atomically, row by row."""
+
+    def write(handle: io.BufferedWriter) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        text.flush()
+        text.detach()  # the caller closes the file
+
+    return write_atomically(path, write)
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -327,10 +342,8 @@ def plot_figure(
     """
     from matplotlib.figure import Figure
 
-    seconds = np.array([frame.timestamp for frame in frames], dtype=np.float64)
-    score = np.array([np.nan if frame.score is None else frame.score for frame in frames], dtype=np.float64)
-    shown = np.array([np.nan if frame.displayed is None else frame.displayed for frame in frames], dtype=np.float64)
-    persons_count = np.array([frame.persons for frame in frames], dtype=np.int64)
+    seconds, score, shown, persons_count = (frame_column(frames, name)
+                                            for name in ("timestamp", "score", "displayed", "persons"))
     figure = Figure(figsize=(10, 5), dpi=100, layout="constrained")
     figure.suptitle(title, x=0.01, ha="left", fontsize=11)
     top, middle, bottom = figure.subplots(3, 1, sharex=True, height_ratios=(3, 2, 1))

@@ -6,12 +6,13 @@ import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from config import Config
+from pipeline.results import FrameResult, FrameTable
 from pipeline.stages import END, StageClock, StageGroup
 from workers.data import Detections, Frame, VideoInfo
 from workers.decode import VideoReader
@@ -21,34 +22,8 @@ from workers.ffmpeg import probe
 from workers.infer import AdaptiveBatches, PoseEstimator, interpolate_detections
 from workers.poses import CachedPoses, PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.score import RunningScore, ScoreParams, distance_to_score, frame_score, persons_above
-from workers.timing import Moment, TimingParams, WindowLag, analyse_timing, current_lags, worst_moments
-from workers.track import Tracker, select_performers, summarize_tracks, track_poses
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """What the score stage found in one frame.
-
-    Attributes:
-        index: Frame index.
-        timestamp: Seconds from the start.
-        persons: Persons above the threshold.
-        score: The frame score, or None when unscored.
-        displayed: The on-screen (moving-average) score, or None.
-        text: The text drawn on the frame, or None.
-        ids: The track id of each person, in the order of the detections above the threshold.
-        labels: The label drawn beside each person (same order): "#2", or "#2 +120 ms" once
-            the live lag is known.
-    """
-
-    index: int
-    timestamp: float
-    persons: int
-    score: float | None
-    displayed: float | None
-    text: str | None
-    ids: tuple[int, ...] = ()
-    labels: tuple[str, ...] = ()
+from workers.timing import Moment, TimingParams, WindowLag, analyse_timing_stream, current_lags, worst_moments
+from workers.track import TrackSummarizer, Tracker, select_performers
 
 
 @dataclass(frozen=True)
@@ -91,7 +66,8 @@ class RunResult:
         info: The probed input.
         output: The written video, or None when no video was asked for.
         poses: The saved pose cache, or None.
-        frames: One FrameResult per decoded frame, in order.
+        frames: One FrameResult per decoded frame, in order (a list, or a `FrameTable` on
+            disk).
         total: The total score (mean of frame scores), or None.
         total_text: The end card's text ("" with scoring off).
         encoder: The H.264 encoder used, or None without a video.
@@ -106,7 +82,7 @@ class RunResult:
     info: VideoInfo
     output: Path | None
     poses: Path | None
-    frames: list[FrameResult]
+    frames: Sequence[FrameResult]
     total: float | None
     total_text: str
     encoder: str | None
@@ -153,19 +129,25 @@ class Annotator:
         draw: Draw on the frames; False only scores them (no video is made).
         fps: Frames per second of the video; None turns the live lag off (and `finish`
             then needs it).
+        directory: Where the per-frame records live on disk (temporary files that no one
+            sees); None for the system's temporary folder.
     """
 
-    def __init__(self, config: Config, draw: bool = True, fps: float | None = None) -> None:
+    #: Frames read at a time by the whole-video analysis.
+    CHUNK_FRAMES = 4096
+
+    def __init__(self, config: Config, draw: bool = True, fps: float | None = None,
+                 directory: Path | None = None) -> None:
         self.config = config
         self.draw = draw
         self.fps = None if fps is None else float(fps)
         self.params = score_params(config)
         self.timing = timing_params(config)
         self.running = RunningScore(self.params)
-        self.results: list[FrameResult] = []
+        self.results = FrameTable(directory)
         # One tracker per Annotator, and one Annotator per video: ids never carry over.
         self.tracker = Tracker(max_missing=max(1, round(self.fps)) if self.fps else 30)
-        self.tracked = PoseLog()  # every frame's persons and ids, compact
+        self.tracked = PoseLog(directory)  # every frame's persons and ids, on disk
         self.live_lags: dict[int, float | None] = {}
 
     def __call__(self, frame: Frame, detections: Detections) -> None:
@@ -201,13 +183,12 @@ class Annotator:
         seen = len(self.tracked)
         if seen < length or (seen - length) % hop:
             return
-        frames, ids = self.tracked.frames(seen - length), self.tracked.id_lists(seen - length)
-        selection = select_performers(summarize_tracks(frames, ids, self.fps), self.config.persons)
-        poses = track_poses(frames, ids, self.config.keypoint_min_score)
-        self.live_lags = current_lags(
-            {person_id: poses[person_id] for person_id, (scored, _) in selection.items() if scored},
-            self.fps, self.timing,
-        )
+        rows = self.tracked.rows(seen - length, seen)
+        summarizer = TrackSummarizer(self.fps)
+        summarizer.add(rows)
+        selection = select_performers(summarizer.summaries(), self.config.persons)
+        scored = {person_id for person_id, (chosen, _) in selection.items() if chosen}
+        self.live_lags = current_lags(rows.poses(self.config.keypoint_min_score, only=scored), self.fps, self.timing)
 
     def finish(self) -> tuple[list[PersonResult], list[Moment]]:
         """The whole-video analysis: every track, the performers' timing, the worst moments.
@@ -218,29 +199,40 @@ class Annotator:
         """
         if self.fps is None:
             raise ValueError("finish needs the video's fps: give it to Annotator(fps=...)")
-        frames, ids = self.tracked.frames(), self.tracked.id_lists()
-        appearances: dict[int, list[int]] = {}
-        for index, frame_ids in enumerate(ids):
-            for person_id in frame_ids.tolist():
-                appearances.setdefault(int(person_id), []).append(index)
+        summarizer = TrackSummarizer(self.fps)
+        appearances: dict[int, list[int]] = {}  # id: [frames, first, last]
+        for chunk_start in range(0, len(self.tracked), self.CHUNK_FRAMES):
+            rows = self.tracked.rows(max(0, chunk_start - summarizer.margin), chunk_start + self.CHUNK_FRAMES)
+            summarizer.add(rows, own_from=chunk_start)
+            own = rows.frame_of_record >= chunk_start
+            frame_of_record, person_ids = rows.frame_of_record[own], rows.records["ids"][own]
+            for person_id in np.unique(person_ids).tolist():
+                present = frame_of_record[person_ids == person_id]
+                seen = appearances.setdefault(person_id, [0, int(present[0]), 0])
+                seen[0] += len(present)
+                seen[2] = int(present[-1])
         if not appearances:
             return [], []
         if self.config.score:
-            selection = select_performers(summarize_tracks(frames, ids, self.fps), self.config.persons)
+            selection = select_performers(summarizer.summaries(), self.config.persons)
         else:
             selection = {person_id: (False, "scoring off (--no-score)") for person_id in appearances}
         performers = [person_id for person_id, (scored, _) in selection.items() if scored]
         timings = {}
         if performers:
-            poses = track_poses(frames, ids, self.config.keypoint_min_score)
-            timings = analyse_timing({person_id: poses[person_id] for person_id in performers}, self.fps, self.timing)
+            def read(start: int, stop: int) -> list[np.ndarray]:
+                poses = self.tracked.rows(start, stop).poses(self.config.keypoint_min_score, only=set(performers))
+                return [poses[person_id] for person_id in performers]
+
+            timings = analyse_timing_stream(performers, len(self.tracked), read, self.fps, self.timing,
+                                            chunk_frames=self.CHUNK_FRAMES)
         persons = []
         for person_id in sorted(appearances):
-            present = appearances[person_id]
+            count, first, last = appearances[person_id]
             scored, reason = selection[person_id]
             timing = timings.get(person_id)
             persons.append(PersonResult(
-                id=person_id, frames=len(present), first_frame=present[0], last_frame=present[-1],
+                id=person_id, frames=count, first_frame=first, last_frame=last,
                 scored=scored, reason=reason,
                 lag_ms=None if timing is None else timing.lag_ms,
                 windows=() if timing is None else timing.windows,
@@ -301,7 +293,7 @@ def run_video(
             config.output, info.width, info.height, info.fps,
             audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
         )
-    annotator = Annotator(config, draw=writer is not None, fps=float(info.fps))
+    annotator = Annotator(config, draw=writer is not None, fps=float(info.fps), directory=config.output.parent)
     group = StageGroup()
     group.on_stop(reader.kill)
     if writer is not None:
@@ -331,7 +323,7 @@ def run_video(
         group.put(decoded, END, clock)
 
     replaying = isinstance(estimator, CachedPoses)
-    found_per_frame = PoseLog()
+    found_per_frame = PoseLog(config.output.parent)
 
     batches = AdaptiveBatches(estimator, config.batch_size)
 

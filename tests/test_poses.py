@@ -92,22 +92,38 @@ def test_replaying_gives_the_same_scores_without_the_model(tmp_path, monkeypatch
     assert second.poses is None  # a replay does not write the cache again
 
 
-def test_pose_log_keeps_every_frame_compactly():
+def test_pose_log_keeps_every_frame_on_disk(tmp_path):
     from workers.poses import PoseLog
 
     rng = np.random.default_rng(0)
-    log, originals = PoseLog(), []
-    for index in range(300):  # grows its arrays several times
+    log, originals = PoseLog(tmp_path), []
+    for index in range(9000):  # more than the spools' in-memory buffers of 4096 records
         count = int(rng.integers(0, 4))
-        found = detections([pose(30 + i, 10 * i, index) for i in range(count)])
+        found = detections([pose(30 + i, 10 * i, index % 400) for i in range(count)])
         originals.append(found)
         log.append(found, np.arange(count) + index)
-    assert len(log) == 300
-    for index in (0, 7, 150, 299, -1):
+    assert len(log) == 9000 and log.records == sum(len(d) for d in originals)
+    for index in (0, 7, 4095, 4096, 5000, 8999, -1):
         again, before = log.frame(index), originals[index]
         assert np.allclose(again.keypoints, before.keypoints) and np.allclose(again.boxes, before.boxes)
-        assert list(log.ids(index)) == list(np.arange(len(before)) + range(300)[index])
-    assert len(log.frames(290)) == 10 and len(log.id_lists(290)) == 10
-    counts, arrays = log.columns()
-    assert counts.sum() == len(arrays["keypoints"]) == sum(len(d) for d in originals)
-    assert arrays["keypoints"].dtype == np.float32
+        assert list(log.ids(index)) == list(np.arange(len(before)) + range(9000)[index])
+    rows = log.rows(4090, 4100)
+    assert rows.start == 4090 and len(rows) == 10
+    assert list(rows.counts) == [len(d) for d in originals[4090:4100]]
+    assert rows.records["keypoints"].dtype == np.float32
+    chunks = list(log.chunks(frames=4000))
+    assert [c.start for c in chunks] == [0, 4000, 8000] and sum(len(c) for c in chunks) == 9000
+    assert not list(tmp_path.iterdir())  # unnamed temporary files: nothing to see or clean up
+
+
+def test_a_long_cache_round_trips_through_the_chunked_writer_and_reader(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [detections([pose(rng.uniform(20, 60), rng.uniform(0, 500), 20) for _ in range(rng.integers(0, 3))])
+              for _ in range(10000)]
+    save_poses(tmp_path / "long.poses.npz", frames, _meta(frames=10000))
+    with np.load(tmp_path / "long.poses.npz") as archive:  # still a plain NumPy archive
+        assert archive["counts"].sum() == len(archive["keypoints"]) == sum(len(d) for d in frames)
+    meta, loaded = load_poses(tmp_path / "long.poses.npz")
+    assert meta.frames == len(loaded) == 10000
+    for index in (0, 4095, 4096, 9999):
+        assert np.allclose(loaded[index].keypoints, frames[index].keypoints.astype(np.float32))

@@ -126,7 +126,7 @@ def test_fingerprint_follows_result_settings_only():
 
 def test_frame_rows_leave_missing_values_empty():
     frames = [FrameResult(0, 0.0, 2, 7.25, 7.25, "Similarity score: 07"), FrameResult(1, 0.1, 0, None, None, None)]
-    assert frame_rows(frames) == [["0", "0.000000", "2", "7.250000", "7.250000"], ["1", "0.100000", "0", "", ""]]
+    assert list(frame_rows(frames)) == [["0", "0.000000", "2", "7.250000", "7.250000"], ["1", "0.100000", "0", "", ""]]
 
 
 def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeypatch):

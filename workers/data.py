@@ -115,3 +115,103 @@ class Detections:
             keypoints=self.keypoints[mask],
             keypoint_scores=self.keypoint_scores[mask],
         )
+
+
+#: One person of one frame as stored for a whole video: the model's float32 outputs and the
+#: person's track id (0 where there is none).
+PERSON_RECORD = np.dtype([
+    ("boxes", "<f4", (4,)),
+    ("box_scores", "<f4"),
+    ("keypoints", "<f4", (NUM_KEYPOINTS, 2)),
+    ("keypoint_scores", "<f4", (NUM_KEYPOINTS,)),
+    ("ids", "<i8"),
+])
+
+
+@dataclass(frozen=True, eq=False)
+class PoseRows:
+    """The persons of consecutive frames `start`..`start + len(counts) - 1`, in columns.
+
+    Frame `start + k`'s persons are the records `offsets[k]`..`offsets[k + 1] - 1`.
+
+    Attributes:
+        start: Index of the first frame.
+        counts: (F,) int64, persons in each frame.
+        records: (R,) `PERSON_RECORD` array, all frames' persons in frame order.
+    """
+
+    start: int
+    counts: np.ndarray
+    records: np.ndarray
+
+    def __post_init__(self) -> None:
+        counts = np.asarray(self.counts, dtype=np.int64).reshape(-1)
+        if (counts < 0).any() or counts.sum() != len(self.records):
+            raise ValueError(f"counts must be >= 0 and sum to the {len(self.records)} records, got {counts.sum()}")
+        if self.records.dtype != PERSON_RECORD:
+            raise ValueError(f"records must have dtype PERSON_RECORD, got {self.records.dtype}")
+        object.__setattr__(self, "counts", counts)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @classmethod
+    def from_frames(cls, frames: list[Detections], ids: list[np.ndarray] | None = None, start: int = 0) -> PoseRows:
+        """Columns from one `Detections` (and optionally one id array) per frame."""
+        counts = np.array([len(found) for found in frames], dtype=np.int64)
+        records = np.zeros(int(counts.sum()), PERSON_RECORD)
+        row = 0
+        for index, found in enumerate(frames):
+            end = row + len(found)
+            for name in ("boxes", "box_scores", "keypoints", "keypoint_scores"):
+                records[name][row:end] = getattr(found, name)
+            if ids is not None:
+                records["ids"][row:end] = ids[index]
+            row = end
+        return cls(start, counts, records)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(F + 1,) first record of each frame, and the record count at the end."""
+        return np.concatenate([[0], np.cumsum(self.counts)])
+
+    @property
+    def frame_of_record(self) -> np.ndarray:
+        """(R,) the frame index (absolute, from `start`) of each record."""
+        return np.repeat(np.arange(self.start, self.start + len(self.counts)), self.counts)
+
+    def detections(self, k: int) -> Detections:
+        """Frame `start + k`'s persons."""
+        offsets = self.offsets
+        rows = self.records[offsets[k] : offsets[k + 1]]
+        return Detections(rows["boxes"], rows["box_scores"], rows["keypoints"], rows["keypoint_scores"])
+
+    def ids(self, k: int) -> np.ndarray:
+        """Frame `start + k`'s track ids, (n,) int64."""
+        offsets = self.offsets
+        return self.records["ids"][offsets[k] : offsets[k + 1]].copy()
+
+    def poses(self, keypoint_threshold: float | None = None, only: set[int] | None = None) -> dict[int, np.ndarray]:
+        """Each id's keypoints over these frames, NaN where the person is absent.
+
+        Args:
+            keypoint_threshold: Keypoints scoring at or below this (model scale) become NaN;
+                None keeps all.
+            only: The ids wanted; None for all in these frames.
+
+        Returns:
+            {id: (F, 17, 2) float64 keypoints in pixels}, ids ascending; an id in `only`
+            that is absent here gets all NaN.
+        """
+        frame = self.frame_of_record - self.start
+        keypoints = self.records["keypoints"].astype(np.float64)
+        if keypoint_threshold is not None:
+            keypoints[self.records["keypoint_scores"] <= keypoint_threshold] = np.nan
+        wanted = sorted(set(np.unique(self.records["ids"]).tolist()) if only is None else only)
+        poses = {}
+        for person_id in wanted:
+            rows = np.flatnonzero(self.records["ids"] == person_id)
+            series = np.full((len(self), NUM_KEYPOINTS, 2), np.nan)
+            series[frame[rows]] = keypoints[rows]
+            poses[int(person_id)] = series
+        return poses

@@ -33,5 +33,9 @@ class StageError(SyncError, RuntimeError):
     """A pipeline stage stopped (a stalled subprocess, a cancelled run)."""
 
 
+class SpoolError(SyncError, OSError):
+    """The run's temporary per-frame records cannot be written (e.g. the disk is full)."""
+
+
 class Cancelled(Exception):
     """Raised inside a stage when the run is being stopped because of another stage."""

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from workers.data import Detections, VideoInfo
+from workers.data import PERSON_RECORD, Detections, PoseRows, VideoInfo
 from workers.errors import SyncError
+from workers.spool import RecordSpool
 
 FORMAT = "dancingskeletons-poses/1"
 
@@ -65,87 +67,137 @@ class PoseCacheMeta:
     input: str
 
 
-_COLUMNS = {"boxes": (4,), "box_scores": (), "keypoints": (17, 2), "keypoint_scores": (17,)}
+_COLUMNS = ("boxes", "box_scores", "keypoints", "keypoint_scores")
 
 
 class PoseLog:
-    """Every frame's persons, kept compact: a few growing float32 arrays, not an object a frame.
+    """Every frame's persons (and track ids) for a whole video, on disk, not in memory.
 
-    About 230 bytes a person and 12 a frame, against some 1,900 bytes a frame for a list of
-    `Detections` with two persons: a two-hour video at 30 fps with two people holds about
-    100 MB here instead of 400 MB. Model outputs are float32, so nothing is lost.
+    The persons go to a `RecordSpool` of `PERSON_RECORD`s (232 bytes each) and the frames'
+    record ends to another, so memory stays the same however long the video: a two-hour
+    video at 30 fps with two people writes about 100 MB to a temporary file that the
+    operating system removes when the log is closed or the process ends.
+
+    Args:
+        directory: Where the temporary files live; None for the system's temporary folder.
     """
 
-    def __init__(self) -> None:
-        self._starts: list[int] = [0]
-        self._rows = 0
-        self._arrays = {name: np.empty((64, *tail), np.float32) for name, tail in _COLUMNS.items()}
-        self._ids = np.empty(64, np.int64)
+    def __init__(self, directory: Path | None = None) -> None:
+        self._records = RecordSpool(PERSON_RECORD, directory)
+        self._ends = RecordSpool(np.int64, directory)  # records up to and including each frame
 
     def __len__(self) -> int:
-        return len(self._starts) - 1
+        return len(self._ends)
+
+    def __getitem__(self, index: int) -> Detections:
+        return self.frame(index)
+
+    def __iter__(self) -> Iterator[Detections]:
+        for chunk in self.chunks():
+            for k in range(len(chunk)):
+                yield chunk.detections(k)
+
+    @property
+    def records(self) -> int:
+        """Persons stored, all frames together."""
+        return len(self._records)
 
     def append(self, persons: Detections, ids: np.ndarray | None = None) -> None:
         """Add one frame's persons (and their track ids, if any)."""
-        end = self._rows + len(persons)
-        if end > len(self._ids):
-            size = max(end, 2 * len(self._ids))
-            for name, array in self._arrays.items():
-                grown = np.empty((size, *array.shape[1:]), np.float32)
-                grown[: self._rows] = array[: self._rows]
-                self._arrays[name] = grown
-            grown_ids = np.empty(size, np.int64)
-            grown_ids[: self._rows] = self._ids[: self._rows]
-            self._ids = grown_ids
+        rows = np.zeros(len(persons), PERSON_RECORD)
         for name in _COLUMNS:
-            self._arrays[name][self._rows : end] = getattr(persons, name)
-        self._ids[self._rows : end] = 0 if ids is None else ids
-        self._rows = end
-        self._starts.append(end)
+            rows[name] = getattr(persons, name)
+        if ids is not None:
+            rows["ids"] = ids
+        self._records.extend(rows)
+        self._ends.extend(len(self._records))
+
+    def extend(self, rows: PoseRows) -> None:
+        """Add the frames of `rows` after the last frame (their `start` is not checked)."""
+        base = len(self._records)
+        self._records.extend(rows.records)
+        self._ends.extend(base + np.cumsum(rows.counts))
+
+    def rows(self, start: int = 0, stop: int | None = None) -> PoseRows:
+        """Frames start..stop-1 (clipped to the log) in columns."""
+        start, stop, _ = slice(start, stop).indices(len(self))
+        stop = max(start, stop)
+        ends = self._ends.read(start - 1, stop) if start > 0 else np.concatenate([[0], self._ends.read(0, stop)])
+        records = self._records.read(int(ends[0]), int(ends[-1]))
+        return PoseRows(start, np.diff(ends), records)
+
+    def chunks(self, frames: int = 4096, start: int = 0, stop: int | None = None) -> Iterator[PoseRows]:
+        """Consecutive `rows` of at most `frames` frames from `start` to `stop`."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        for first in range(start, stop, frames):
+            yield self.rows(first, min(stop, first + frames))
 
     def frame(self, index: int) -> Detections:
         """Frame `index`'s persons (negative indices count from the end)."""
         index = range(len(self))[index]
-        start, end = self._starts[index], self._starts[index + 1]
-        return Detections(**{name: array[start:end] for name, array in self._arrays.items()})
+        return self.rows(index, index + 1).detections(0)
 
     def ids(self, index: int) -> np.ndarray:
         """Frame `index`'s track ids."""
         index = range(len(self))[index]
-        return self._ids[self._starts[index] : self._starts[index + 1]].copy()
+        return self.rows(index, index + 1).ids(0)
 
-    def frames(self, start: int = 0) -> list[Detections]:
-        """The persons of every frame from `start` on."""
-        return [self.frame(index) for index in range(start, len(self))]
-
-    def id_lists(self, start: int = 0) -> list[np.ndarray]:
-        """The track ids of every frame from `start` on."""
-        return [self.ids(index) for index in range(start, len(self))]
-
-    def columns(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Persons per frame (frames,) and the stacked arrays, as the pose cache stores them."""
-        counts = np.diff(np.array(self._starts)).astype(np.int32)
-        return counts, {name: array[: self._rows] for name, array in self._arrays.items()}
+    def close(self) -> None:
+        """Remove the temporary files."""
+        self._records.close()
+        self._ends.close()
 
 
 def save_poses(path: Path, detections: Sequence[Detections] | PoseLog, meta: PoseCacheMeta) -> Path:
-    """Write the cache atomically (a temporary name, then a rename)."""
+    """Write the cache atomically (a temporary name, then a rename), a chunk at a time.
+
+    The archive is what `numpy.savez_compressed` would write, but built column by column from
+    the log's chunks, so saving a two-hour video does not load it into memory.
+    """
     if not isinstance(detections, PoseLog):
         log = PoseLog()
         for found in detections:
             log.append(found)
         detections = log
-    counts, arrays = detections.columns()
     header = {"format": FORMAT, **meta.__dict__}
     temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as handle:
-        np.savez_compressed(handle, counts=counts, **arrays, meta=np.array(json.dumps(header)))
-    os.replace(temporary, path)
+    try:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            counts = (np.diff(rows.offsets).astype(np.int32) for rows in detections.chunks())
+            _write_member(archive, "counts", np.dtype(np.int32), (len(detections),), counts)
+            for name in _COLUMNS:
+                field = PERSON_RECORD[name]
+                shape = (detections.records, *field.shape)
+                parts = (rows.records[name] for rows in detections.chunks())
+                _write_member(archive, name, field.base, shape, parts)
+            _write_member(archive, "meta", None, (), [np.array(json.dumps(header))])
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
-def load_poses(path: Path) -> tuple[PoseCacheMeta, list[Detections]]:
-    """Read a cache written by `save_poses`.
+def _write_member(
+    archive: zipfile.ZipFile, name: str, dtype: np.dtype | None, shape: tuple[int, ...], parts: Iterable[np.ndarray]
+) -> None:
+    """One `.npy` member of an archive, written from consecutive parts of the array."""
+    parts = iter(parts)
+    with archive.open(name + ".npy", "w", force_zip64=True) as member:
+        if dtype is None:  # a small array written whole
+            np.lib.format.write_array(member, next(parts), allow_pickle=False)
+            return
+        np.lib.format.write_array_header_2_0(member, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                      "fortran_order": False, "shape": shape})
+        for part in parts:
+            member.write(np.ascontiguousarray(part, dtype=dtype).tobytes())
+
+
+def load_poses(path: Path, directory: Path | None = None) -> tuple[PoseCacheMeta, PoseLog]:
+    """Read a cache written by `save_poses` into a `PoseLog`, a chunk at a time.
+
+    Args:
+        path: The `.poses.npz` file.
+        directory: Where the log's temporary files live; None for the system's temporary folder.
 
     Raises:
         PoseCacheError: The file is missing or not a pose cache.
@@ -153,26 +205,66 @@ def load_poses(path: Path) -> tuple[PoseCacheMeta, list[Detections]]:
     path = Path(path)
     if not path.is_file():
         raise PoseCacheError(f"{path}: pose cache not found")
+    log = PoseLog(directory)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            header = json.loads(str(archive["meta"]))
+        with zipfile.ZipFile(path) as archive:
+            with archive.open("meta.npy") as member:
+                header = json.loads(str(np.lib.format.read_array(member, allow_pickle=False)))
             if header.get("format") != FORMAT:
                 raise ValueError(f"format {header.get('format')!r}")
-            counts = archive["counts"]
-            arrays = {name: archive[name] for name in ("boxes", "box_scores", "keypoints", "keypoint_scores")}
-    except (OSError, ValueError, KeyError) as error:
+            streams = {name: archive.open(name + ".npy") for name in ("counts", *_COLUMNS)}
+            try:
+                readers = {name: _NpyReader(stream) for name, stream in streams.items()}
+                total = readers["counts"].rows
+                if any(readers[name].rows != readers["keypoints"].rows for name in _COLUMNS):
+                    raise ValueError("the person arrays differ in length")
+                for first in range(0, total, 4096):
+                    counts = readers["counts"].read(min(4096, total - first)).astype(np.int64)
+                    if (counts < 0).any():
+                        raise ValueError("negative person counts")
+                    records = np.zeros(int(counts.sum()), PERSON_RECORD)
+                    for name in _COLUMNS:
+                        records[name] = readers[name].read(len(records))
+                    log.extend(PoseRows(first, counts, records))
+                if readers["keypoints"].left:
+                    raise ValueError("more persons than the counts say")
+            finally:
+                for stream in streams.values():
+                    stream.close()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        log.close()
         raise PoseCacheError(f"{path}: not a pose cache of this tool ({error})") from None
     header.pop("format")
     meta = PoseCacheMeta(**header)
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    frames = [
-        Detections(**{name: array[start:end] for name, array in arrays.items()})
-        for start, end in zip(starts, ends)
-    ]
-    if len(frames) != meta.frames:
-        raise PoseCacheError(f"{path}: holds {len(frames)} frames but says {meta.frames}")
-    return meta, frames
+    if len(log) != meta.frames:
+        log.close()
+        raise PoseCacheError(f"{path}: holds {len(log)} frames but says {meta.frames}")
+    return meta, log
+
+
+class _NpyReader:
+    """Consecutive rows of a `.npy` stream (C order), without reading it whole."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+        if fortran_order or dtype.hasobject or not shape:
+            raise ValueError("an array of an unexpected layout")
+        self.stream, self.dtype, self.tail = stream, dtype, shape[1:]
+        self.rows = shape[0]
+        self.left = shape[0]
+
+    def read(self, rows: int) -> np.ndarray:
+        """The next `rows` rows."""
+        if rows > self.left:
+            raise ValueError("fewer rows than needed")
+        size = rows * self.dtype.itemsize * int(np.prod(self.tail, dtype=np.int64))
+        data = self.stream.read(size)
+        if len(data) != size:
+            raise ValueError("the archive ends early")
+        self.left -= rows
+        return np.frombuffer(data, self.dtype).reshape(rows, *self.tail)
 
 
 def check_matches(path: Path, meta: PoseCacheMeta, info: VideoInfo, model: str, min_box_score: float) -> None:
@@ -202,12 +294,12 @@ class CachedPoses:
     Args:
         path: The cache file (for messages).
         meta: Its header.
-        frames: Its detections, one per frame.
+        frames: Its detections, one per frame (a `PoseLog` from `load_poses`).
     """
 
     device = "cpu"
 
-    def __init__(self, path: Path, meta: PoseCacheMeta, frames: list[Detections]) -> None:
+    def __init__(self, path: Path, meta: PoseCacheMeta, frames: Sequence[Detections] | PoseLog) -> None:
         self.path = path
         self.meta = meta
         self.name = meta.model
@@ -219,7 +311,7 @@ class CachedPoses:
         end = self.position + len(images)
         if end > len(self._frames):
             raise PoseCacheError(f"{self.path}: holds {len(self._frames)} frames, but the video has more")
-        out = self._frames[self.position : end]
+        out = [self._frames[index] for index in range(self.position, end)]
         self.position = end
         return out
 

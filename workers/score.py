@@ -171,7 +171,8 @@ class RunningScore:
     def __init__(self, params: ScoreParams) -> None:
         self._params = params
         self._window: deque[float | None] = deque(maxlen=params.display_window)
-        self._scores: list[float] = []
+        self._sum = 0.0  # of all frame scores: a running sum, not a list that grows with the video
+        self._count = 0
 
     def update(self, person_count: int, score: float | None) -> str | None:
         """Add one frame and return the text to show on it.
@@ -185,7 +186,8 @@ class RunningScore:
             is no score to show yet, or "Similarity score: NN".
         """
         if score is not None:
-            self._scores.append(score)
+            self._sum += score
+            self._count += 1
         if person_count == 0:
             return None
         self._window.append(score)
@@ -205,7 +207,7 @@ class RunningScore:
     @property
     def total(self) -> float | None:
         """Mean of all frame scores so far, or None when no frame was scored."""
-        return float(np.mean(self._scores)) if self._scores else None
+        return self._sum / self._count if self._count else None
 
     def total_text(self) -> str:
         """The end card's text, e.g. "Total score: 07" ("Total score: --" with no score)."""

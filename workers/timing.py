@@ -1,7 +1,9 @@
 """Per-person timing: who dances ahead of or behind the group, and by how many milliseconds.
 
 Pure math, no I/O. The input is each performer's keypoints over the whole video, (T, 17, 2)
-pixels with NaN where the person is absent (see `workers.track.track_poses`).
+pixels with NaN where the person is absent (see `workers.track.track_poses`), either as whole
+arrays (`analyse_timing`) or read a stretch at a time (`analyse_timing_stream`, for videos of
+any length: same results).
 
 Definitions:
 - Normalised pose: centred on the torso centre (mean of shoulders and hips) in every frame,
@@ -40,7 +42,7 @@ Definitions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -192,25 +194,34 @@ def mirror_poses(keypoints: np.ndarray) -> np.ndarray:
     return mirrored
 
 
-def normalise_poses(keypoints: np.ndarray) -> np.ndarray:
+def torso_lengths(keypoints: np.ndarray) -> np.ndarray:
+    """Mid-shoulder to mid-hip distances of the frames that show them, (T, 17, 2) -> (k,) pixels."""
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    torso = np.linalg.norm(keypoints[:, _SHOULDERS].mean(axis=1) - keypoints[:, _HIPS].mean(axis=1), axis=-1)
+    return torso[np.isfinite(torso) & (torso > 0)]
+
+
+def normalise_poses(keypoints: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Poses centred on the torso centre and divided by the median torso length.
 
     Args:
         keypoints: (T, 17, 2) one person's keypoints in pixels, NaN where absent.
+        scale: The torso length to divide by, pixels; None for the median of these frames'
+            (`torso_lengths`). A stretch of a longer video passes the whole video's.
 
     Returns:
-        (T, 17, 2) in torso lengths; all NaN when no frame shows shoulders and hips.
+        (T, 17, 2) in torso lengths; all NaN when the scale is unknown (no frame shows
+        shoulders and hips).
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (NUM_KEYPOINTS, 2):
         raise ValueError(f"keypoints must have shape (T, {NUM_KEYPOINTS}, 2), got {keypoints.shape}")
-    mid_shoulder = keypoints[:, _SHOULDERS].mean(axis=1)
-    mid_hip = keypoints[:, _HIPS].mean(axis=1)
-    torso = np.linalg.norm(mid_shoulder - mid_hip, axis=-1)
-    torso = torso[np.isfinite(torso) & (torso > 0)]
-    if torso.size == 0:
+    if scale is None:
+        torso = torso_lengths(keypoints)
+        scale = float(np.median(torso)) if torso.size else float("nan")
+    if not np.isfinite(scale):
         return np.full(keypoints.shape, np.nan)
-    return (keypoints - torso_centres(keypoints)[:, None, :]) / np.median(torso)
+    return (keypoints - torso_centres(keypoints)[:, None, :]) / scale
 
 
 def motion_features(normalised: np.ndarray, fps: float, velocity_span_s: float = 0.1) -> np.ndarray:
@@ -357,34 +368,27 @@ def analysis_windows(frames: int, fps: float, window_s: float, hop_s: float) -> 
     return [(start, start + length) for start in range(0, frames - length + 1, hop)]
 
 
-def pair_window_lags(
+def _pair_lags(
     features_i: np.ndarray,
     features_j: np.ndarray,
     windows: list[tuple[int, int]],
+    first: int,
+    reach: int,
     fps: float,
     params: TimingParams,
 ) -> list[tuple[float, float] | None]:
-    """Lag of person i behind person j in each window.
+    """Lag of person i behind person j in each window: per window, (lag in frames, peak
+    correlation) or None.
 
-    Args:
-        features_i: (T, C) motion features of person i.
-        features_j: (T, C) motion features of person j.
-        windows: From `analysis_windows`.
-        fps: Frames per second.
-        params: Timing knobs.
-
-    Returns:
-        Per window, (lag in frames, peak correlation) or None.
-    """
-    reach = int(np.ceil(params.max_lag_s * fps)) + 1
-    padding = np.full((reach, features_i.shape[1]), np.nan)
-    padded = np.concatenate([padding, features_i, padding])
+    Works on a stretch of the video: row k of `features_i` (T_i, C) is frame first - reach + k
+    and row k of `features_j` (T_j, C) is frame first + k (NaN outside the video, so that the
+    search reaches `reach` frames past each window); `windows` are in video frames."""
     separation = max(1, round(params.min_peak_separation_s * fps))
     results = []
     for start, end in windows:
         curve = shift_correlations(
-            features_j[start:end],
-            padded[start:end + 2 * reach],
+            features_j[start - first:end - first],
+            features_i[start - first:end - first + 2 * reach],
             min_valid=max(2, int(np.ceil(params.min_valid_fraction * (end - start)))),
             min_channel_std=params.min_channel_std,
             min_channels=params.min_channels,
@@ -480,16 +484,9 @@ def timing_score(lag_ms: float | None, scale_ms: float = 150.0) -> float | None:
     return float(10.0 * np.exp(-abs(lag_ms) / scale_ms))
 
 
-def _shifted(values: np.ndarray, shift: int) -> np.ndarray:
-    """values[t - shift] at every t, NaN where that frame does not exist."""
-    result = np.full(values.shape, np.nan)
-    if abs(shift) >= len(values):
-        return result
-    if shift >= 0:
-        result[shift:] = values[:len(values) - shift]
-    else:
-        result[:shift] = values[-shift:]
-    return result
+#: Reads frames start..stop-1 (0 <= start <= stop <= T) of every performer, in one fixed
+#: order: one (stop - start, 17, 2) array of pixels each, NaN where absent.
+PoseSource = Callable[[int, int], Sequence[np.ndarray]]
 
 
 def analyse_timing(
@@ -505,8 +502,6 @@ def analyse_timing(
     Returns:
         {id: PersonTiming}, ids ascending. With fewer than two performers every value is None.
     """
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
     ids = sorted(poses)
     arrays = [np.asarray(poses[i], dtype=np.float64) for i in ids]
     frames = len(arrays[0]) if arrays else 0
@@ -514,13 +509,60 @@ def analyse_timing(
         if array.shape != (frames, NUM_KEYPOINTS, 2):
             raise ValueError(f"poses[{person_id}] must have shape ({frames}, {NUM_KEYPOINTS}, 2), "
                              f"got {array.shape}")
+    return analyse_timing_stream(ids, frames, lambda start, stop: [a[start:stop] for a in arrays], fps, params)
+
+
+def analyse_timing_stream(
+    ids: Sequence[int],
+    frames: int,
+    source: PoseSource,
+    fps: float,
+    params: TimingParams = TimingParams(),
+    chunk_frames: int = 4096,
+) -> dict[int, PersonTiming]:
+    """`analyse_timing` reading the poses a stretch at a time, for videos of any length.
+
+    Three passes over the video, each holding about `chunk_frames` frames of every
+    performer: the torso scales, the window lags, the pose distances. What is kept whole is
+    small: per window a lag per person, per frame a distance per person (8 bytes).
+    The result is the same as `analyse_timing` on the whole arrays.
+
+    Args:
+        ids: The performers' ids, in the order `source` returns them.
+        frames: Frames in the video, T.
+        source: Reads a stretch of every performer's poses (see `PoseSource`).
+        fps: Frames per second.
+        params: Timing knobs.
+        chunk_frames: Frames read at a time, >= 1.
+
+    Returns:
+        {id: PersonTiming}, ids ascending.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
+    order = sorted(range(len(ids)), key=lambda k: ids[k])
+    ids = [ids[k] for k in order]
+
+    def ordered(start: int, stop: int) -> list[np.ndarray]:
+        read = source(start, stop)
+        return [np.asarray(read[k], dtype=np.float64) for k in order]
+
+    torso: list[list[np.ndarray]] = [[] for _ in ids]
+    for start in range(0, frames, chunk_frames):
+        for person, stretch in enumerate(ordered(start, min(frames, start + chunk_frames))):
+            torso[person].append(torso_lengths(stretch))
+    scales = [_median_or_nan(np.concatenate(parts)) if parts else float("nan") for parts in torso]
     windows = analysis_windows(frames, fps, params.window_s, params.hop_s)
-    window_lags, window_correlations, mirrored_pairs = _window_lags(arrays, windows, fps, params)
+    window_lags, window_correlations, mirrored_pairs = _window_lags(
+        ordered, frames, scales, windows, fps, params, chunk_frames)
 
     lags_frames = [_median_or_nan(window_lags[:, person]) for person in range(len(ids))]
+    all_distances = _group_distances(ordered, frames, len(ids), lags_frames, mirrored_pairs, chunk_frames)
     results = {}
     for person, person_id in enumerate(ids):
-        distances = _group_distances(person, arrays, lags_frames, mirrored_pairs)
+        distances = all_distances[person]
         scores = [distance_to_score(d, params.score) for d in distances[np.isfinite(distances)]]
         lag_ms = None if np.isnan(lags_frames[person]) else float(lags_frames[person] * 1000.0 / fps)
         results[person_id] = PersonTiming(
@@ -543,44 +585,78 @@ def analyse_timing(
     return results
 
 
+def _read_padded(source: PoseSource, start: int, stop: int, frames: int, count: int) -> list[np.ndarray]:
+    """Frames start..stop-1 of every person, NaN for frames outside 0..frames-1."""
+    stretches = [np.full((stop - start, NUM_KEYPOINTS, 2), np.nan) for _ in range(count)]
+    low, high = max(start, 0), min(stop, frames)
+    if high > low:
+        for stretch, read in zip(stretches, source(low, high)):
+            stretch[low - start:high - start] = read
+    return stretches
+
+
 def _window_lags(
-    arrays: list[np.ndarray], windows: list[tuple[int, int]], fps: float, params: TimingParams
+    source: PoseSource,
+    frames: int,
+    scales: list[float],
+    windows: list[tuple[int, int]],
+    fps: float,
+    params: TimingParams,
+    chunk_frames: int,
 ) -> tuple[np.ndarray, np.ndarray, set[tuple[int, int]]]:
     """Per window and person: lag behind the group in frames and mean peak correlation.
 
     Args:
-        arrays: One (T, 17, 2) pose array per person (pixels, NaN where absent).
+        source: The persons' poses (see `PoseSource`).
+        frames: Frames in the video.
+        scales: Each person's torso length over the whole video, pixels (NaN: unknown).
         windows: From `analysis_windows`.
         fps: Frames per second.
         params: Timing knobs.
+        chunk_frames: Frames of window starts handled together.
 
     Returns:
         (W, n) lags in frames and (W, n) correlations (NaN where unknown), and the pairs of
         person indices (a < b) compared as mirror images.
     """
-    normalised = [normalise_poses(array) for array in arrays]
-    features = [motion_features(n, fps, params.velocity_span_s) for n in normalised]
+    count = len(scales)
+    reach = int(np.ceil(params.max_lag_s * fps)) + 1
+    half = max(1, round(params.velocity_span_s * fps / 2))
+    direct: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
+    flipped: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
+    first = 0
+    while first < len(windows):
+        block = [w for w in windows[first:] if w[0] < windows[first][0] + chunk_frames]
+        first += len(block)
+        low, high = block[0][0], max(end for _, end in block)
+        # Features of frames low - reach .. high + reach - 1; each needs `half` frames either side.
+        stretches = _read_padded(source, low - reach - half, high + reach + half, frames, count)
+        normalised = [normalise_poses(stretch, scale) for stretch, scale in zip(stretches, scales)]
+        features = [motion_features(n, fps, params.velocity_span_s)[half:-half] for n in normalised]
+        mirrored = [motion_features(mirror_poses(n), fps, params.velocity_span_s)[half:-half]
+                    for n in normalised] if params.mirror else []
+        for a in range(count):
+            for b in range(a + 1, count):
+                own = features[b][reach:-reach]
+                direct.setdefault((a, b), []).extend(_pair_lags(features[a], own, block, low, reach, fps, params))
+                if params.mirror:
+                    flipped.setdefault((a, b), []).extend(
+                        _pair_lags(features[a], mirrored[b][reach:-reach], block, low, reach, fps, params))
+
     pair_results: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
     mirrored_pairs: set[tuple[int, int]] = set()
-    mirrored_features: list[np.ndarray] = []
-    if params.mirror:
-        mirrored_features = [motion_features(mirror_poses(n), fps, params.velocity_span_s) for n in normalised]
-    for a in range(len(arrays)):
-        for b in range(a + 1, len(arrays)):
-            direct = pair_window_lags(features[a], features[b], windows, fps, params)
-            pair_results[a, b] = direct
-            if params.mirror:
-                flipped = pair_window_lags(features[a], mirrored_features[b], windows, fps, params)
-                if _strength(flipped) > _strength(direct):
-                    pair_results[a, b] = flipped
-                    mirrored_pairs.add((a, b))
+    for pair, results in direct.items():
+        pair_results[pair] = results
+        if params.mirror and _strength(flipped[pair]) > _strength(results):
+            pair_results[pair] = flipped[pair]
+            mirrored_pairs.add(pair)
 
-    window_lags = np.full((len(windows), len(arrays)), np.nan)
-    window_correlations = np.full((len(windows), len(arrays)), np.nan)
+    window_lags = np.full((len(windows), count), np.nan)
+    window_correlations = np.full((len(windows), count), np.nan)
     for w in range(len(windows)):
         measured = {pair: result[w] for pair, result in pair_results.items() if result[w] is not None}
-        window_lags[w] = solve_group_lags(len(arrays), measured)
-        for person in range(len(arrays)):
+        window_lags[w] = solve_group_lags(count, measured)
+        for person in range(count):
             peaks = [value for (a, b), (_, value) in measured.items() if person in (a, b)]
             if peaks and np.isfinite(window_lags[w, person]):
                 window_correlations[w, person] = np.mean(peaks)
@@ -609,7 +685,10 @@ def current_lags(
     arrays = [np.asarray(poses[i], dtype=np.float64) for i in ids]
     if len(arrays) < 2 or len(arrays[0]) == 0:
         return {person_id: None for person_id in ids}
-    lags, _, _ = _window_lags(arrays, [(0, len(arrays[0]))], fps, params)
+    length = len(arrays[0])
+    scales = [_median_or_nan(torso_lengths(array)) for array in arrays]
+    lags, _, _ = _window_lags(lambda start, stop: [a[start:stop] for a in arrays], length, scales,
+                              [(0, length)], fps, params, length)
     return {person_id: None if np.isnan(lags[0, k]) else float(lags[0, k] * 1000.0 / fps)
             for k, person_id in enumerate(ids)}
 
@@ -625,27 +704,40 @@ def _median_or_nan(values: np.ndarray) -> float:
 
 
 def _group_distances(
-    person: int, arrays: list[np.ndarray], lags_frames: list[float], mirrored_pairs: set[tuple[int, int]]
-) -> np.ndarray:
-    """(T,) median over the others of the pose distance, after removing the lags."""
-    own_lag = lags_frames[person] if np.isfinite(lags_frames[person]) else 0.0
-    per_other = []
-    for other in range(len(arrays)):
-        if other == person:
-            continue
-        other_lag = lags_frames[other] if np.isfinite(lags_frames[other]) else 0.0
-        partner = arrays[other]
-        if (min(person, other), max(person, other)) in mirrored_pairs:
-            partner = mirror_poses(partner)
-        # The person's frame t shows the move the other made at t - (own lag - other lag).
-        per_other.append(pose_distances(_shifted(partner, round(own_lag - other_lag)), arrays[person]))
-    if not per_other:
-        return np.full(len(arrays[person]), np.nan)
-    stacked = np.stack(per_other)
-    finite = np.isfinite(stacked).any(axis=0)
-    result = np.full(stacked.shape[1], np.nan)
-    result[finite] = np.nanmedian(stacked[:, finite], axis=0)
-    return result
+    source: PoseSource,
+    frames: int,
+    count: int,
+    lags_frames: list[float],
+    mirrored_pairs: set[tuple[int, int]],
+    chunk_frames: int,
+) -> list[np.ndarray]:
+    """Per person, (T,) median over the others of the pose distance after removing the lags."""
+    lags = [lag if np.isfinite(lag) else 0.0 for lag in lags_frames]
+    # The person's frame t shows the move the other made at t - (own lag - other lag).
+    shifts = {(p, q): round(lags[p] - lags[q]) for p in range(count) for q in range(count) if p != q}
+    margin = max((abs(shift) for shift in shifts.values()), default=0)
+    distances = [np.full(frames, np.nan) for _ in range(count)]
+    for start in range(0, frames, chunk_frames):
+        stop = min(frames, start + chunk_frames)
+        stretches = _read_padded(source, start - margin, stop + margin, frames, count)
+        for person in range(count):
+            own = stretches[person][margin:margin + stop - start]
+            per_other = []
+            for other in range(count):
+                if other == person:
+                    continue
+                shift = shifts[person, other]
+                partner = stretches[other][margin - shift:margin - shift + stop - start]
+                if (min(person, other), max(person, other)) in mirrored_pairs:
+                    partner = mirror_poses(partner)
+                per_other.append(pose_distances(partner, own))
+            if not per_other:
+                continue
+            stacked = np.stack(per_other)
+            finite = np.isfinite(stacked).any(axis=0)
+            result = distances[person][start:stop]
+            result[finite] = np.nanmedian(stacked[:, finite], axis=0)
+    return distances
 
 
 @dataclass(frozen=True)

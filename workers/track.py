@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from workers.data import Detections
+from workers.data import Detections, PoseRows
 from workers.skeleton import NUM_KEYPOINTS
 
 # A cost no allowed pair reaches: linear_sum_assignment needs finite entries.
@@ -213,17 +213,7 @@ def track_poses(
     """
     if len(frames) != len(ids):
         raise ValueError(f"frames and ids must have the same length, got {len(frames)} and {len(ids)}")
-    total = len(frames)
-    poses: dict[int, np.ndarray] = {}
-    for index, (persons, frame_ids) in enumerate(zip(frames, ids)):
-        for col, person_id in enumerate(np.asarray(frame_ids).tolist()):
-            if person_id not in poses:
-                poses[person_id] = np.full((total, NUM_KEYPOINTS, 2), np.nan)
-            keypoints = persons.keypoints[col].copy()
-            if keypoint_threshold is not None:
-                keypoints[persons.keypoint_scores[col] <= keypoint_threshold] = np.nan
-            poses[person_id][index] = keypoints
-    return dict(sorted(poses.items()))
+    return PoseRows.from_frames(list(frames), list(ids)).poses(keypoint_threshold)
 
 
 @dataclass(frozen=True)
@@ -249,6 +239,64 @@ class TrackSummary:
         return self.frames_present / self.total_frames if self.total_frames else 0.0
 
 
+class TrackSummarizer:
+    """`TrackSummary`s of a video fed a chunk of frames at a time (see `summarize_tracks`).
+
+    Motion pairs each frame with the one `step` frames earlier, so each chunk after the first
+    must come with the `margin` frames before it: `add(rows, own_from=first frame of the chunk)`.
+
+    Args:
+        fps: Frames per second.
+        interval_s: Time over which displacement is measured, in seconds.
+    """
+
+    def __init__(self, fps: float, interval_s: float = 0.5) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps!r}")
+        self.fps = float(fps)
+        self.margin = max(1, round(interval_s * fps))
+        self._frames = 0
+        self._heights: dict[int, list[np.ndarray]] = {}
+        self._motions: dict[int, list[np.ndarray]] = {}
+
+    def add(self, rows: PoseRows, own_from: int | None = None) -> None:
+        """Count frames `own_from`.. of `rows` (default: all); earlier ones only pair with them."""
+        own_from = rows.start if own_from is None else own_from
+        step = self.margin
+        frame = rows.frame_of_record
+        own = frame >= own_from
+        person_ids = rows.records["ids"]
+        heights = rows.records["boxes"][:, 3].astype(np.float64) - rows.records["boxes"][:, 1]
+        self._frames += max(0, rows.start + len(rows) - own_from)
+        for person_id in np.unique(person_ids[own]).tolist():
+            self._heights.setdefault(person_id, []).append(heights[own & (person_ids == person_id)])
+        for person_id, keypoints in rows.poses().items():
+            series = np.full(len(rows), np.nan)
+            mine = person_ids == person_id
+            series[frame[mine] - rows.start] = heights[mine]
+            moved = np.linalg.norm(keypoints[step:] - keypoints[:-step], axis=-1)  # (F-step, 17)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_height = moved.mean(axis=1) / series[:-step] * self.fps / step
+            later = np.arange(rows.start + step, rows.start + len(rows))
+            per_height = per_height[(later >= own_from) & np.isfinite(per_height)]
+            if per_height.size:
+                self._motions.setdefault(person_id, []).append(per_height)
+
+    def summaries(self) -> dict[int, TrackSummary]:
+        """{id: TrackSummary} of every id seen in the frames counted, ids ascending."""
+        result = {}
+        for person_id in sorted(self._heights):
+            heights = np.concatenate(self._heights[person_id])
+            motion = np.concatenate(self._motions.get(person_id, [np.empty(0)]))
+            result[person_id] = TrackSummary(
+                frames_present=len(heights),
+                total_frames=self._frames,
+                median_height=float(np.median(heights)),
+                motion=float(np.median(motion)) if motion.size else float("nan"),
+            )
+        return result
+
+
 def summarize_tracks(
     frames: Sequence[Detections],
     ids: Sequence[np.ndarray],
@@ -269,30 +317,9 @@ def summarize_tracks(
     Returns:
         {id: TrackSummary}, ids ascending.
     """
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
-    poses = track_poses(frames, ids)
-    heights: dict[int, list[float]] = {person_id: [] for person_id in poses}
-    height_series = {person_id: np.full(len(frames), np.nan) for person_id in poses}
-    for index, (persons, frame_ids) in enumerate(zip(frames, ids)):
-        for col, person_id in enumerate(np.asarray(frame_ids).tolist()):
-            height = float(persons.boxes[col, 3] - persons.boxes[col, 1])
-            heights[person_id].append(height)
-            height_series[person_id][index] = height
-    step = max(1, round(interval_s * fps))
-    summaries = {}
-    for person_id, keypoints in poses.items():
-        moved = np.linalg.norm(keypoints[step:] - keypoints[:-step], axis=-1)  # (T-step, 17)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_height = moved.mean(axis=1) / height_series[person_id][:-step] * fps / step
-        per_height = per_height[np.isfinite(per_height)]
-        summaries[person_id] = TrackSummary(
-            frames_present=len(heights[person_id]),
-            total_frames=len(frames),
-            median_height=float(np.median(heights[person_id])),
-            motion=float(np.median(per_height)) if per_height.size else float("nan"),
-        )
-    return summaries
+    summarizer = TrackSummarizer(fps, interval_s)
+    summarizer.add(PoseRows.from_frames(list(frames), list(ids)))
+    return summarizer.summaries()
 
 
 def select_performers(
