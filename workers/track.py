@@ -270,14 +270,23 @@ class TrackSummarizer:
         self._frames += max(0, rows.start + len(rows) - own_from)
         for person_id in np.unique(person_ids[own]).tolist():
             self._heights.setdefault(person_id, []).append(heights[own & (person_ids == person_id)])
-        for person_id, keypoints in rows.poses().items():
-            series = np.full(len(rows), np.nan)
-            mine = person_ids == person_id
-            series[frame[mine] - rows.start] = heights[mine]
-            moved = np.linalg.norm(keypoints[step:] - keypoints[:-step], axis=-1)  # (F-step, 17)
+        keypoints = rows.records["keypoints"].astype(np.float64)
+        for person_id in np.unique(person_ids).tolist():
+            # Each id over its own span of these frames only: a crowd's passers-by are each
+            # seen for a few seconds, so this holds far fewer frames than the whole chunk.
+            mine = np.flatnonzero(person_ids == person_id)
+            first = int(frame[mine].min())
+            length = int(frame[mine].max()) - first + 1
+            if length <= step:
+                continue
+            series = np.full((length, NUM_KEYPOINTS, 2), np.nan)
+            series[frame[mine] - first] = keypoints[mine]
+            height = np.full(length, np.nan)
+            height[frame[mine] - first] = heights[mine]
+            moved = np.linalg.norm(series[step:] - series[:-step], axis=-1)  # (length-step, 17)
             with np.errstate(invalid="ignore", divide="ignore"):
-                per_height = moved.mean(axis=1) / series[:-step] * self.fps / step
-            later = np.arange(rows.start + step, rows.start + len(rows))
+                per_height = moved.mean(axis=1) / height[:-step] * self.fps / step
+            later = np.arange(first + step, first + length)
             per_height = per_height[(later >= own_from) & np.isfinite(per_height)]
             if per_height.size:
                 self._motions.setdefault(person_id, []).append(per_height)
