@@ -52,6 +52,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "frame score against the model's default size (e.g. 320,480,960)")
     parser.add_argument("--sweep-infer-every", default=None, metavar="KS",
                         help="like --sweep-min-size, for running the model on every k-th frame (e.g. 2,3)")
+    parser.add_argument("--memory-minutes", type=float, default=None, metavar="MINUTES",
+                        help="instead of the timings: memory over a generated video this long (160x90, 30 fps) "
+                             "through the whole pipeline with a dancing stand-in model, and through the reports "
+                             "(e.g. 120 for two hours)")
     parser.add_argument("--ceiling-frames", type=int, default=300,
                         help="frames of the generated 720p clip for the machinery ceiling (default: 300)")
     parser.add_argument("--models", default="keypointrcnn,yolo",
@@ -133,6 +137,102 @@ class InstantModel:
             box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
         )
         return [found] * len(images)
+
+
+class DancingModel:
+    """A stand-in pose model with no inference cost: two people dancing the same moves, the
+    second 3 frames late, so that tracking and the timing analysis do their real work."""
+
+    name = "dancing"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.frame = 0
+
+    def predict(self, images):
+        height, width = images[0].shape[:2]
+        found = []
+        for _ in images:
+            people = []
+            for delay, centre in ((0, 0.3), (3, 0.7)):
+                t = self.frame - delay
+                pose = np.array(STANDING_POSE) * height / 5 + [width * centre, height / 2]
+                pose[9:11, 1] += height / 8 * np.sin(2 * np.pi * t / 37)  # wrists
+                pose[7:9, 0] += height / 12 * np.cos(2 * np.pi * t / 53 + 0.3 * np.sin(t / 11))  # elbows
+                pose[13:15, 1] += height / 25 * np.sin(2 * np.pi * t / 23)  # knees
+                people.append(pose)
+            keypoints = np.stack(people)
+            found.append(Detections(
+                boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
+                box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
+            ))
+            self.frame += 1
+        return found
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now, MB (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def bench_memory(minutes: float, args: argparse.Namespace, folder: Path) -> None:
+    """Resident memory along a long video: does it grow with the video's length?"""
+    from pipeline.report import write_reports
+
+    frames = round(minutes * 60 * 30)
+    clip = folder / "long.mp4"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc=size=160x90:rate=30:duration={minutes * 60}", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    config = Config(input=clip, output=folder / "long-out.mp4", batch_size=args.batch_size, progress=False)
+    samples: list[tuple[int, float]] = []
+    done = 0
+
+    def on_frames(count: int) -> None:
+        nonlocal done
+        done += count
+        samples.append((done, _rss_mb()))
+
+    peak = [0.0]
+    running = True
+
+    def watch() -> None:
+        while running:
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.05)
+
+    import threading
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    start_mb = _rss_mb()
+    started = time.perf_counter()
+    watcher.start()
+    result = run_video(config, DancingModel(), on_frames=on_frames)
+    pipeline_peak = peak[0]
+    after_pipeline = _rss_mb()
+    reports_started = time.perf_counter()
+    write_reports(result, config)
+    reports_seconds = time.perf_counter() - reports_started
+    running = False
+    watcher.join()
+    seconds = time.perf_counter() - started
+
+    def at(fraction: float) -> float:
+        return next(rss for count, rss in samples if count >= fraction * frames)
+
+    print(f"\nmemory over a {minutes:g}-minute video ({len(result.frames)} frames 160x90 @ 30 fps, dancing stand-in "
+          f"model, 2 persons a frame, video + pose cache + reports), {seconds:.0f} s "
+          f"({result.seconds:.0f} s the pipeline and the whole-video analysis, {reports_seconds:.0f} s the reports)")
+    print(f"  resident memory before the run      {start_mb:8.1f} MB")
+    for fraction in (0.1, 0.5, 1.0):
+        print(f"  after {fraction:4.0%} of the frames           {at(fraction):8.1f} MB")
+    growth = (at(1.0) - at(0.1)) * 2**20 / (0.9 * frames)
+    print(f"  growth from 10% to 100%             {growth:8.1f} bytes a frame "
+          f"({growth * 30 * 3600 * 2 / 2**20:.1f} MB for two hours at 30 fps)")
+    print(f"  after the pipeline (whole-video analysis done) {after_pipeline:8.1f} MB; "
+          f"peak through the pipeline {pipeline_peak:.1f} MB, through the reports {peak[0]:.1f} MB")
+    print(f"  lags found: {', '.join(f'#{p.id} {p.lag_ms:+.0f} ms' for p in result.persons if p.lag_ms is not None)}")
 
 
 def bench_ceiling(args: argparse.Namespace, folder: Path) -> None:
@@ -234,6 +334,9 @@ def main(args: argparse.Namespace) -> int:
     print(f"date {date.today()}  {device_name}  torch {torch.__version__}  torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as folder:
         source = args.clip or (SHARED_CLIP if SHARED_CLIP.exists() else None)
+        if args.memory_minutes is not None:
+            bench_memory(args.memory_minutes, args, Path(folder))
+            return 0
         sweeps = {"model_min_size": args.sweep_min_size, "infer_every": args.sweep_infer_every}
         if any(sweeps.values()):
             clip = source or make_clip(None, args.frames, Path(folder) / "sweep")
