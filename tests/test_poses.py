@@ -127,3 +127,15 @@ def test_a_long_cache_round_trips_through_the_chunked_writer_and_reader(tmp_path
     assert meta.frames == len(loaded) == 10000
     for index in (0, 4095, 4096, 9999):
         assert np.allclose(loaded[index].keypoints, frames[index].keypoints.astype(np.float32))
+
+
+def test_a_cache_whose_counts_do_not_match_its_persons_is_refused(tmp_path):
+    frames = [detections([pose(40)]), detections([pose(40), pose(50, 100)])]
+    save_poses(tmp_path / "ok.poses.npz", frames, _meta(frames=2))
+    with np.load(tmp_path / "ok.poses.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    for counts in ([1, 2**40], [-1, 4], [1, 1]):  # a huge claim must not allocate, a short one must not pass
+        arrays["counts"] = np.array(counts, dtype=np.int64)
+        np.savez_compressed(tmp_path / "bad.poses.npz", **arrays)
+        with pytest.raises(PoseCacheError, match="not a pose cache of this tool"):
+            load_poses(tmp_path / "bad.poses.npz")

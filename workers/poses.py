@@ -220,8 +220,8 @@ def load_poses(path: Path, directory: Path | None = None) -> tuple[PoseCacheMeta
                     raise ValueError("the person arrays differ in length")
                 for first in range(0, total, 4096):
                     counts = readers["counts"].read(min(4096, total - first)).astype(np.int64)
-                    if (counts < 0).any():
-                        raise ValueError("negative person counts")
+                    if (counts < 0).any() or counts.sum() > readers["keypoints"].left:
+                        raise ValueError("person counts that do not match the persons stored")
                     records = np.zeros(int(counts.sum()), PERSON_RECORD)
                     for name in _COLUMNS:
                         records[name] = readers[name].read(len(records))
