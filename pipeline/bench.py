@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -131,12 +132,16 @@ class InstantModel:
     def predict(self, images):
         height, width = images[0].shape[:2]
         unit = np.array(STANDING_POSE) * height / 5
-        keypoints = np.stack([unit + [width * 0.3, height / 2], unit + [width * 0.7, height / 2]])
-        found = Detections(
-            boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
-            box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
-        )
-        return [found] * len(images)
+        return [_two_people([unit + [width * 0.3, height / 2], unit + [width * 0.7, height / 2]])] * len(images)
+
+
+def _two_people(poses: list[np.ndarray]) -> Detections:
+    """Confident detections of the given (17, 2) poses, boxes around them."""
+    keypoints = np.stack(poses)
+    return Detections(
+        boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
+        box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
+    )
 
 
 class DancingModel:
@@ -161,11 +166,7 @@ class DancingModel:
                 pose[7:9, 0] += height / 12 * np.cos(2 * np.pi * t / 53 + 0.3 * np.sin(t / 11))  # elbows
                 pose[13:15, 1] += height / 25 * np.sin(2 * np.pi * t / 23)  # knees
                 people.append(pose)
-            keypoints = np.stack(people)
-            found.append(Detections(
-                boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
-                box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
-            ))
+            found.append(_two_people(people))
             self.frame += 1
         return found
 
@@ -201,8 +202,6 @@ def bench_memory(minutes: float, args: argparse.Namespace, folder: Path) -> None
         while running:
             peak[0] = max(peak[0], _rss_mb())
             time.sleep(0.05)
-
-    import threading
 
     watcher = threading.Thread(target=watch, daemon=True)
     start_mb = _rss_mb()

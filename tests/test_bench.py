@@ -19,3 +19,10 @@ def test_the_sequential_baseline_writes_the_same_video(tmp_path):
     assert run_sequential(config, StandInEstimator()) > 0
     facts = stream_facts(config.output)
     assert facts["frames"] == 10 and facts["audio"]
+
+
+def test_the_memory_bench_runs_a_long_video_through_and_finds_the_lag(capsys):
+    assert main(get_args_parser().parse_args(["--memory-minutes", "0.2"])) == 0  # 360 frames
+    out = capsys.readouterr().out
+    assert "memory over a 0.2-minute video (360 frames" in out and "bytes a frame" in out
+    assert "#1 -50 ms, #2 +50 ms" in out  # the stand-in's second dancer is 3 frames (100 ms) late
