@@ -200,23 +200,16 @@ class Annotator:
         if self.fps is None:
             raise ValueError("finish needs the video's fps: give it to Annotator(fps=...)")
         summarizer = TrackSummarizer(self.fps)
-        appearances: dict[int, list[int]] = {}  # id: [frames, first, last]
-        for chunk_start in range(0, len(self.tracked), self.CHUNK_FRAMES):
-            rows = self.tracked.rows(max(0, chunk_start - summarizer.margin), chunk_start + self.CHUNK_FRAMES)
-            summarizer.add(rows, own_from=chunk_start)
-            own = rows.frame_of_record >= chunk_start
-            frame_of_record, person_ids = rows.frame_of_record[own], rows.records["ids"][own]
-            for person_id in np.unique(person_ids).tolist():
-                present = frame_of_record[person_ids == person_id]
-                seen = appearances.setdefault(person_id, [0, int(present[0]), 0])
-                seen[0] += len(present)
-                seen[2] = int(present[-1])
-        if not appearances:
+        for start in range(0, len(self.tracked), self.CHUNK_FRAMES):
+            summarizer.add(self.tracked.rows(max(0, start - summarizer.margin), start + self.CHUNK_FRAMES),
+                           own_from=start)
+        tracks = summarizer.summaries()
+        if not tracks:
             return [], []
         if self.config.score:
-            selection = select_performers(summarizer.summaries(), self.config.persons)
+            selection = select_performers(tracks, self.config.persons)
         else:
-            selection = {person_id: (False, "scoring off (--no-score)") for person_id in appearances}
+            selection = {person_id: (False, "scoring off (--no-score)") for person_id in tracks}
         performers = [person_id for person_id, (scored, _) in selection.items() if scored]
         timings = {}
         if performers:
@@ -227,12 +220,11 @@ class Annotator:
             timings = analyse_timing_stream(performers, len(self.tracked), read, self.fps, self.timing,
                                             chunk_frames=self.CHUNK_FRAMES)
         persons = []
-        for person_id in sorted(appearances):
-            count, first, last = appearances[person_id]
+        for person_id, track in tracks.items():
             scored, reason = selection[person_id]
             timing = timings.get(person_id)
             persons.append(PersonResult(
-                id=person_id, frames=count, first_frame=first, last_frame=last,
+                id=person_id, frames=track.frames_present, first_frame=track.first_frame, last_frame=track.last_frame,
                 scored=scored, reason=reason,
                 lag_ms=None if timing is None else timing.lag_ms,
                 windows=() if timing is None else timing.windows,

@@ -117,6 +117,9 @@ class Detections:
         )
 
 
+#: The arrays of a `Detections`, one row a person.
+DETECTION_FIELDS = ("boxes", "box_scores", "keypoints", "keypoint_scores")
+
 #: One person of one frame as stored for a whole video: the model's float32 outputs and the
 #: person's track id (0 where there is none).
 PERSON_RECORD = np.dtype([
@@ -163,7 +166,7 @@ class PoseRows:
         row = 0
         for index, found in enumerate(frames):
             end = row + len(found)
-            for name in ("boxes", "box_scores", "keypoints", "keypoint_scores"):
+            for name in DETECTION_FIELDS:
                 records[name][row:end] = getattr(found, name)
             if ids is not None:
                 records["ids"][row:end] = ids[index]

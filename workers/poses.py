@@ -27,7 +27,7 @@ from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from workers.data import PERSON_RECORD, Detections, PoseRows, VideoInfo
+from workers.data import DETECTION_FIELDS, PERSON_RECORD, Detections, PoseRows, VideoInfo
 from workers.errors import SyncError
 from workers.spool import RecordSpool
 
@@ -67,9 +67,6 @@ class PoseCacheMeta:
     input: str
 
 
-_COLUMNS = ("boxes", "box_scores", "keypoints", "keypoint_scores")
-
-
 class PoseLog:
     """Every frame's persons (and track ids) for a whole video, on disk, not in memory.
 
@@ -104,13 +101,7 @@ class PoseLog:
 
     def append(self, persons: Detections, ids: np.ndarray | None = None) -> None:
         """Add one frame's persons (and their track ids, if any)."""
-        rows = np.zeros(len(persons), PERSON_RECORD)
-        for name in _COLUMNS:
-            rows[name] = getattr(persons, name)
-        if ids is not None:
-            rows["ids"] = ids
-        self._records.extend(rows)
-        self._ends.extend(len(self._records))
+        self.extend(PoseRows.from_frames([persons], None if ids is None else [ids]))
 
     def extend(self, rows: PoseRows) -> None:
         """Add the frames of `rows` after the last frame (their `start` is not checked)."""
@@ -126,11 +117,10 @@ class PoseLog:
         records = self._records.read(int(ends[0]), int(ends[-1]))
         return PoseRows(start, np.diff(ends), records)
 
-    def chunks(self, frames: int = 4096, start: int = 0, stop: int | None = None) -> Iterator[PoseRows]:
-        """Consecutive `rows` of at most `frames` frames from `start` to `stop`."""
-        stop = len(self) if stop is None else min(stop, len(self))
-        for first in range(start, stop, frames):
-            yield self.rows(first, min(stop, first + frames))
+    def chunks(self, frames: int = 4096) -> Iterator[PoseRows]:
+        """Consecutive `rows` of at most `frames` frames, all of them."""
+        for first in range(0, len(self), frames):
+            yield self.rows(first, first + frames)
 
     def frame(self, index: int) -> Detections:
         """Frame `index`'s persons (negative indices count from the end)."""
@@ -165,7 +155,7 @@ def save_poses(path: Path, detections: Sequence[Detections] | PoseLog, meta: Pos
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             counts = (np.diff(rows.offsets).astype(np.int32) for rows in detections.chunks())
             _write_member(archive, "counts", np.dtype(np.int32), (len(detections),), counts)
-            for name in _COLUMNS:
+            for name in DETECTION_FIELDS:
                 field = PERSON_RECORD[name]
                 shape = (detections.records, *field.shape)
                 parts = (rows.records[name] for rows in detections.chunks())
@@ -192,12 +182,14 @@ def _write_member(
             member.write(np.ascontiguousarray(part, dtype=dtype).tobytes())
 
 
-def load_poses(path: Path, directory: Path | None = None) -> tuple[PoseCacheMeta, PoseLog]:
+def load_poses(path: Path) -> tuple[PoseCacheMeta, PoseLog]:
     """Read a cache written by `save_poses` into a `PoseLog`, a chunk at a time.
+
+    The log's temporary files go to the system's temporary folder: the cache's own folder
+    may be read-only.
 
     Args:
         path: The `.poses.npz` file.
-        directory: Where the log's temporary files live; None for the system's temporary folder.
 
     Raises:
         PoseCacheError: The file is missing or not a pose cache.
@@ -205,25 +197,25 @@ def load_poses(path: Path, directory: Path | None = None) -> tuple[PoseCacheMeta
     path = Path(path)
     if not path.is_file():
         raise PoseCacheError(f"{path}: pose cache not found")
-    log = PoseLog(directory)
+    log = PoseLog()
     try:
         with zipfile.ZipFile(path) as archive:
             with archive.open("meta.npy") as member:
                 header = json.loads(str(np.lib.format.read_array(member, allow_pickle=False)))
             if header.get("format") != FORMAT:
                 raise ValueError(f"format {header.get('format')!r}")
-            streams = {name: archive.open(name + ".npy") for name in ("counts", *_COLUMNS)}
+            streams = {name: archive.open(name + ".npy") for name in ("counts", *DETECTION_FIELDS)}
             try:
                 readers = {name: _NpyReader(stream) for name, stream in streams.items()}
                 total = readers["counts"].rows
-                if any(readers[name].rows != readers["keypoints"].rows for name in _COLUMNS):
+                if any(readers[name].rows != readers["keypoints"].rows for name in DETECTION_FIELDS):
                     raise ValueError("the person arrays differ in length")
                 for first in range(0, total, 4096):
                     counts = readers["counts"].read(min(4096, total - first)).astype(np.int64)
                     if (counts < 0).any() or counts.sum() > readers["keypoints"].left:
                         raise ValueError("person counts that do not match the persons stored")
                     records = np.zeros(int(counts.sum()), PERSON_RECORD)
-                    for name in _COLUMNS:
+                    for name in DETECTION_FIELDS:
                         records[name] = readers[name].read(len(records))
                     log.extend(PoseRows(first, counts, records))
                 if readers["keypoints"].left:

@@ -226,12 +226,16 @@ class TrackSummary:
         median_height: Median box height over the frames present, in pixels.
         motion: Median over time of the mean keypoint displacement over `interval_s`,
             in box heights per second (NaN when the track is too short to measure).
+        first_frame: Index of the first frame in which the id was detected.
+        last_frame: Index of the last such frame.
     """
 
     frames_present: int
     total_frames: int
     median_height: float
     motion: float
+    first_frame: int = 0
+    last_frame: int = 0
 
     @property
     def presence(self) -> float:
@@ -242,8 +246,9 @@ class TrackSummary:
 class TrackSummarizer:
     """`TrackSummary`s of a video fed a chunk of frames at a time (see `summarize_tracks`).
 
-    Motion pairs each frame with the one `step` frames earlier, so each chunk after the first
+    Motion pairs each frame with the one `margin` frames earlier, so each chunk after the first
     must come with the `margin` frames before it: `add(rows, own_from=first frame of the chunk)`.
+    Chunks must come in frame order.
 
     Args:
         fps: Frames per second.
@@ -258,6 +263,7 @@ class TrackSummarizer:
         self._frames = 0
         self._heights: dict[int, list[np.ndarray]] = {}
         self._motions: dict[int, list[np.ndarray]] = {}
+        self._spans: dict[int, list[int]] = {}  # id: [first frame, last frame]
 
     def add(self, rows: PoseRows, own_from: int | None = None) -> None:
         """Count frames `own_from`.. of `rows` (default: all); earlier ones only pair with them."""
@@ -269,7 +275,10 @@ class TrackSummarizer:
         heights = rows.records["boxes"][:, 3].astype(np.float64) - rows.records["boxes"][:, 1]
         self._frames += max(0, rows.start + len(rows) - own_from)
         for person_id in np.unique(person_ids[own]).tolist():
-            self._heights.setdefault(person_id, []).append(heights[own & (person_ids == person_id)])
+            mine = own & (person_ids == person_id)
+            self._heights.setdefault(person_id, []).append(heights[mine])
+            span = self._spans.setdefault(person_id, [int(frame[mine].min()), 0])
+            span[1] = int(frame[mine].max())
         keypoints = rows.records["keypoints"].astype(np.float64)
         for person_id in np.unique(person_ids).tolist():
             # Each id over its own span of these frames only: a crowd's passers-by are each
@@ -302,6 +311,8 @@ class TrackSummarizer:
                 total_frames=self._frames,
                 median_height=float(np.median(heights)),
                 motion=float(np.median(motion)) if motion.size else float("nan"),
+                first_frame=self._spans[person_id][0],
+                last_frame=self._spans[person_id][1],
             )
         return result
 
