@@ -252,3 +252,26 @@ def test_yolo_stays_offline_and_out_of_home(tmp_path: Path) -> None:
     assert list(home.iterdir()) == []
     # Its settings went to a private directory, removed at exit.
     assert report["config_dir"] and not Path(report["config_dir"]).exists()
+
+
+class _ArgsOnly:
+    """A stand-in Ultralytics model that records the predict arguments."""
+
+    names = {0: "person"}
+
+    def __init__(self) -> None:
+        self.kwargs: dict = {}
+
+    def predict(self, images, **kwargs):
+        self.kwargs = kwargs
+        return []
+
+
+@pytest.mark.parametrize("device,half,quantize", [("cuda:0", True, 16), ("cuda:0", False, None), ("cpu", True, None)])
+def test_fp16_is_asked_through_quantize_which_ultralytics_reads(device, half, quantize) -> None:
+    """Ultralytics 8.4 reads fp16 from `quantize`; given `half` it warns on every call."""
+    from workers.models.yolo import YoloPoseEstimator
+
+    model = _ArgsOnly()
+    YoloPoseEstimator(model, device, half=half).predict([np.zeros((8, 8, 3), np.uint8)])
+    assert "half" not in model.kwargs and model.kwargs.get("quantize") == quantize

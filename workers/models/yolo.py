@@ -179,10 +179,12 @@ class YoloPoseEstimator:
             "conf": min_box_score,
             "classes": [person],
             "device": device,
-            "half": self.half,
             "max_det": max_persons,
             "verbose": False,
         }
+        if self.half:
+            # Ultralytics 8.4 reads fp16 from `quantize` and warns on every call given `half`.
+            self._predict_args["quantize"] = 16
 
     @classmethod
     def from_config(cls, config: Config) -> YoloPoseEstimator:
