@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-dev run test test-all bench clean
+.PHONY: setup setup-yolo setup-dev run test test-all bench bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -44,6 +44,15 @@ test: setup-dev
 
 bench: setup-dev
 	$(PY) -m pipeline.bench $(ARGS)
+
+# The GPU check (docs/BENCHMARKS.md, "GPU"): `make gpu-kit` here fills .gpu-kit/ with what a
+# bare, offline GPU machine lacks; there, `bash tools/gpu_check.sh` (or `make bench-gpu`)
+# installs it and measures. Here, without a GPU: make bench-gpu ARGS=--dry-run
+gpu-kit: setup
+	$(PY) tools/gpu_kit.py make
+
+bench-gpu:
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash tools/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

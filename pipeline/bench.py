@@ -72,17 +72,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_clip(source: Path | None, frames: int, folder: Path) -> Path:
-    """The first `frames` frames of `source` (or of a generated 720p clip with audio), as H.264."""
+def make_clip(source: Path | None, frames: int, folder: Path, size: tuple[int, int] | None = None) -> Path:
+    """The first `frames` frames of `source` (or of a generated clip with audio), as H.264 with AAC.
+
+    Args:
+        source: A video to take the frames from (looped if it is shorter), or None for
+            ffmpeg's moving test pattern with a sine tone.
+        frames: Frames the clip has.
+        folder: Where the clip is written (as bench.mp4).
+        size: (width, height) to scale to; None keeps the source's size (1280x720 generated).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     clip = folder / "bench.mp4"
     if source is None:
-        inputs = ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+        width, height = size or (1280, 720)
+        inputs = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30",
                   "-f", "lavfi", "-i", "sine=frequency=440"]
     else:
-        inputs = ["-i", str(source)]
+        inputs = ["-stream_loop", "-1", "-i", str(source)]
+    scale = ["-vf", f"scale={size[0]}:{size[1]}"] if size and source is not None else []
     subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *inputs, "-frames:v", str(frames),
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *inputs, "-frames:v", str(frames), *scale,
          "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
          "-c:a", "aac", "-shortest", str(clip)],
         check=True,
@@ -258,15 +268,22 @@ def weights_for(model: str, args: argparse.Namespace) -> str | None:
     return None if cached_weights_path().is_file() else "random"
 
 
+def stand_in_settings(weights: str | None) -> dict[str, object]:
+    """Config changes that make random Keypoint R-CNN weights do a trained model's work.
+
+    Random weights find nobody above 0.9, so the keypoint head would never run: the two most
+    confident boxes are let through, as many as the park clip has people.
+    """
+    return {"person_threshold": 0.0, "max_persons": 2} if weights == "random" else {}
+
+
 def bench_model(model: str, source: Path | None, args: argparse.Namespace, folder: Path) -> None:
     weights = weights_for(model, args)
     frames = args.frames
     if model == "keypointrcnn" and not torch.cuda.is_available():
         frames = min(frames, args.cpu_rcnn_frames)
     clip = make_clip(source, frames, folder / model)
-    # Random weights find nobody above 0.9, so the keypoint head would never run: let the two
-    # most confident boxes through, as many as the park clip has people.
-    untrained = {"person_threshold": 0.0, "max_persons": 2} if weights == "random" else {}
+    untrained = stand_in_settings(weights)
     config = Config(
         input=clip, output=folder / f"{model}.mp4", model=model, weights=weights,
         device=args.device, batch_size=args.batch_size, model_min_size=args.model_min_size,

@@ -1,0 +1,109 @@
+"""The GPU check (`bash tools/gpu_check.sh`): its dry run on the CPU, its parts, and its kit."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import lzma
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.bench_gpu import GpuSampler, Measurement, _steady_rate, markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_json(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "BENCH_GPU_OUT": str(tmp_path / "out"),
+           "GPU_KIT": str(tmp_path / "no-kit")}
+    done = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), "--dry-run"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "out" / "gpu-check.md").read_text()
+    assert table in done.stdout
+    assert "| model | clip | batch | half | variant | model alone f/s | pipeline f/s (steady) |" in table
+    results = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
+    assert results["environment"]["device"].endswith("CPU") and results["environment"]["nvenc_works"] is False
+    assert "errors" not in results["checks"] and results["skipped"] == []
+    rows = results["measurements"]
+    assert {row["model"] for row in rows} >= {"keypointrcnn"}
+    assert all(row["error"] is None and row["pipeline_fps"] > 0 and row["model_fps"] > 0 for row in rows)
+    assert all(set(row["stages"]) >= {"decode", "infer", "score_draw"} for row in rows)
+    assert {row["variant"] for row in rows} >= {"defaults", "no video", "x264 ultrafast", "encoder libx264"}
+    assert results["encoders"][0]["encode_alone_fps"] > 0
+    assert results["checks"]["staging_buffer"]["max_keypoint_difference_px"] == 0.0
+    diagnosis = results["diagnosis"][0]
+    assert all(diagnosis[name]["model_fps"] > 0 for name in (
+        "alone", "beside a Python thread", "beside the machinery, a thread", "beside the machinery, a process"))
+
+
+def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and_10th_percentile():
+    readings = iter(range(1000))
+    with GpuSampler(period=0.001, read=lambda: next(readings)) as sampler:
+        while len(sampler.samples) < 5:
+            pass
+    assert sampler.samples[:5] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    sampler.samples = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]
+    assert sampler.summary() == pytest.approx((55.0, 19.0))
+    assert GpuSampler(read=lambda: 50.0).summary() == (None, None)  # never entered: nothing sampled
+
+
+def test_the_steady_rate_leaves_out_the_start_and_the_end():
+    # 100 frames: a slow start (2 s for the first 10), then 50 frames/s, then a slow end.
+    progress = [(2.0, 10)] + [(2.0 + i / 50, 10 + i) for i in range(1, 81)] + [(10.0, 100)]
+    assert _steady_rate(progress, 100) == pytest.approx(50.0)
+    assert _steady_rate([(1.0, 100)], 100) is None
+
+
+def test_a_failed_measurement_is_a_row_that_says_why():
+    row = Measurement(model="yolo", clip="1920x1080", batch=8, half=True, error="OutOfMemoryError: CUDA out of memory")
+    results = {"environment": {"date": "d", "device": "cpu", "cpu_cores": 2, "python": "3", "torch": "t",
+                               "torchvision": "v", "cuda": None, "cudnn": None, "ffmpeg": "f", "nvenc_works": False,
+                               "encoder_auto": "libx264"},
+               "measurements": [row.__dict__], "encoders": [], "checks": {"errors": ["yolo: broke"]},
+               "diagnosis": [], "skipped": ["yolo 1280x720 batch 1: past the 300 s deadline"]}
+    text = markdown(results)
+    assert "| yolo | 1920x1080 | 8 | yes |  | -- | -- (--) |" in text
+    assert "failed: OutOfMemoryError: CUDA out of memory" in text
+    assert "- error: yolo: broke" in text and "- skipped: yolo 1280x720 batch 1" in text
+
+
+def _gpu_kit():
+    spec = importlib.util.spec_from_file_location("gpu_kit", ROOT / "tools" / "gpu_kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_kit(folder: Path, binary: bytes, sha256: str | None = None) -> Path:
+    kit = _gpu_kit()
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "imageio_ffmpeg.zip", "w") as light:
+        light.writestr("imageio_ffmpeg/__init__.py", "")
+        light.writestr("imageio_ffmpeg/binaries/__init__.py", "")
+    path = "imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2"
+    (folder / "ffmpeg.xz").write_bytes(lzma.compress(binary, format=lzma.FORMAT_XZ, filters=kit.XZ_FILTERS))
+    (folder / "ffmpeg.json").write_text(json.dumps(
+        {"path": path, "sha256": sha256 or hashlib.sha256(binary).hexdigest(), "bytes": len(binary)}))
+    return folder
+
+
+def test_the_kit_puts_ffmpeg_back_where_imageio_ffmpeg_looks_executable(tmp_path):
+    binary = b"#!/bin/sh\necho ffmpeg version test\n"
+    kit = _fake_kit(tmp_path / "kit", binary)
+    _gpu_kit().install(kit, tmp_path / "site")
+    installed = tmp_path / "site" / "imageio_ffmpeg" / "binaries" / "ffmpeg-linux-x86_64-v9.0.2"
+    assert installed.read_bytes() == binary and os.access(installed, os.X_OK)
+    assert (tmp_path / "site" / "imageio_ffmpeg" / "__init__.py").is_file()
+
+
+def test_a_kit_whose_ffmpeg_does_not_match_its_checksum_is_refused(tmp_path):
+    kit = _fake_kit(tmp_path / "kit", b"ffmpeg", sha256="0" * 64)
+    with pytest.raises(SystemExit, match="does not unpack to the ffmpeg it was made from"):
+        _gpu_kit().install(kit, tmp_path / "site")
