@@ -116,8 +116,10 @@ class KeypointRCNNEstimator:
         model.eval().to(device)
         if device == "cpu":
             torch.set_num_threads(max(1, os.cpu_count() or 1))
-        else:
-            torch.backends.cudnn.benchmark = True
+        # cudnn.benchmark stays off: measured on an H200 it gave nothing (100.0 frames/s off,
+        # 98.7 on, batch 8 at 1080p), and it tunes again for every new shape, with trial
+        # workspaces of up to all free GPU memory (69.5 GB peak against 4.7 GB); the keypoint
+        # head's shape changes with the number of persons in a batch (docs/BENCHMARKS.md).
         return cls(model, device, half=config.half)
 
     def _upload(self, images: Sequence[np.ndarray]) -> torch.Tensor:
