@@ -130,8 +130,9 @@ def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
         persons: `RunResult.persons`.
 
     Returns:
-        One dict per person with id, frames, first_frame, last_frame, scored, reason, lag_ms,
-        lag_ms_windows ([{start_s, end_s, lag_ms}]), score, timing_score, mirrored_with.
+        One dict per person with id, frames, first_frame, last_frame, box ([x0, y0, x1, y1]
+        pixels, to 0.1), scored, reason, lag_ms, lag_ms_windows ([{start_s, end_s, lag_ms}]),
+        score, timing_score, mirrored_with.
     """
     return [
         {
@@ -139,6 +140,7 @@ def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
             "frames": person.frames,
             "first_frame": person.first_frame,
             "last_frame": person.last_frame,
+            "box": None if person.box is None else [round(value, 1) for value in person.box],
             "scored": person.scored,
             "reason": person.reason,
             "lag_ms": person.lag_ms,

@@ -43,6 +43,8 @@ class PersonResult:
         score: Pose similarity to the other performers after removing the lags, 0..10, or None.
         timing_score: 0..10 from `lag_ms`, or None.
         mirrored_with: Ids of the performers compared with this one as mirror images.
+        box: The median box over the frames the person was found in, (x0, y0, x1, y1)
+            pixels, so that a reader can tell who is who; None when unknown.
     """
 
     id: int
@@ -56,6 +58,7 @@ class PersonResult:
     score: float | None = None
     timing_score: float | None = None
     mirrored_with: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -225,7 +228,7 @@ class Annotator:
             timing = timings.get(person_id)
             persons.append(PersonResult(
                 id=person_id, frames=track.frames_present, first_frame=track.first_frame, last_frame=track.last_frame,
-                scored=scored, reason=reason,
+                scored=scored, reason=reason, box=track.box,
                 lag_ms=None if timing is None else timing.lag_ms,
                 windows=() if timing is None else timing.windows,
                 score=None if timing is None else timing.pose_score,

@@ -105,6 +105,7 @@ def test_track_summaries_over_chunks_equal_the_whole_video_ones():
         assert chunked[person_id].total_frames == summary.total_frames == 400
         assert chunked[person_id].median_height == pytest.approx(summary.median_height)
         assert chunked[person_id].motion == pytest.approx(summary.motion)
+        assert chunked[person_id].box == pytest.approx(summary.box)
         assert (chunked[person_id].first_frame, chunked[person_id].last_frame) == \
             (summary.first_frame, summary.last_frame) == (0, 399)
     assert whole[3].frames_present == 400 - 149  # away for frames 101..249

@@ -93,14 +93,15 @@ def test_person_entries_follow_the_tracks_in_id_order():
         PersonResult(3, 5, 2, 9, False, "present in 10% of frames"),
         PersonResult(1, 50, 0, 49, True, "performer", lag_ms=-20.0,
                      windows=(WindowLag(0.0, 4.0, -20.0, 0.9), WindowLag(1.0, 5.0, None, None)),
-                     score=9.5, timing_score=8.75, mirrored_with=(3,)),
+                     score=9.5, timing_score=8.75, mirrored_with=(3,), box=(10.04, 20.0, 110.26, 320.5)),
     ]
     assert person_entries(persons) == [
-        {"id": 1, "frames": 50, "first_frame": 0, "last_frame": 49, "scored": True, "reason": "performer",
+        {"id": 1, "frames": 50, "first_frame": 0, "last_frame": 49, "box": [10.0, 20.0, 110.3, 320.5],
+         "scored": True, "reason": "performer",
          "lag_ms": -20.0, "lag_ms_windows": [{"start_s": 0.0, "end_s": 4.0, "lag_ms": -20.0},
                                              {"start_s": 1.0, "end_s": 5.0, "lag_ms": None}],
          "score": 9.5, "timing_score": 8.75, "mirrored_with": [3]},
-        {"id": 3, "frames": 5, "first_frame": 2, "last_frame": 9, "scored": False,
+        {"id": 3, "frames": 5, "first_frame": 2, "last_frame": 9, "box": None, "scored": False,
          "reason": "present in 10% of frames", "lag_ms": None, "lag_ms_windows": [], "score": None,
          "timing_score": None, "mirrored_with": []},
     ]

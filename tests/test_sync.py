@@ -51,6 +51,9 @@ def test_a_delayed_copy_is_behind_by_the_delay(delay):
     assert second.score == pytest.approx(10.0, abs=0.05)  # the same poses once the lag is removed
     assert len(first.windows) == 5  # 4 s windows every second over 8 s
     assert moments
+    # Each person's median box tells who is who: the left dancer's lies left of the right one's.
+    assert first.box is not None and second.box is not None
+    assert first.box[2] < second.box[0] and first.box[0] < 120 < first.box[2]
 
 
 def test_timing_score_falls_as_the_delay_grows():

@@ -156,6 +156,10 @@ def test_track_poses_and_summaries():
     assert summaries[2].median_height == pytest.approx(3.3 * SCALE / 3)
     assert summaries[2].motion == 0.0
     assert summaries[1].motion > 0.1
+    # The median box: the still person's own; the dancer's between arms up (5 frames in 10) and down.
+    assert summaries[2].box == pytest.approx(tuple(frames[0].boxes[1]))
+    up, down = frames[0].boxes[0], frames[5].boxes[0]
+    assert summaries[1].box == pytest.approx(tuple((up + down) / 2))
 
 
 def test_track_poses_drops_unsure_keypoints():

@@ -228,6 +228,8 @@ class TrackSummary:
             in box heights per second (NaN when the track is too short to measure).
         first_frame: Index of the first frame in which the id was detected.
         last_frame: Index of the last such frame.
+        box: The median box over the frames present, (x0, y0, x1, y1) in pixels, each
+            coordinate's median on its own; None when unknown.
     """
 
     frames_present: int
@@ -236,6 +238,7 @@ class TrackSummary:
     motion: float
     first_frame: int = 0
     last_frame: int = 0
+    box: tuple[float, float, float, float] | None = None
 
     @property
     def presence(self) -> float:
@@ -262,6 +265,7 @@ class TrackSummarizer:
         self.margin = max(1, round(interval_s * fps))
         self._frames = 0
         self._heights: dict[int, list[np.ndarray]] = {}
+        self._boxes: dict[int, list[np.ndarray]] = {}
         self._motions: dict[int, list[np.ndarray]] = {}
         self._spans: dict[int, list[int]] = {}  # id: [first frame, last frame]
 
@@ -277,6 +281,7 @@ class TrackSummarizer:
         for person_id in np.unique(person_ids[own]).tolist():
             mine = own & (person_ids == person_id)
             self._heights.setdefault(person_id, []).append(heights[mine])
+            self._boxes.setdefault(person_id, []).append(rows.records["boxes"][mine])
             span = self._spans.setdefault(person_id, [int(frame[mine].min()), 0])
             span[1] = int(frame[mine].max())
         keypoints = rows.records["keypoints"].astype(np.float64)
@@ -306,6 +311,7 @@ class TrackSummarizer:
         for person_id in sorted(self._heights):
             heights = np.concatenate(self._heights[person_id])
             motion = np.concatenate(self._motions.get(person_id, [np.empty(0)]))
+            box = np.median(np.concatenate(self._boxes[person_id]).astype(np.float64), axis=0)
             result[person_id] = TrackSummary(
                 frames_present=len(heights),
                 total_frames=self._frames,
@@ -313,6 +319,7 @@ class TrackSummarizer:
                 motion=float(np.median(motion)) if motion.size else float("nan"),
                 first_frame=self._spans[person_id][0],
                 last_frame=self._spans[person_id][1],
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
             )
         return result
 
