@@ -273,3 +273,12 @@ def test_worst_moments_without_scores_or_distances():
     assert worst_moments(np.full(5, 3.0), 10.0) == []  # shorter than one stretch
     (moment,) = worst_moments(np.linspace(10, 0, 20), 10.0, count=1)
     assert (moment.start_s, moment.end_s, moment.worst_person) == (1.0, 2.0, None)
+
+
+def test_lag_confidence_is_the_share_of_windows_with_a_lag_times_their_correlation():
+    from workers.timing import WindowLag, lag_confidence
+
+    windows = [WindowLag(0, 4, 10.0, 0.9), WindowLag(1, 5, None, None), WindowLag(2, 6, 12.0, 0.5),
+               WindowLag(3, 7, 11.0, -0.2)]
+    assert lag_confidence(windows) == pytest.approx(3 / 4 * (0.9 + 0.5 + 0.0) / 3)
+    assert lag_confidence([WindowLag(0, 4, None, None)]) == 0.0 and lag_confidence([]) == 0.0

@@ -41,7 +41,7 @@ Definitions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -159,6 +159,7 @@ class PersonTiming:
         distances: (T,) per-frame pose distance to the group (median over the others),
             NaN where not comparable; indexed by this person's frames.
         mirrored_with: Ids of the others compared as mirror images.
+        lag_confidence: 0..1, how clear the lag is (see `lag_confidence`).
     """
 
     lag_ms: float | None
@@ -167,6 +168,7 @@ class PersonTiming:
     windows: tuple[WindowLag, ...]
     distances: np.ndarray
     mirrored_with: tuple[int, ...] = ()
+    lag_confidence: float = 0.0
 
 
 def torso_centres(keypoints: np.ndarray) -> np.ndarray:
@@ -477,6 +479,20 @@ def pose_distances(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.where((mass > 0) & aligned_ok & goal_ok, distance, np.nan)
 
 
+def lag_confidence(windows: Sequence[WindowLag]) -> float:
+    """How clear a person's lag is, 0..1: the share of windows that gave a lag, times the mean
+    peak correlation of those windows (negative counted as 0).
+
+    0 means no window gave a clear lag ("no clear lag", not "in time"); 1 a lag in every window
+    with perfectly correlated movement.
+    """
+    found = [max(0.0, window.correlation) for window in windows
+             if window.lag_ms is not None and window.correlation is not None]
+    if not windows or not found:
+        return 0.0
+    return float(min(1.0, len(found) / len(windows) * np.mean(found)))
+
+
 def timing_score(lag_ms: float | None, scale_ms: float = 150.0) -> float | None:
     """10 * exp(-|lag_ms| / scale_ms): 10 in time, falling as the lag grows; None for None."""
     if lag_ms is None:
@@ -549,11 +565,7 @@ def analyse_timing_stream(
         read = source(start, stop)
         return [np.asarray(read[k], dtype=np.float64) for k in order]
 
-    torso: list[list[np.ndarray]] = [[] for _ in ids]
-    for start in range(0, frames, chunk_frames):
-        for person, stretch in enumerate(ordered(start, min(frames, start + chunk_frames))):
-            torso[person].append(torso_lengths(stretch))
-    scales = [_median_or_nan(np.concatenate(parts)) if parts else float("nan") for parts in torso]
+    scales = torso_scales(ordered, frames, len(ids), chunk_frames)
     windows = analysis_windows(frames, fps, params.window_s, params.hop_s)
     window_lags, window_correlations, mirrored_pairs = _window_lags(
         ordered, frames, scales, windows, fps, params, chunk_frames)
@@ -582,10 +594,40 @@ def analyse_timing_stream(
             distances=distances,
             mirrored_with=tuple(ids[b if a == person else a] for a, b in sorted(mirrored_pairs) if person in (a, b)),
         )
+        results[person_id] = replace(results[person_id], lag_confidence=lag_confidence(results[person_id].windows))
     return results
 
 
-def _read_padded(source: PoseSource, start: int, stop: int, frames: int, count: int) -> list[np.ndarray]:
+def torso_scales(source: PoseSource, frames: int, count: int, chunk_frames: int = 4096) -> list[float]:
+    """Each person's median torso length over the whole video, pixels (NaN: never seen).
+
+    Args:
+        source: The persons' poses (see `PoseSource`).
+        frames: Frames in the video.
+        count: Persons `source` returns.
+        chunk_frames: Frames read at a time.
+    """
+    torso: list[list[np.ndarray]] = [[] for _ in range(count)]
+    for start in range(0, frames, chunk_frames):
+        for person, stretch in enumerate(source(start, min(frames, start + chunk_frames))):
+            torso[person].append(torso_lengths(np.asarray(stretch, dtype=np.float64)))
+    return [_median_or_nan(np.concatenate(parts)) if parts else float("nan") for parts in torso]
+
+
+def window_blocks(windows: list[tuple[int, int]], chunk_frames: int):
+    """The windows in blocks whose starts lie within `chunk_frames` of the block's first.
+
+    Yields:
+        (block, low, high): the block's windows, its first start and its last end (frames).
+    """
+    first = 0
+    while first < len(windows):
+        block = [w for w in windows[first:] if w[0] < windows[first][0] + chunk_frames]
+        first += len(block)
+        yield block, block[0][0], max(end for _, end in block)
+
+
+def read_padded(source: PoseSource, start: int, stop: int, frames: int, count: int) -> list[np.ndarray]:
     """Frames start..stop-1 of every person, NaN for frames outside 0..frames-1."""
     stretches = [np.full((stop - start, NUM_KEYPOINTS, 2), np.nan) for _ in range(count)]
     low, high = max(start, 0), min(stop, frames)
@@ -624,13 +666,9 @@ def _window_lags(
     half = max(1, round(params.velocity_span_s * fps / 2))
     direct: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
     flipped: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
-    first = 0
-    while first < len(windows):
-        block = [w for w in windows[first:] if w[0] < windows[first][0] + chunk_frames]
-        first += len(block)
-        low, high = block[0][0], max(end for _, end in block)
+    for block, low, high in window_blocks(windows, chunk_frames):
         # Features of frames low - reach .. high + reach - 1; each needs `half` frames either side.
-        stretches = _read_padded(source, low - reach - half, high + reach + half, frames, count)
+        stretches = read_padded(source, low - reach - half, high + reach + half, frames, count)
         normalised = [normalise_poses(stretch, scale) for stretch, scale in zip(stretches, scales)]
         features = [motion_features(n, fps, params.velocity_span_s)[half:-half] for n in normalised]
         mirrored = [motion_features(mirror_poses(n), fps, params.velocity_span_s)[half:-half]
@@ -719,7 +757,7 @@ def _group_distances(
     distances = [np.full(frames, np.nan) for _ in range(count)]
     for start in range(0, frames, chunk_frames):
         stop = min(frames, start + chunk_frames)
-        stretches = _read_padded(source, start - margin, stop + margin, frames, count)
+        stretches = read_padded(source, start - margin, stop + margin, frames, count)
         for person in range(count):
             own = stretches[person][margin:margin + stop - start]
             per_other = []
