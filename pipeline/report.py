@@ -29,6 +29,7 @@ from config import Config
 from pipeline.results import FrameResult, FrameTable
 from pipeline.runner import PersonResult, RunResult
 from workers.draw import colour_of
+from workers.sync import SyncResult, SyncScore
 from workers.timing import Moment
 from workers.encode import partial_path
 from workers.poses import poses_path
@@ -131,7 +132,7 @@ def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
 
     Returns:
         One dict per person with id, frames, first_frame, last_frame, box ([x0, y0, x1, y1]
-        pixels, to 0.1), scored, reason, lag_ms, lag_ms_windows ([{start_s, end_s, lag_ms}]),
+        pixels, to 0.1), scored, reason, lag_ms, lag_confidence, lag_ms_windows ([{start_s, end_s, lag_ms}]),
         score, timing_score, mirrored_with.
     """
     return [
@@ -144,29 +145,47 @@ def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
             "scored": person.scored,
             "reason": person.reason,
             "lag_ms": person.lag_ms,
+            "lag_confidence": person.lag_confidence,
             "lag_ms_windows": [
                 {"start_s": window.start_s, "end_s": window.end_s, "lag_ms": window.lag_ms} for window in person.windows
             ],
             "score": person.score,
             "timing_score": person.timing_score,
             "mirrored_with": list(person.mirrored_with),
+            "sync": sync_entry(person.sync),
         }
         for person in sorted(persons, key=lambda person: person.id)
     ]
 
 
-def sync_summary(persons: Sequence[PersonResult], mirror: bool) -> dict:
-    """The group's timing in a few numbers: who was scored, the lag spread, the mean scores."""
+def sync_entry(score: SyncScore | None) -> dict | None:
+    """A synchrony score with its chance level as the report gives it, or None."""
+    if score is None:
+        return None
+    return {"score": score.score, "chance_mean": score.chance_mean, "chance_p95": score.chance_p95,
+            "p_value": score.p_value, "above_chance": score.above_chance}
+
+
+def sync_summary(persons: Sequence[PersonResult], mirror: bool, sync: SyncResult | None = None) -> dict:
+    """The group's timing and synchrony: who was scored, the lag spread, the mean scores, the
+    group's synchrony calibrated against chance (its fields null where there is none)."""
     scored = [person for person in persons if person.scored]
     lags = [person.lag_ms for person in scored if person.lag_ms is not None]
     pose = [person.score for person in scored if person.score is not None]
     timing = [person.timing_score for person in scored if person.timing_score is not None]
+    group = sync_entry(None if sync is None else sync.group) or dict.fromkeys(
+        ("score", "chance_mean", "chance_p95", "p_value", "above_chance"))
     return {
         "performers": [person.id for person in scored],
         "mirror": mirror,
         "lag_spread_ms": float(max(lags) - min(lags)) if len(lags) >= 2 else None,
         "pose_score": float(np.mean(pose)) if pose else None,
         "timing_score": float(np.mean(timing)) if timing else None,
+        **group,
+        "method": None if sync is None else sync.method,
+        "windows": [] if sync is None else [
+            {"start_s": start, "end_s": end, "score": score} for start, end, score in sync.windows
+        ],
     }
 
 
@@ -245,7 +264,7 @@ def build_report(
         },
         "persons_tracked": True,
         "persons": person_entries(result.persons),
-        "sync": sync_summary(result.persons, config.mirror),
+        "sync": sync_summary(result.persons, config.mirror, result.sync),
         "worst_moments": moment_entries(result.worst_moments),
         "settings": config.as_dict(),
         "fingerprint": fingerprint(config),
@@ -332,12 +351,13 @@ def unscored_runs(scored: Sequence[bool]) -> list[tuple[int, int]]:
 
 def plot_figure(
     frames: Sequence[FrameResult], *, frame_seconds: float, total: float | None, score_max: float, title: str,
-    scored: bool, persons: Sequence[PersonResult] = (),
+    scored: bool, persons: Sequence[PersonResult] = (), sync: SyncResult | None = None,
 ):
     """The score over time as a matplotlib Figure (no pyplot: no global state, thread-safe).
 
     Top: each frame's score (thin) and the on-screen moving average (thick), unscored frames
-    as gaps over grey bands, the total score as a dashed line. Middle: each performer's lag
+    as gaps over grey bands, the total score as a dashed line, and the group's synchrony per
+    analysis window (at the window's centre) with its chance level. Middle: each performer's lag
     behind the group per analysis window (at the window's centre, in the person's video
     colour). Bottom: persons per frame. The x axis is in seconds, each frame drawn at its
     start time and lasting `frame_seconds`.
@@ -359,6 +379,7 @@ def plot_figure(
         top.plot(seconds, shown, color="tab:orange", linewidth=2.0, label="on screen (moving average)")
         if total is not None:
             top.axhline(total, color="tab:red", linestyle="--", linewidth=1.2, label=f"total {total:.2f}")
+        _plot_sync(top, sync)
         top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=4, fontsize=8, frameon=False,
                    borderaxespad=0.2)
     else:
@@ -376,6 +397,18 @@ def plot_figure(
     bottom.grid(True, alpha=0.3)
     bottom.set_xlim(0, max(len(frames) * frame_seconds, frame_seconds))
     return figure
+
+
+def _plot_sync(axes, sync: SyncResult | None) -> None:
+    """The group's synchrony per window, and the 95th percentile of chance as a dotted line."""
+    if sync is None or sync.group is None:
+        return
+    centres = np.array([(start + end) / 2 for start, end, _ in sync.windows])
+    values = np.array([np.nan if score is None else score for _, _, score in sync.windows])
+    axes.plot(centres, values, color="tab:purple", linewidth=1.6, marker="s", markersize=4,
+              label=f"group sync {sync.group.score:.1f}")
+    axes.axhline(sync.group.chance_p95, color="tab:purple", linestyle=":", linewidth=1.0,
+                 label=f"chance p95 {sync.group.chance_p95:.1f}")
 
 
 def _plot_lags(axes, persons: Sequence[PersonResult]) -> None:
@@ -432,7 +465,8 @@ def write_reports(result: RunResult, config: Config, probe_seconds: float = 0.0)
     else:
         title = config.input.name
     figure = plot_figure(result.frames, frame_seconds=1 / float(result.info.fps), total=result.total,
-                         score_max=config.score_max, title=title, scored=config.score, persons=result.persons)
+                         score_max=config.score_max, title=title, scored=config.score, persons=result.persons,
+                         sync=result.sync)
     write_plot(files.plot, figure)
     report = build_report(
         result, config,

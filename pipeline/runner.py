@@ -22,6 +22,7 @@ from workers.ffmpeg import probe
 from workers.infer import AdaptiveBatches, PoseEstimator, interpolate_detections
 from workers.poses import CachedPoses, PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.score import RunningScore, ScoreParams, distance_to_score, frame_score, persons_above
+from workers.sync import SyncParams, SyncResult, SyncScore, analyse_sync
 from workers.timing import Moment, TimingParams, WindowLag, analyse_timing_stream, current_lags, worst_moments
 from workers.track import TrackSummarizer, Tracker, select_performers
 
@@ -39,12 +40,16 @@ class PersonResult:
         reason: Why the person was or was not scored.
         lag_ms: Median lag behind the group over the windows, milliseconds (negative:
             ahead), or None (not scored, or no window gave a clear lag).
+        lag_confidence: How clear the lag is, 0..1 (`workers.timing.lag_confidence`: 0 when
+            no window gave one), or None when not scored.
         windows: The per-window lags (empty when not scored).
         score: Pose similarity to the other performers after removing the lags, 0..10, or None.
         timing_score: 0..10 from `lag_ms`, or None.
         mirrored_with: Ids of the performers compared with this one as mirror images.
         box: The median box over the frames the person was found in, (x0, y0, x1, y1)
             pixels, so that a reader can tell who is who; None when unknown.
+        sync: Synchrony with the other performers, calibrated against chance
+            (`workers.sync`), or None (not scored, or nothing to compare).
     """
 
     id: int
@@ -59,6 +64,8 @@ class PersonResult:
     timing_score: float | None = None
     mirrored_with: tuple[int, ...] = ()
     box: tuple[float, float, float, float] | None = None
+    sync: SyncScore | None = None
+    lag_confidence: float | None = None
 
 
 @dataclass
@@ -80,6 +87,8 @@ class RunResult:
         model: The pose model's name (the cached model's when replaying a pose cache).
         persons: One entry per tracked person, ids ascending (see `PersonResult`).
         worst_moments: The stretches with the lowest group pose score, worst first.
+        sync: The group's synchrony calibrated against chance, per performer and over time,
+            or None with scoring off or no performer.
     """
 
     info: VideoInfo
@@ -95,6 +104,7 @@ class RunResult:
     model: str = ""
     persons: list[PersonResult] = field(default_factory=list)
     worst_moments: list[Moment] = field(default_factory=list)
+    sync: SyncResult | None = None
 
     @property
     def fps(self) -> float:
@@ -152,6 +162,9 @@ class Annotator:
         self.tracker = Tracker(max_missing=max(1, round(self.fps)) if self.fps else 30)
         self.tracked = PoseLog(directory)  # every frame's persons and ids, on disk
         self.live_lags: dict[int, float | None] = {}
+        self.sync_params = SyncParams(timing=self.timing)
+        self.sync: SyncResult | None = None
+        self._finished: tuple[list[PersonResult], list[Moment]] | None = None
 
     def __call__(self, frame: Frame, detections: Detections) -> None:
         """Track and score `frame`, draw on its image in place, and record the result."""
@@ -194,14 +207,22 @@ class Annotator:
         self.live_lags = current_lags(rows.poses(self.config.keypoint_min_score, only=scored), self.fps, self.timing)
 
     def finish(self) -> tuple[list[PersonResult], list[Moment]]:
-        """The whole-video analysis: every track, the performers' timing, the worst moments.
+        """The whole-video analysis: every track, the performers' timing and synchrony, the
+        worst moments. Done once: later calls return the same.
 
         Returns:
             One `PersonResult` per track (ids ascending), and the worst moments (empty with
-            scoring off or fewer than two performers with comparable poses).
+            scoring off or fewer than two performers with comparable poses). The group's
+            synchrony is left in `self.sync`.
         """
         if self.fps is None:
             raise ValueError("finish needs the video's fps: give it to Annotator(fps=...)")
+        if self._finished is None:
+            self._finished = self._analyse()
+        return self._finished
+
+    def _analyse(self) -> tuple[list[PersonResult], list[Moment]]:
+        assert self.fps is not None
         summarizer = TrackSummarizer(self.fps)
         for start in range(0, len(self.tracked), self.CHUNK_FRAMES):
             summarizer.add(self.tracked.rows(max(0, start - summarizer.margin), start + self.CHUNK_FRAMES),
@@ -222,6 +243,9 @@ class Annotator:
 
             timings = analyse_timing_stream(performers, len(self.tracked), read, self.fps, self.timing,
                                             chunk_frames=self.CHUNK_FRAMES)
+            mirrored = {(person_id, other) for person_id, timing in timings.items() for other in timing.mirrored_with}
+            self.sync = analyse_sync(performers, len(self.tracked), read, self.fps, None, mirrored,
+                                     self.sync_params, chunk_frames=self.CHUNK_FRAMES)
         persons = []
         for person_id, track in tracks.items():
             scored, reason = selection[person_id]
@@ -234,6 +258,8 @@ class Annotator:
                 score=None if timing is None else timing.pose_score,
                 timing_score=None if timing is None else timing.timing_score,
                 mirrored_with=() if timing is None else timing.mirrored_with,
+                sync=None if self.sync is None else self.sync.persons.get(person_id),
+                lag_confidence=None if timing is None else timing.lag_confidence,
             ))
         return persons, self._worst_moments(timings)
 
@@ -249,6 +275,16 @@ class Annotator:
 
     def end_card_text(self) -> str:
         return self.running.total_text() if self.config.score else ""
+
+    def end_card_lines(self) -> list[str]:
+        """The end card: the original's total score, then the group's synchrony once analysed."""
+        if not self.config.score:
+            return []
+        lines = [self.running.total_text()]
+        if self.sync is not None and self.sync.group is not None:
+            group = self.sync.group
+            lines.append(f"Group sync: {group.score:.1f} (chance {group.chance_mean:.1f})")
+        return lines
 
 
 def run_video(
@@ -389,7 +425,13 @@ def run_video(
         if writer is None:
             return
         if config.score and config.end_card_seconds > 0:
-            card = end_card(info.width, info.height, annotator.end_card_text())
+            # The whole-video analysis, here rather than after the run: the card shows its synchrony.
+            clock.computing = True
+            try:
+                annotator.finish()
+            finally:
+                clock.computing = False
+            card = end_card(info.width, info.height, "\n".join(annotator.end_card_lines()))
             for _ in range(round(config.end_card_seconds * float(info.fps))):
                 group.put(drawn, card, clock)
         group.put(drawn, END, clock)
@@ -450,4 +492,5 @@ def run_video(
         model=estimator.name,
         persons=persons,
         worst_moments=moments,
+        sync=annotator.sync,
     )

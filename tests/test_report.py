@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,7 +16,7 @@ from pipeline.report import (
     write_atomically, write_reports,
 )
 from pipeline.runner import FrameResult, run_video
-from tests.helpers import StandInEstimator, make_video
+from tests.helpers import StandInEstimator, detections, make_video, pose
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
 JSON_TYPES = {
@@ -63,10 +64,35 @@ def check_against_docs(report: dict) -> set[str]:
     return seen
 
 
-def _run(tmp_path, source, **changes):
+def _run(tmp_path, source, estimator=None, **changes):
     config = Config(input=source, output=tmp_path / "out" / "clip.mp4", progress=False, end_card_seconds=0.5,
                     **changes)
-    return config, run_video(config, StandInEstimator())
+    return config, run_video(config, estimator or StandInEstimator())
+
+
+class DancingPair:
+    """Two people making the same non-periodic arm moves at the same time."""
+
+    name = "dancing-pair"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def predict(self, images):
+        out = []
+        for image in images:
+            height, width = image.shape[:2]
+            t = self.frames / 10
+            people = []
+            for centre in (0.3, 0.7):
+                keypoints = pose(height / 5, width * centre, height / 2)
+                keypoints[[9, 10], 1] -= height / 8 * np.array([np.sin(2.1 * t), np.sin(1.3 * t + 1)])  # wrists
+                keypoints[[7, 8], 0] += height / 12 * np.array([np.cos(1.7 * t), np.sin(2.9 * t)])  # elbows
+                people.append(keypoints)
+            out.append(detections(people))
+            self.frames += 1
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -87,23 +113,28 @@ def test_score_statistics_leave_unscored_frames_out():
 
 def test_person_entries_follow_the_tracks_in_id_order():
     from pipeline.runner import PersonResult
+    from workers.sync import SyncScore
     from workers.timing import WindowLag
 
     persons = [
         PersonResult(3, 5, 2, 9, False, "present in 10% of frames"),
         PersonResult(1, 50, 0, 49, True, "performer", lag_ms=-20.0,
                      windows=(WindowLag(0.0, 4.0, -20.0, 0.9), WindowLag(1.0, 5.0, None, None)),
-                     score=9.5, timing_score=8.75, mirrored_with=(3,), box=(10.04, 20.0, 110.26, 320.5)),
+                     score=9.5, timing_score=8.75, mirrored_with=(3,), box=(10.04, 20.0, 110.26, 320.5),
+                     sync=SyncScore(8.7, 1.2, 2.5, 0.025, True), lag_confidence=0.45),
     ]
     assert person_entries(persons) == [
         {"id": 1, "frames": 50, "first_frame": 0, "last_frame": 49, "box": [10.0, 20.0, 110.3, 320.5],
          "scored": True, "reason": "performer",
-         "lag_ms": -20.0, "lag_ms_windows": [{"start_s": 0.0, "end_s": 4.0, "lag_ms": -20.0},
+         "lag_ms": -20.0, "lag_confidence": 0.45,
+         "lag_ms_windows": [{"start_s": 0.0, "end_s": 4.0, "lag_ms": -20.0},
                                              {"start_s": 1.0, "end_s": 5.0, "lag_ms": None}],
-         "score": 9.5, "timing_score": 8.75, "mirrored_with": [3]},
+         "score": 9.5, "timing_score": 8.75, "mirrored_with": [3],
+         "sync": {"score": 8.7, "chance_mean": 1.2, "chance_p95": 2.5, "p_value": 0.025, "above_chance": True}},
         {"id": 3, "frames": 5, "first_frame": 2, "last_frame": 9, "box": None, "scored": False,
-         "reason": "present in 10% of frames", "lag_ms": None, "lag_ms_windows": [], "score": None,
-         "timing_score": None, "mirrored_with": []},
+         "reason": "present in 10% of frames", "lag_ms": None, "lag_confidence": None, "lag_ms_windows": [],
+         "score": None,
+         "timing_score": None, "mirrored_with": [], "sync": None},
     ]
     assert person_entries([]) == []
 
@@ -141,7 +172,15 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     on_disk = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert on_disk == report
     seen = check_against_docs(report)
+    # Two people dancing together for 6 s (enough distinct time shifts for p < 0.05): the synchrony
+    # keys, which the clip above is too short and too still for.
+    dancing = make_video(tmp_path / "dancing.mp4", seconds=6, fps="10", size="96x64")
+    _, moving = _run(tmp_path / "dancing", dancing, DancingPair())
+    moving_report = write_reports(moving, Config(input=dancing, output=tmp_path / "dancing" / "out" / "clip.mp4"))
+    seen |= check_against_docs(moving_report)
     assert seen == set(documented_schema()), "documented keys that a full report lacks"
+    assert moving_report["sync"]["score"] >= 9.5 and moving_report["sync"]["above_chance"] is True
+    assert [p["sync"]["score"] >= 9.5 for p in moving_report["persons"]] == [True, True]
     assert report["input"] == str(clip) and report["output"] == str(config.output)
     assert report["model"] == "stand-in" and report["encoder"] == "libx264"
     assert (report["frames"], report["frames_scored"], report["fps"], report["fps_exact"]) == (15, 12, 10.0, "10/1")

@@ -3,6 +3,8 @@
 Synthetic dancers through `Annotator` (no threads), and the pipeline with a stand-in model.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,25 @@ def test_cli_fills_persons_and_mirror():
     assert (config.persons, config.mirror) == (2, True)
     config = config_from_args(parser.parse_args(["in.mp4", "out.mp4"]))
     assert (config.persons, config.mirror) == ("auto", False)
+
+
+def test_the_end_card_adds_the_group_sync_under_the_original_total():
+    from workers.draw import end_card
+
+    annotator = run_annotator(8, lambda t: [dancer(t, 120), dancer(t, 420)])
+    assert annotator.end_card_lines() == [annotator.end_card_text()]  # before the analysis: the total alone
+    persons, _ = annotator.finish()
+    total, group = annotator.end_card_lines()
+    assert total == "Total score: 10"
+    assert re.fullmatch(r"Group sync: 10\.0 \(chance \d\.\d\)", group), group
+    assert [p.sync.score for p in persons] == [pytest.approx(10.0)] * 2
+    card = end_card(640, 360, "\n".join((total, group)))
+    lit_rows = np.flatnonzero(card.max(axis=(1, 2)) > 0)
+    assert np.diff(lit_rows).max() > 5  # two lines of text with a gap between them
+
+
+def test_one_line_end_card_without_sync():
+    annotator = run_annotator(2, lambda t: [dancer(t, 120)])
+    annotator.finish()
+    assert annotator.end_card_lines() == [annotator.end_card_text()]
+    assert annotator.sync is not None and annotator.sync.group is None

@@ -41,6 +41,13 @@ GRAPHS = {
                  "pad=208:480:0:288[c];[a][b][c]hstack=inputs=3",
     "roof_mirrored": f"[0:v]{ROOF},split[a][b];[b]hflip[c];[a][c]hstack",
     "lab_mirrored": f"[0:v]{LAB_MAN},split[a][b];[b]hflip[c];[a][c]hstack",
+    # The dance played backwards beside itself: the same poses in reverse order.
+    "reverse": f"[0:v]{ROOF},trim=end_frame={FRAMES},setpts=PTS-STARTPTS,split[a][b];[b]reverse[c];[a][c]hstack",
+    # Three copies, the middle one 6 frames late.
+    "trio6": f"[0:v]{ROOF},split=3[a][b][c];[b]tpad=start=6:start_mode=clone[d];[a][d][c]hstack=inputs=3",
+    # The roof dancer beside the lab's fast mover (input 1, 60 fps, 1.67 s: looped to 4 s at 30 fps).
+    "unrelated": f"[0:v]{ROOF}[a];[1:v]{LAB_MAN},scale=-2:480,fps=30,loop=loop=3:size=50,"
+                 f"trim=end_frame={FRAMES},setpts=N/30/TB,pad=520:480:(ow-iw)/2:0[b];[a][b]hstack",
 }
 
 
@@ -61,8 +68,9 @@ def cases(tmp_path_factory):
             clip = folder / f"{name}.mp4"
             if not clip.exists():
                 source = need_shared("videos", LAB if name.startswith("lab") else PARK)
+                inputs = ["-i", str(source)] + (["-i", str(need_shared("videos", LAB))] if name == "unrelated" else [])
                 limit = [] if name.startswith("lab") else ["-frames:v", str(FRAMES)]
-                subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
+                subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *inputs,
                                 "-filter_complex", GRAPHS[name], *limit, "-an", "-c:v", "libx264",
                                 "-preset", "ultrafast", "-crf", "12", str(clip)], check=True)
             config = Config(input=clip, output=folder / f"{name}-{mirror}-{persons}.mp4", model="yolo",
@@ -135,3 +143,55 @@ def test_symmetric_dance_mirrored_scores_clearly_lower_without_mirror(cases):
     plain = _performers(cases("roof_mirrored", mirror=False))
     mirrored = _performers(cases("roof_mirrored", mirror=True))
     assert all(p.score <= m.score - 2.0 for p, m in zip(plain, mirrored)), [p.score for p in plain]
+
+
+# The group synchrony calibrated against chance (workers/sync.py, docs/SYNC.md).
+
+def _sync(result: RunResult):
+    assert result.sync is not None and result.sync.group is not None, [(p.id, p.reason) for p in result.persons]
+    return result.sync.group
+
+
+def test_sync_of_identical_copies_is_near_10_and_above_chance(cases):
+    group = _sync(cases("delay0"))
+    assert group.score >= 9.5 and group.above_chance
+    assert group.chance_p95 < 5.0
+
+
+def test_sync_falls_steadily_with_the_delay(cases):
+    scores = [_sync(cases(f"delay{k}")).score for k in (0, 3, 6, 12)]
+    assert all(earlier - later >= 0.5 for earlier, later in zip(scores, scores[1:])), scores
+
+
+def test_unrelated_movers_are_not_in_sync_and_not_above_chance(cases):
+    group = _sync(cases("unrelated"))
+    assert group.score <= 3.0 and not group.above_chance
+
+
+def test_a_copy_played_backwards_is_no_more_in_sync_than_one_400_ms_late(cases):
+    assert _sync(cases("reverse")).score <= _sync(cases("delay12")).score
+
+
+def test_mirror_images_are_in_sync_only_with_mirror(cases):
+    assert _sync(cases("lab_mirrored", mirror=False, persons=2)).score <= 4.0
+    assert _sync(cases("lab_mirrored", mirror=True, persons=2)).score >= 9.0
+
+
+def test_a_bystander_changes_no_performers_sync(cases):
+    alone = [p.sync.score for p in _performers(cases("delay0"))]
+    beside = [p.sync.score for p in _performers(cases("bystander"))]
+    assert beside == pytest.approx(alone, abs=0.2)
+
+
+def test_in_a_trio_the_late_one_has_the_largest_lag_and_the_lowest_sync(cases):
+    performers = _performers(cases("trio6"))
+    assert len(performers) == 3
+    late = max(performers, key=lambda p: p.lag_ms)
+    assert late.id == 2 and late.lag_ms > 0  # ids from the left: the middle copy is the late one
+    assert late.sync.score == min(p.sync.score for p in performers)
+
+
+def test_lag_confidence_tells_a_clear_lag_from_none(cases):
+    assert all(p.lag_confidence >= 0.7 for p in _performers(cases("delay6")))
+    assert all(p.lag_confidence == 0.0 and p.lag_ms is None for p in _performers(cases("reverse")))
+    assert all(p.lag_confidence == 0.0 for p in _performers(cases("unrelated")))

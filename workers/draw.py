@@ -97,12 +97,25 @@ def draw_label(image: np.ndarray, text: str) -> None:
 
 
 def end_card(width: int, height: int, text: str) -> np.ndarray:
-    """A black RGB frame with `text` centred on it."""
+    """A black RGB frame with `text` centred on it: its first line large, the others smaller
+    below it, each shrunk where it would not fit the width."""
     image = np.zeros((height, width, 3), np.uint8)
     scale = min(width, height) / 720.0
-    font_scale = 2.0 * scale
-    thickness = max(1, round(4 * scale))
-    (text_width, text_height), _ = cv2.getTextSize(text, FONT, font_scale, thickness)
-    origin = ((width - text_width) // 2, (height + text_height) // 2)
-    cv2.putText(image, text, origin, FONT, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    lines = [line for line in text.split("\n")] or [""]
+    sizes = []
+    for number, line in enumerate(lines):
+        font_scale = (2.0 if number == 0 else 1.2) * scale
+        thickness = max(1, round((4 if number == 0 else 2) * scale))
+        (line_width, line_height), _ = cv2.getTextSize(line, FONT, font_scale, thickness)
+        if line_width > 0.95 * width:
+            font_scale *= 0.95 * width / line_width
+            (line_width, line_height), _ = cv2.getTextSize(line, FONT, font_scale, thickness)
+        sizes.append((font_scale, thickness, line_width, line_height))
+    gap = round(0.6 * sizes[0][3])
+    top = (height - sum(size[3] for size in sizes) - gap * (len(lines) - 1)) // 2
+    for line, (font_scale, thickness, line_width, line_height) in zip(lines, sizes):
+        top += line_height
+        cv2.putText(image, line, ((width - line_width) // 2, top), FONT, font_scale, (255, 255, 255), thickness,
+                    cv2.LINE_AA)
+        top += gap
     return image
