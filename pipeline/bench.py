@@ -242,6 +242,7 @@ def bench_memory(minutes: float, args: argparse.Namespace, folder: Path) -> None
     print(f"  after the pipeline (whole-video analysis done) {after_pipeline:8.1f} MB; "
           f"peak through the pipeline {pipeline_peak:.1f} MB, through the reports {peak[0]:.1f} MB")
     print(f"  lags found: {', '.join(f'#{p.id} {p.lag_ms:+.0f} ms' for p in result.persons if p.lag_ms is not None)}")
+    print(f"  whole-video analysis: {_analysis(result)}")
 
 
 def bench_ceiling(args: argparse.Namespace, folder: Path) -> None:
@@ -320,6 +321,14 @@ def bench_model(model: str, source: Path | None, args: argparse.Namespace, folde
     print(f"  {'stage':<12}{'busy s':>9}{'waiting s':>11}{'items':>7}")
     for name, clock in result.stages.items():
         print(f"  {name:<12}{clock.busy:9.2f}{clock.waiting:11.2f}{clock.items:7d}")
+    print(f"  whole-video analysis: {_analysis(result)}")
+
+
+def _analysis(result) -> str:
+    """The whole-video analysis's seconds by part, and its share of the run."""
+    parts = ", ".join(f"{part} {seconds:.2f} s" for part, seconds in result.analysis_seconds.items())
+    total = sum(result.analysis_seconds.values())
+    return f"{parts} ({100 * total / result.seconds:.1f}% of the run's {result.seconds:.1f} s)" if parts else "none"
 
 
 def sweep(model: str, source: Path, setting: str, values: list[int], args: argparse.Namespace,

@@ -272,6 +272,7 @@ def build_report(
             "probe_seconds": round(probe_seconds, 6),
             "pipeline_seconds": round(result.seconds, 6),
             "reports_seconds": round(reports_seconds, 6),
+            "analysis": {f"{part}_seconds": round(seconds, 6) for part, seconds in result.analysis_seconds.items()},
             "total_seconds": round(total_seconds, 6),
             "frames_per_second": frames / total_seconds if total_seconds > 0 else None,
             "stages": _stage_timings(result),

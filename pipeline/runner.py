@@ -89,6 +89,8 @@ class RunResult:
         worst_moments: The stretches with the lowest group pose score, worst first.
         sync: The group's synchrony calibrated against chance, per performer and over time,
             or None with scoring off or no performer.
+        analysis_seconds: Seconds of the whole-video analysis (inside `seconds`) by part:
+            "tracks", "timing", "sync" (those that ran).
     """
 
     info: VideoInfo
@@ -105,6 +107,7 @@ class RunResult:
     persons: list[PersonResult] = field(default_factory=list)
     worst_moments: list[Moment] = field(default_factory=list)
     sync: SyncResult | None = None
+    analysis_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -165,6 +168,8 @@ class Annotator:
         self.sync_params = SyncParams(timing=self.timing)
         self.sync: SyncResult | None = None
         self._finished: tuple[list[PersonResult], list[Moment]] | None = None
+        #: Seconds the whole-video analysis spent on each part ("tracks", "timing", "sync").
+        self.analysis_seconds: dict[str, float] = {}
 
     def __call__(self, frame: Frame, detections: Detections) -> None:
         """Track and score `frame`, draw on its image in place, and record the result."""
@@ -223,11 +228,13 @@ class Annotator:
 
     def _analyse(self) -> tuple[list[PersonResult], list[Moment]]:
         assert self.fps is not None
+        started = time.perf_counter()
         summarizer = TrackSummarizer(self.fps)
         for start in range(0, len(self.tracked), self.CHUNK_FRAMES):
             summarizer.add(self.tracked.rows(max(0, start - summarizer.margin), start + self.CHUNK_FRAMES),
                            own_from=start)
         tracks = summarizer.summaries()
+        self.analysis_seconds["tracks"] = time.perf_counter() - started
         if not tracks:
             return [], []
         if self.config.score:
@@ -241,11 +248,15 @@ class Annotator:
                 poses = self.tracked.rows(start, stop).poses(self.config.keypoint_min_score, only=set(performers))
                 return [poses[person_id] for person_id in performers]
 
+            started = time.perf_counter()
             timings = analyse_timing_stream(performers, len(self.tracked), read, self.fps, self.timing,
                                             chunk_frames=self.CHUNK_FRAMES)
+            self.analysis_seconds["timing"] = time.perf_counter() - started
+            started = time.perf_counter()
             mirrored = {(person_id, other) for person_id, timing in timings.items() for other in timing.mirrored_with}
             self.sync = analyse_sync(performers, len(self.tracked), read, self.fps, None, mirrored,
                                      self.sync_params, chunk_frames=self.CHUNK_FRAMES)
+            self.analysis_seconds["sync"] = time.perf_counter() - started
         persons = []
         for person_id, track in tracks.items():
             scored, reason = selection[person_id]
@@ -493,4 +504,5 @@ def run_video(
         persons=persons,
         worst_moments=moments,
         sync=annotator.sync,
+        analysis_seconds=dict(annotator.analysis_seconds),
     )
