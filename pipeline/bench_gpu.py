@@ -258,16 +258,15 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_model(estimator: PoseEstimator, images: Sequence[np.ndarray], batch: int, repeats: int = 1) -> float:
+def time_model(estimator: PoseEstimator, images: Sequence[np.ndarray], batch: int) -> float:
     """Frames per second of the model alone on frames in memory, after one warm-up batch."""
     estimator.predict(images[:batch])
     _synchronize(estimator.device)
     start = time.perf_counter()
-    for _ in range(repeats):
-        for i in range(0, len(images), batch):
-            estimator.predict(images[i : i + batch])
+    for i in range(0, len(images), batch):
+        estimator.predict(images[i : i + batch])
     _synchronize(estimator.device)
-    return repeats * len(images) / (time.perf_counter() - start)
+    return len(images) / (time.perf_counter() - start)
 
 
 def time_model_for(estimator: PoseEstimator, images: Sequence[np.ndarray], batch: int, seconds: float) -> float:

@@ -101,7 +101,7 @@ def end_card(width: int, height: int, text: str) -> np.ndarray:
     below it, each shrunk where it would not fit the width."""
     image = np.zeros((height, width, 3), np.uint8)
     scale = min(width, height) / 720.0
-    lines = [line for line in text.split("\n")] or [""]
+    lines = text.split("\n")
     sizes = []
     for number, line in enumerate(lines):
         font_scale = (2.0 if number == 0 else 1.2) * scale

@@ -60,14 +60,12 @@ def build_estimator(config: Config) -> PoseEstimator:
         DeviceError: The requested device is not available.
     """
     if config.model == "keypointrcnn":
-        from workers.models.keypoint_rcnn import KeypointRCNNEstimator
-
-        return ModelThread(KeypointRCNNEstimator.from_config(config))
-    if config.model == "yolo":
-        from workers.models.yolo import YoloPoseEstimator
-
-        return ModelThread(YoloPoseEstimator.from_config(config))
-    raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+        from workers.models.keypoint_rcnn import KeypointRCNNEstimator as model
+    elif config.model == "yolo":
+        from workers.models.yolo import YoloPoseEstimator as model
+    else:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+    return ModelThread(model.from_config(config))
 
 
 class ModelThread:

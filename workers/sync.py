@@ -55,11 +55,11 @@ class SyncParams:
 
     Attributes:
         full_correlation: Velocity correlation that counts as the same movement, 0..1.
-            Two exact copies of one dancer through YOLO11n-pose correlate 0.82-0.90
+            Two exact copies of one dancer through YOLO11n-pose correlate 0.85-0.93
             (their keypoints jitter differently); docs/SYNC.md.
         velocity_span_s: Time over which each velocity is taken, seconds: twice the timing
             analysis's, which halves the pose model's jitter in the velocities (mirror images
-            through YOLO11n correlated 0.70 at 0.1 s and above 0.8 at 0.2 s; docs/SYNC.md).
+            through YOLO11n correlated 0.70 at 0.1 s and 0.82 at 0.2 s; docs/SYNC.md).
         surrogates: Circular shifts that make the chance distribution (p-values down to
             1 / (surrogates + 1)).
         max_surrogate_windows: Windows (evenly spread) that the surrogates are computed on;

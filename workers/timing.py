@@ -41,7 +41,7 @@ Definitions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -577,24 +577,25 @@ def analyse_timing_stream(
         distances = all_distances[person]
         scores = [distance_to_score(d, params.score) for d in distances[np.isfinite(distances)]]
         lag_ms = None if np.isnan(lags_frames[person]) else float(lags_frames[person] * 1000.0 / fps)
+        person_windows = tuple(
+            WindowLag(
+                start_s=start / fps,
+                end_s=end / fps,
+                lag_ms=None if np.isnan(window_lags[w, person]) else float(window_lags[w, person] * 1000 / fps),
+                correlation=None if np.isnan(window_correlations[w, person])
+                else float(window_correlations[w, person]),
+            )
+            for w, (start, end) in enumerate(windows)
+        )
         results[person_id] = PersonTiming(
             lag_ms=lag_ms,
             timing_score=timing_score(lag_ms, params.timing_scale_ms),
             pose_score=float(np.mean(scores)) if scores else None,
-            windows=tuple(
-                WindowLag(
-                    start_s=start / fps,
-                    end_s=end / fps,
-                    lag_ms=None if np.isnan(window_lags[w, person]) else float(window_lags[w, person] * 1000 / fps),
-                    correlation=None if np.isnan(window_correlations[w, person])
-                    else float(window_correlations[w, person]),
-                )
-                for w, (start, end) in enumerate(windows)
-            ),
+            windows=person_windows,
             distances=distances,
             mirrored_with=tuple(ids[b if a == person else a] for a, b in sorted(mirrored_pairs) if person in (a, b)),
+            lag_confidence=lag_confidence(person_windows),
         )
-        results[person_id] = replace(results[person_id], lag_confidence=lag_confidence(results[person_id].windows))
     return results
 
 
