@@ -9,7 +9,7 @@ from workers.skeleton import KEYPOINT_NAMES
 from workers.timing import (
     MIRROR_PERMUTATION, TimingParams, analyse_timing, analysis_windows, mirror_poses, motion_features,
     normalise_poses, peak_shift, pose_distances, shift_correlations, solve_group_lags, timing_score,
-    torso_centres, worst_moments,
+    torso_centres, vertical_features, worst_moments,
 )
 
 FPS = 30.0
@@ -42,6 +42,31 @@ def dance(seconds=10.0, delay_s=0.0, scale=100.0, dx=300.0, dy=300.0, noise_px=2
     frames += 0.1 * np.sin(2 * np.pi * 0.23 * t)[:, None, None]  # the whole body sways
     jitter = np.random.default_rng(seed).normal(0.0, noise_px, frames.shape)
     return frames * scale + np.array([dx, dy]) + jitter
+
+
+def seen_from(azimuth_deg: float, seconds=10.0, delay_s=0.0, scale=100.0, dx=300.0, noise_px=2.0, seed=1):
+    """One dancer's (T, 17, 2) keypoints as a level camera turned `azimuth_deg` about the
+    vertical axis sees them: the same 3-D choreography for every view.
+
+    The arms and legs move sideways (x) and forwards (z) twice as much as up and down (y),
+    each coordinate a sum of three sines as in `dance`. Seen from 90 degrees, the sideways
+    motion is hidden and the forward motion shows as x, so only the heights are shared.
+    """
+    t = np.arange(round(seconds * FPS)) / FPS - delay_s
+    choreography = np.random.default_rng(7)
+    base = pose(1.0)
+    points = np.zeros((len(t), 17, 3))
+    points[..., :2] = base
+    for name, amplitude in AMPLITUDES.items():
+        for axis, gain in ((0, 1.0), (1, 0.5), (2, 1.0)):
+            frequency = choreography.uniform(0.3, 1.8, 3)[:, None]
+            phase = choreography.uniform(0, 2 * np.pi, 3)[:, None]
+            points[:, KEYPOINT_NAMES.index(name), axis] += gain * amplitude / 3 * np.sin(
+                2 * np.pi * frequency * t + phase).sum(axis=0)
+    turn = np.radians(azimuth_deg)
+    image = np.stack([points[..., 0] * np.cos(turn) + points[..., 2] * np.sin(turn), points[..., 1]], axis=-1)
+    jitter = np.random.default_rng(seed).normal(0.0, noise_px, image.shape)
+    return image * scale + np.array([dx, 300.0]) + jitter
 
 
 def trio(delay_frames: float) -> dict[int, np.ndarray]:
@@ -200,6 +225,35 @@ def test_missing_frames_are_skipped_and_empty_windows_have_no_lag():
     assert late and all(w.lag_ms is None and w.correlation is None for w in late)
     assert np.isnan(result[3].distances[200:]).all()
     assert np.isfinite(result[3].distances[40:190]).all()
+
+
+def test_vertical_features_are_the_heights_relative_to_the_torso():
+    frames = np.repeat(pose(50.0, 100, 100)[None], 3, axis=0)
+    frames[1] += [40.0, -20.0]  # the whole body moves: the heights relative to the torso stay
+    features = vertical_features(normalise_poses(frames))
+    assert features.shape == (3, 12)
+    assert np.allclose(features[0], features[1])
+    assert np.allclose(features[0], normalise_poses(frames)[0, 5:, 1])
+
+
+@pytest.mark.parametrize("delay", [0, 6, 12])
+def test_two_views_of_one_dance_get_the_lag_from_the_heights(delay):
+    poses = {1: seen_from(0, dx=200, seed=1), 2: seen_from(90, delay_s=delay / FPS, dx=700, seed=2)}
+    motion_only = analyse_timing(poses, FPS, TimingParams(vertical_fallback=False))
+    assert motion_only[2].lag_confidence < 0.1, "the image velocities of the two views must not match"
+    result = analyse_timing(poses, FPS)
+    assert result[2].lag_ms - result[1].lag_ms == pytest.approx(delay * FRAME_MS, abs=FRAME_MS)
+    assert 0.4 <= result[2].lag_confidence < 1.0
+
+
+def test_the_vertical_fallback_needs_a_stronger_peak():
+    poses = {1: seen_from(0, dx=200, seed=1), 2: seen_from(90, delay_s=6 / FPS, dx=700, seed=2)}
+    strict = analyse_timing(poses, FPS, TimingParams(vertical_min_correlation=0.999))
+    motion_only = analyse_timing(poses, FPS, TimingParams(vertical_fallback=False))
+    assert strict[2].windows == motion_only[2].windows
+    assert strict[2].lag_confidence < 0.1
+    with pytest.raises(ValueError, match="vertical_min_correlation"):
+        TimingParams(vertical_min_correlation=1.5)
 
 
 def test_periodic_motion_gives_no_lag():

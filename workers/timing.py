@@ -22,6 +22,14 @@ Definitions:
   is the lag of i behind j. No lag when the peak is below `min_correlation`, or another
   peak (or the search limit) at least `min_peak_separation_s` away comes within
   `ambiguity_margin` of it (periodic motion: the lag is ambiguous).
+- Viewpoint fallback: where the motion features give no lag in a window, the same search
+  runs on vertical features: the y coordinates of the 12 body keypoints in the normalised
+  pose (12 channels, torso lengths; `vertical_features`). With cameras that are roughly
+  level, turning the body (or the camera) about the vertical axis changes every x
+  coordinate but leaves the heights relative to the torso as they were, so two views of one
+  performance, or dancers facing different ways, share them while their velocities in the
+  image differ. Smooth positions correlate by chance more easily than velocities, so this
+  lag must reach `vertical_min_correlation` (higher than `min_correlation`).
 - Group lag: per window, the pair lags are the differences lag_i - lag_j; a least-squares
   fit weighted by the peak correlations gives one lag per person, shifted so that the
   median person is at 0. Positive = behind the group (makes the same move later),
@@ -93,6 +101,12 @@ class TimingParams:
         min_correlation: Smallest peak correlation accepted as a lag, -1..1.
         ambiguity_margin: A second peak within this of the best makes the lag ambiguous.
         min_peak_separation_s: How far apart two peaks must be to compete, seconds.
+        vertical_fallback: Where the motion features give no lag, search on the vertical
+            features (see the module docstring, "Viewpoint fallback").
+        vertical_min_correlation: Smallest peak correlation accepted from the vertical
+            features, -1..1.
+        vertical_min_channel_std: A vertical channel counts only when it varies by at least
+            this much in both persons' windows, torso lengths.
         timing_scale_ms: Lag at which the timing score falls to 10/e, milliseconds.
         mirror: Also accept mirror images as in sync (see the module docstring).
         score: Constants of the pose-distance to 0..10 mapping (the original score's).
@@ -108,6 +122,9 @@ class TimingParams:
     min_correlation: float = 0.3
     ambiguity_margin: float = 0.05
     min_peak_separation_s: float = 0.15
+    vertical_fallback: bool = True
+    vertical_min_correlation: float = 0.4
+    vertical_min_channel_std: float = 0.02
     timing_scale_ms: float = 150.0
     mirror: bool = False
     score: ScoreParams = field(default_factory=ScoreParams)
@@ -119,11 +136,12 @@ class TimingParams:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 < self.min_valid_fraction <= 1.0:
             raise ValueError(f"min_valid_fraction must be in (0, 1], got {self.min_valid_fraction!r}")
-        if not -1.0 <= self.min_correlation <= 1.0:
-            raise ValueError(f"min_correlation must be in -1..1, got {self.min_correlation!r}")
+        for name in ("min_correlation", "vertical_min_correlation"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in -1..1, got {getattr(self, name)!r}")
         if self.min_channels < 1:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels!r}")
-        for name in ("min_channel_std", "ambiguity_margin", "min_peak_separation_s"):
+        for name in ("min_channel_std", "ambiguity_margin", "min_peak_separation_s", "vertical_min_channel_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
@@ -243,6 +261,19 @@ def motion_features(normalised: np.ndarray, fps: float, velocity_span_s: float =
     velocity = np.full(body.shape, np.nan)
     velocity[half:-half] = (body[2 * half:] - body[:-2 * half]) * fps / (2 * half)
     return velocity.reshape(len(body), -1)
+
+
+def vertical_features(normalised: np.ndarray) -> np.ndarray:
+    """Heights of the body keypoints relative to the torso, the viewpoint fallback's signal.
+
+    Args:
+        normalised: (T, 17, 2) from `normalise_poses`, torso lengths.
+
+    Returns:
+        (T, 12) y coordinates of `BODY_KEYPOINTS` in torso lengths (down is positive, as in
+        the image), NaN where absent.
+    """
+    return np.asarray(normalised, dtype=np.float64)[:, list(BODY_KEYPOINTS), 1].copy()
 
 
 def shift_correlations(
@@ -378,25 +409,69 @@ def _pair_lags(
     reach: int,
     fps: float,
     params: TimingParams,
+    vertical: bool = False,
 ) -> list[tuple[float, float] | None]:
     """Lag of person i behind person j in each window: per window, (lag in frames, peak
     correlation) or None.
 
     Works on a stretch of the video: row k of `features_i` (T_i, C) is frame first - reach + k
     and row k of `features_j` (T_j, C) is frame first + k (NaN outside the video, so that the
-    search reaches `reach` frames past each window); `windows` are in video frames."""
+    search reaches `reach` frames past each window); `windows` are in video frames. With
+    `vertical`, the features are `vertical_features` and their thresholds apply."""
     separation = max(1, round(params.min_peak_separation_s * fps))
+    min_correlation = params.vertical_min_correlation if vertical else params.min_correlation
+    min_channel_std = params.vertical_min_channel_std if vertical else params.min_channel_std
     results = []
     for start, end in windows:
         curve = shift_correlations(
             features_j[start - first:end - first],
             features_i[start - first:end - first + 2 * reach],
             min_valid=max(2, int(np.ceil(params.min_valid_fraction * (end - start)))),
-            min_channel_std=params.min_channel_std,
+            min_channel_std=min_channel_std,
             min_channels=params.min_channels,
         )
-        results.append(peak_shift(curve, params.min_correlation, params.ambiguity_margin, separation))
+        results.append(peak_shift(curve, min_correlation, params.ambiguity_margin, separation))
     return results
+
+
+@dataclass(frozen=True)
+class _StretchFeatures:
+    """A person's features over a stretch: motion (T, 24) and vertical (T, 12), same frames."""
+
+    motion: np.ndarray
+    vertical: np.ndarray
+
+    @classmethod
+    def of(cls, normalised: np.ndarray, fps: float, params: TimingParams, half: int) -> "_StretchFeatures":
+        """Features of a normalised stretch, less `half` frames at either end (the velocities'
+        reach)."""
+        return cls(motion_features(normalised, fps, params.velocity_span_s)[half:-half],
+                   vertical_features(normalised)[half:-half])
+
+    def inner(self, reach: int) -> "_StretchFeatures":
+        """The same without `reach` frames at either end."""
+        return _StretchFeatures(self.motion[reach:-reach], self.vertical[reach:-reach])
+
+
+def _pair_lags_with_fallback(
+    features_i: _StretchFeatures,
+    features_j: _StretchFeatures,
+    windows: list[tuple[int, int]],
+    first: int,
+    reach: int,
+    fps: float,
+    params: TimingParams,
+) -> list[tuple[float, float] | None]:
+    """`_pair_lags` on the motion features, then on the vertical features in the windows
+    that gave no lag (when `params.vertical_fallback`)."""
+    found = _pair_lags(features_i.motion, features_j.motion, windows, first, reach, fps, params)
+    missing = [w for w, result in enumerate(found) if result is None]
+    if params.vertical_fallback and missing:
+        again = _pair_lags(features_i.vertical, features_j.vertical, [windows[w] for w in missing],
+                           first, reach, fps, params, vertical=True)
+        for w, result in zip(missing, again):
+            found[w] = result
+    return found
 
 
 def solve_group_lags(
@@ -671,16 +746,16 @@ def _window_lags(
         # Features of frames low - reach .. high + reach - 1; each needs `half` frames either side.
         stretches = read_padded(source, low - reach - half, high + reach + half, frames, count)
         normalised = [normalise_poses(stretch, scale) for stretch, scale in zip(stretches, scales)]
-        features = [motion_features(n, fps, params.velocity_span_s)[half:-half] for n in normalised]
-        mirrored = [motion_features(mirror_poses(n), fps, params.velocity_span_s)[half:-half]
+        features = [_StretchFeatures.of(n, fps, params, half) for n in normalised]
+        mirrored = [_StretchFeatures.of(mirror_poses(n), fps, params, half)
                     for n in normalised] if params.mirror else []
         for a in range(count):
             for b in range(a + 1, count):
-                own = features[b][reach:-reach]
-                direct.setdefault((a, b), []).extend(_pair_lags(features[a], own, block, low, reach, fps, params))
+                direct.setdefault((a, b), []).extend(_pair_lags_with_fallback(
+                    features[a], features[b].inner(reach), block, low, reach, fps, params))
                 if params.mirror:
-                    flipped.setdefault((a, b), []).extend(
-                        _pair_lags(features[a], mirrored[b][reach:-reach], block, low, reach, fps, params))
+                    flipped.setdefault((a, b), []).extend(_pair_lags_with_fallback(
+                        features[a], mirrored[b].inner(reach), block, low, reach, fps, params))
 
     pair_results: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
     mirrored_pairs: set[tuple[int, int]] = set()
