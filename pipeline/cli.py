@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from config import MODEL_DEFAULTS, Config
 from config.settings import ENCODERS, X264_PRESETS
+from workers.encode import output_container
 from workers.errors import SyncError
 
 log = logging.getLogger("dancingskeletons")
@@ -49,8 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", type=Path,
                         help="input video file, or a folder: every video file in its tree is processed")
     parser.add_argument("output", type=Path,
-                        help="output video file (.mp4; an existing folder takes INPUT's stem), or the output "
-                             "folder when INPUT is a folder")
+                        help="output video file (.mp4, .mov or .mkv: the container follows the name; an existing "
+                             "folder takes INPUT's stem and .mp4), or the output folder when INPUT is a folder")
     parser.add_argument("--model", choices=sorted(MODEL_DEFAULTS), default=defaults.model,
                         help=f"pose model (default: {defaults.model})")
     parser.add_argument("--weights", default=None,
@@ -131,6 +132,8 @@ def main(args: argparse.Namespace | None = None) -> int:
         elif config.output.suffix.lower() in REPORT_SUFFIXES:
             raise ValueError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
                              "is written beside it")
+        elif not config.output.is_dir():
+            output_container(config.output)
     except ValueError as error:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

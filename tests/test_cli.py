@@ -56,3 +56,32 @@ def test_an_explicit_cuda_request_without_cuda_is_an_error(tmp_path, capsys):
     assert _main(source, tmp_path / "out.mp4", "--device", "cuda", "--weights", "random") == 1
     assert "CUDA is not available" in capsys.readouterr().err
     assert not (tmp_path / "out.mp4").exists()
+
+
+def _container(path):
+    """'matroska', 'qt' or 'mp4', from the file's first bytes (EBML header or ISO-BMFF brand)."""
+    head = path.read_bytes()[:12]
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    assert head[4:8] == b"ftyp", head
+    return "qt" if head[8:12] == b"qt  " else "mp4"
+
+
+@pytest.mark.parametrize("name, container", [("out.mp4", "mp4"), ("out.mov", "qt"), ("out.MKV", "matroska")])
+def test_the_output_container_follows_the_output_name(tmp_path, name, container):
+    source = make_video(tmp_path / "in.mp4", seconds=0.2, fps="10", size="96x64", audio=True)
+    code = _main(source, tmp_path / name, "--weights", "random", "--device", "cpu", "--min-size", "64",
+                 "--person-threshold", "0", "-b", "2", "--no-progress", "--no-score")
+    assert code == 0
+    assert _container(tmp_path / name) == container
+    facts = stream_facts(tmp_path / name)
+    assert facts["frames"] == 2 and facts["audio"]
+
+
+@pytest.mark.parametrize("name", ["out.avi", "out.webm", "out"])
+def test_another_output_extension_is_a_usage_error_before_anything_runs(tmp_path, capsys, name):
+    source = make_video(tmp_path / "in.mp4", seconds=0.2)
+    assert _main(source, tmp_path / name, "--weights", "random") == 2
+    err = capsys.readouterr().err
+    assert "must end in .mp4, .mov, .mkv" in err and name in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -15,6 +15,28 @@ from workers.ffmpeg import FFmpegProcess, encoder_works, input_args, file_url, r
 #: Audio codecs MP4 takes as they are; others are re-encoded to AAC.
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"})
 
+#: The output containers, by the output file's extension: (ffmpeg muxer, audio codecs it takes
+#: as they are; None: any). Other audio is re-encoded to AAC.
+OUTPUT_CONTAINERS: dict[str, tuple[str, frozenset[str] | None]] = {
+    ".mp4": ("mp4", MP4_AUDIO_CODECS),
+    ".mov": ("mov", MP4_AUDIO_CODECS | {"pcm_s16le", "pcm_s24le"}),
+    ".mkv": ("matroska", None),
+}
+
+
+def output_container(output: Path) -> tuple[str, frozenset[str] | None]:
+    """The muxer and copyable audio codecs for an output name (see `OUTPUT_CONTAINERS`).
+
+    Raises:
+        ValueError: the extension is not one of them; the message names the allowed ones.
+    """
+    suffix = Path(output).suffix.lower()
+    if suffix not in OUTPUT_CONTAINERS:
+        allowed = ", ".join(OUTPUT_CONTAINERS)
+        raise ValueError(f"{output}: the output video must end in {allowed} (the container follows the "
+                         f"name), got {suffix or 'no extension'!r}")
+    return OUTPUT_CONTAINERS[suffix]
+
 
 def choose_encoder(requested: str, device: str) -> str:
     """The H.264 encoder to use: NVENC on a CUDA device when it works, else libx264.
@@ -70,6 +92,7 @@ class VideoWriter:
         self.width, self.height, self.fps = width, height, fps
         self.frames_written = 0
         self.has_audio = audio_from is not None and audio_from.has_audio
+        muxer, copyable = output_container(self.output)
         args = [
             "-nostdin", "-y",
             "-loglevel", "error",
@@ -80,7 +103,8 @@ class VideoWriter:
         if self.has_audio:
             assert audio_from is not None
             args += [*input_args(audio_from.path), "-map", "0:v:0", "-map", "1:a:0"]
-            args += ["-c:a", "copy"] if audio_from.audio_codec in MP4_AUDIO_CODECS else ["-c:a", "aac", "-b:a", "192k"]
+            copy = copyable is None or audio_from.audio_codec in copyable
+            args += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
         if width % 2 or height % 2:
             # yuv420p needs even sizes: pad one black pixel rather than rescale.
             args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
@@ -88,7 +112,7 @@ class VideoWriter:
             args += ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(crf + 3)]
         else:
             args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
-        args += ["-pix_fmt", "yuv420p", "-f", "mp4", file_url(self.temporary)]
+        args += ["-pix_fmt", "yuv420p", "-f", muxer, file_url(self.temporary)]
         self.temporary.parent.mkdir(parents=True, exist_ok=True)
         self._process = FFmpegProcess(args, stdin=True, nice=nice)
 
