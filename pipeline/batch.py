@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from config import Config
 from pipeline.report import OutputFiles, complete_report, remove_outputs, write_csv, write_reports
-from pipeline.runner import RunResult, run_video
+from pipeline.results import RunResult
+from pipeline.runner import run_video
 from workers.data import VideoInfo
 from workers.errors import SyncError
 from workers.ffmpeg import probe

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from config import Config
-from pipeline.runner import Annotator, run_video
+from pipeline.runner import run_video
+from workers.annotate import Annotator
 from workers.data import Detections
 from workers.decode import VideoReader
 from workers.encode import VideoWriter, choose_encoder

@@ -26,8 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from config import Config
-from pipeline.results import FrameResult, FrameTable
-from pipeline.runner import PersonResult, RunResult
+from pipeline.results import FrameResult, FrameTable, PersonResult, RunResult
 from workers.draw import colour_of
 from workers.sync import SyncResult, SyncScore
 from workers.timing import Moment

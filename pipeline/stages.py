@@ -11,8 +11,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from workers.errors import Cancelled
 
@@ -40,6 +41,24 @@ class StageClock:
     items: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     computing: bool = False
+
+    @contextmanager
+    def working(self, long: bool = False) -> Iterator[None]:
+        """Count the time inside as busy; `long` also marks it as a long computation (a model
+        batch, the whole-video analysis), which the stall watch waits for."""
+        start = time.perf_counter()
+        self.computing = self.computing or long
+        try:
+            yield
+        finally:
+            if long:
+                self.computing = False
+            self.busy += time.perf_counter() - start
+
+    def finished_item(self) -> None:
+        """One more item done: counted, and progress for the stall watch."""
+        self.items += 1
+        self.last_progress = time.monotonic()
 
 
 class StageGroup:
@@ -121,6 +140,11 @@ class StageGroup:
                     continue
         finally:
             clock.waiting += time.perf_counter() - start
+
+    def drain(self, q: queue.Queue, clock: StageClock) -> Iterator[Any]:
+        """The items of `q` up to `END` (not included), as `get` gives them."""
+        while (item := self.get(q, clock)) is not END:
+            yield item
 
     def alive(self) -> bool:
         """Whether any stage is still running."""

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from config import Config
-from pipeline.results import FrameResult, FrameTable
-from pipeline.runner import Annotator
+from workers.annotate import Annotator
+from workers.records import FrameResult, FrameTable
 from tests.helpers import detections, pose
 from tests.test_sync import FPS, dancer
 from workers.data import PoseRows

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from config import Config
-from pipeline.runner import Annotator, run_video
+from pipeline.runner import run_video
+from workers.annotate import Annotator
 from tests.helpers import StandInEstimator, child_processes, detections, make_video, pose, stream_facts
 from workers.data import Frame
 from workers.errors import DecodeError, VideoOpenError
@@ -169,20 +170,6 @@ def test_a_slow_model_batch_is_not_a_stall(tmp_path):
     source = make_video(tmp_path / "in.mp4", seconds=0.4, fps="10")
     result = run_video(_config(tmp_path, source, batch_size=2, stall_timeout=0.5), Slow())
     assert len(result.frames) == 4
-
-
-def test_interpolated_persons_are_blended_or_kept_from_the_nearer_frame():
-    from workers.infer import interpolate_detections
-
-    a = detections([pose(50, 100, 200), pose(50, 400, 200)])
-    b = detections([pose(50, 420, 200), pose(50, 130, 200)])  # the same two, listed the other way round
-    middle = interpolate_detections(a, b, 0.5)
-    xs = sorted(middle.keypoints[:, 0, 0])
-    assert xs == pytest.approx([115.0, 410.0])
-    newcomer = detections([pose(50, 100, 200), pose(50, 700, 200)])
-    assert len(interpolate_detections(detections([pose(50, 100, 200)]), newcomer, 0.25)) == 1
-    assert len(interpolate_detections(detections([pose(50, 100, 200)]), newcomer, 0.75)) == 2
-    assert len(interpolate_detections(detections([]), detections([]), 0.5)) == 0
 
 
 def test_infer_every_k_frames_runs_the_model_on_keys_and_interpolates_between(tmp_path):

@@ -15,7 +15,8 @@ from pipeline.report import (
     CSV_COLUMNS, complete_report, fingerprint, frame_rows, person_entries, score_statistics, unscored_runs,
     write_atomically, write_reports,
 )
-from pipeline.runner import FrameResult, run_video
+from pipeline.results import FrameResult
+from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, detections, make_video, pose
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
@@ -112,7 +113,7 @@ def test_score_statistics_leave_unscored_frames_out():
 
 
 def test_person_entries_follow_the_tracks_in_id_order():
-    from pipeline.runner import PersonResult
+    from pipeline.results import PersonResult
     from workers.sync import SyncScore
     from workers.timing import WindowLag
 

@@ -10,7 +10,8 @@ import pytest
 
 from config import Config
 from pipeline.cli import config_from_args, get_args_parser
-from pipeline.runner import Annotator, run_video
+from pipeline.runner import run_video
+from workers.annotate import Annotator
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.data import Detections, Frame
 from workers.draw import PALETTE, draw_skeletons

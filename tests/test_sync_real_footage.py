@@ -18,7 +18,8 @@ import subprocess
 import pytest
 
 from config import Config
-from pipeline.runner import RunResult, run_video
+from pipeline.results import RunResult
+from pipeline.runner import run_video
 from tests.helpers import SHARED, need_shared
 from workers.ffmpeg import ffmpeg_exe
 

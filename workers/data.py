@@ -10,6 +10,10 @@ import numpy as np
 
 from workers.skeleton import NUM_KEYPOINTS
 
+#: Frames read, analysed or buffered at a time wherever a whole video is streamed from disk
+#: (per-frame records, the whole-video analysis): memory stays flat however long the video.
+CHUNK_FRAMES = 4096
+
 
 @dataclass(frozen=True)
 class VideoInfo:

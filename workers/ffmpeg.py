@@ -128,6 +128,9 @@ class FFmpegProcess:
                     pipe.close()
                 except OSError:
                     pass
+        # The process is gone, so its stderr ends: the thread reading it ends too. Joined, so
+        # that no thread outlives a stopped run.
+        self._drain.join(timeout=5)
 
     def is_running(self) -> bool:
         return self.process.poll() is None

@@ -119,48 +119,6 @@ class ModelThread:
         return getattr(self.estimator, name)
 
 
-def interpolate_detections(before: Detections, after: Detections, fraction: float) -> Detections:
-    """The persons of a frame between two inferred frames, for inference on every k-th frame.
-
-    Persons are paired across the two frames by the distance between their box centres in
-    box heights (Hungarian matching; pairs over half a height apart are not paired); a pair's
-    boxes, keypoints and scores are blended linearly. A person found in only one of the two
-    frames is kept from the nearer one.
-
-    Args:
-        before: The persons of the earlier inferred frame.
-        after: The persons of the later inferred frame.
-        fraction: Where the frame lies between them, 0 (at `before`) to 1 (at `after`).
-
-    Returns:
-        The interpolated persons.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    pairs: list[tuple[int, int]] = []
-    if len(before) and len(after):
-        centres_before = (before.boxes[:, :2] + before.boxes[:, 2:]) / 2
-        centres_after = (after.boxes[:, :2] + after.boxes[:, 2:]) / 2
-        heights = (before.boxes[:, 3] - before.boxes[:, 1])[:, None] + (after.boxes[:, 3] - after.boxes[:, 1])[None]
-        gap = np.linalg.norm(centres_before[:, None] - centres_after[None], axis=2) / np.maximum(heights / 2, 1.0)
-        rows, cols = linear_sum_assignment(gap)
-        pairs = [(r, c) for r, c in zip(rows, cols) if gap[r, c] <= 0.5]
-    matched_before = {r for r, _ in pairs}
-    matched_after = {c for _, c in pairs}
-    parts = {name: [] for name in ("boxes", "box_scores", "keypoints", "keypoint_scores")}
-    for r, c in pairs:
-        for name, values in parts.items():
-            values.append((1 - fraction) * getattr(before, name)[r] + fraction * getattr(after, name)[c])
-    alone, others = (before, matched_before) if fraction < 0.5 else (after, matched_after)
-    for i in range(len(alone)):
-        if i not in others:
-            for name, values in parts.items():
-                values.append(getattr(alone, name)[i])
-    if not parts["box_scores"]:
-        return Detections.empty()
-    return Detections(**{name: np.array(values) for name, values in parts.items()})
-
-
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` is a device out-of-memory error (torch's, or a CUDA message)."""
     return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()

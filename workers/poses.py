@@ -27,7 +27,7 @@ from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from workers.data import DETECTION_FIELDS, PERSON_RECORD, Detections, PoseRows, VideoInfo
+from workers.data import CHUNK_FRAMES, DETECTION_FIELDS, PERSON_RECORD, Detections, PoseRows, VideoInfo
 from workers.errors import SyncError
 from workers.spool import RecordSpool
 
@@ -117,7 +117,7 @@ class PoseLog:
         records = self._records.read(int(ends[0]), int(ends[-1]))
         return PoseRows(start, np.diff(ends), records)
 
-    def chunks(self, frames: int = 4096) -> Iterator[PoseRows]:
+    def chunks(self, frames: int = CHUNK_FRAMES) -> Iterator[PoseRows]:
         """Consecutive `rows` of at most `frames` frames, all of them."""
         for first in range(0, len(self), frames):
             yield self.rows(first, first + frames)
@@ -210,8 +210,8 @@ def load_poses(path: Path) -> tuple[PoseCacheMeta, PoseLog]:
                 total = readers["counts"].rows
                 if any(readers[name].rows != readers["keypoints"].rows for name in DETECTION_FIELDS):
                     raise ValueError("the person arrays differ in length")
-                for first in range(0, total, 4096):
-                    counts = readers["counts"].read(min(4096, total - first)).astype(np.int64)
+                for first in range(0, total, CHUNK_FRAMES):
+                    counts = readers["counts"].read(min(CHUNK_FRAMES, total - first)).astype(np.int64)
                     if (counts < 0).any() or counts.sum() > readers["keypoints"].left:
                         raise ValueError("person counts that do not match the persons stored")
                     records = np.zeros(int(counts.sum()), PERSON_RECORD)

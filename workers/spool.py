@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.data import CHUNK_FRAMES
 from workers.errors import SpoolError
 
 
@@ -30,7 +31,7 @@ class RecordSpool:
         buffer_records: Records kept in memory before they are written out together.
     """
 
-    def __init__(self, dtype: np.dtype | str, directory: Path | None = None, buffer_records: int = 4096) -> None:
+    def __init__(self, dtype: np.dtype | str, directory: Path | None = None, buffer_records: int = CHUNK_FRAMES) -> None:
         if buffer_records < 1:
             raise ValueError(f"buffer_records must be >= 1, got {buffer_records!r}")
         self.dtype = np.dtype(dtype)

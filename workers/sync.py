@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from workers.data import CHUNK_FRAMES
 from workers.timing import (
     PoseSource,
     TimingParams,
@@ -195,7 +196,7 @@ def analyse_sync(
     scales: Sequence[float] | None = None,
     mirrored_pairs: set[tuple[int, int]] = frozenset(),
     params: SyncParams = SyncParams(),
-    chunk_frames: int = 4096,
+    chunk_frames: int = CHUNK_FRAMES,
 ) -> SyncResult:
     """Synchrony of the performers, per performer and as a group, calibrated against chance.
 

@@ -57,6 +57,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from workers.data import CHUNK_FRAMES
 from workers.score import ScoreParams, distance_to_score
 from workers.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS, SCORE_KEYPOINTS
 
@@ -609,7 +610,7 @@ def analyse_timing_stream(
     source: PoseSource,
     fps: float,
     params: TimingParams = TimingParams(),
-    chunk_frames: int = 4096,
+    chunk_frames: int = CHUNK_FRAMES,
 ) -> dict[int, PersonTiming]:
     """`analyse_timing` reading the poses a stretch at a time, for videos of any length.
 
@@ -674,7 +675,7 @@ def analyse_timing_stream(
     return results
 
 
-def torso_scales(source: PoseSource, frames: int, count: int, chunk_frames: int = 4096) -> list[float]:
+def torso_scales(source: PoseSource, frames: int, count: int, chunk_frames: int = CHUNK_FRAMES) -> list[float]:
     """Each person's median torso length over the whole video, pixels (NaN: never seen).
 
     Args:
