@@ -1,5 +1,5 @@
 """The one configuration object of DancingSkeletons."""
 
-from config.settings import MODEL_DEFAULTS, Config, ModelDefaults
+from config.settings import Config
 
-__all__ = ["Config", "ModelDefaults", "MODEL_DEFAULTS"]
+__all__ = ["Config"]

@@ -11,35 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.models import ModelDefaults, get_model
 
-@dataclass(frozen=True)
-class ModelDefaults:
-    """Per-model defaults: score scales differ between models.
-
-    Attributes:
-        person_threshold: Keep persons whose box score is above this.
-        keypoint_threshold: Draw keypoints whose score is above this.
-        keypoint_weighting: How keypoint scores become the score's keypoint weights:
-            "relu" (logits, negatives set to 0; the original method) or "logit"
-            (probabilities turned into logits first, so that weights are on Keypoint
-            R-CNN's scale).
-    """
-
-    person_threshold: float
-    keypoint_threshold: float
-    keypoint_weighting: str
-
-
-MODEL_DEFAULTS: dict[str, ModelDefaults] = {
-    # The original DancingSkeletons values (Keypoint R-CNN: box scores are probabilities,
-    # keypoint scores are logits).
-    "keypointrcnn": ModelDefaults(person_threshold=0.9, keypoint_threshold=2.0, keypoint_weighting="relu"),
-    # YOLO-pose: both scores are probabilities. Its box scores for clear, whole people peak
-    # around 0.83-0.93, so 0.9 would drop most of them; 0.5 keeps the performers and only
-    # lets far-away bystanders in below it. Keypoints: 0.5 is the model's own "visible"
-    # boundary (logit 0); "logit" weighting puts the score's weights on Keypoint R-CNN's scale.
-    "yolo": ModelDefaults(person_threshold=0.5, keypoint_threshold=0.5, keypoint_weighting="logit"),
-}
 
 #: Settings that change neither the numbers nor the pixels a run produces: where it reads and
 #: writes, how fast it goes, what it shows, and which outputs it writes (`video`, `save_poses`:
@@ -158,8 +131,7 @@ class Config:
             object.__setattr__(self, "poses", Path(self.poses))
         if self.log_file is not None:
             object.__setattr__(self, "log_file", Path(self.log_file))
-        if self.model not in MODEL_DEFAULTS:
-            raise ValueError(f"model must be one of {', '.join(MODEL_DEFAULTS)}, got {self.model!r}")
+        get_model(self.model)  # ValueError naming the registered models
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check_range("batch_size", self.batch_size, 1, 256)
@@ -191,7 +163,7 @@ class Config:
 
     @property
     def model_defaults(self) -> ModelDefaults:
-        return MODEL_DEFAULTS[self.model]
+        return get_model(self.model).defaults
 
     @property
     def person_min_score(self) -> float:

@@ -31,7 +31,8 @@ from workers.data import Detections
 from workers.decode import VideoReader
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe, probe
-from workers.infer import PoseEstimator, build_estimator
+from workers.infer import PoseEstimator, PoseModel
+from workers.models import build_estimator
 from workers.models.keypoint_rcnn import cached_weights_path
 from workers.skeleton import STANDING_POSE
 
@@ -130,7 +131,7 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
     return time.perf_counter() - start
 
 
-class InstantModel:
+class InstantModel(PoseModel):
     """A stand-in pose model with no inference cost: two fixed skeletons per frame.
 
     Times the machinery alone (decode, queues, score, draw, encode): the ceiling that keeps
@@ -155,7 +156,7 @@ def _two_people(poses: list[np.ndarray]) -> Detections:
     )
 
 
-class DancingModel:
+class DancingModel(PoseModel):
     """A stand-in pose model with no inference cost: two people dancing the same moves, the
     second 3 frames late, so that tracking and the timing analysis do their real work."""
 

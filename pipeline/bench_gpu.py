@@ -43,7 +43,9 @@ from pipeline.runner import run_video
 from workers.decode import VideoReader
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import encoder_works, ffmpeg_exe, probe, run_ffmpeg
-from workers.infer import AdaptiveBatches, PoseEstimator, build_estimator, is_out_of_memory
+from workers.device import is_out_of_memory
+from workers.infer import AdaptiveBatches, PoseEstimator
+from workers.models import build_estimator
 
 #: The folder `make gpu-kit` fills with what the GPU machine lacks (see tools/gpu_kit.py).
 DEFAULT_KIT = Path(".gpu-kit")
@@ -373,7 +375,7 @@ class Check:
         self.started = time.monotonic()
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        from workers.infer import resolve_device
+        from workers.device import resolve_device
 
         self.device = resolve_device(args.device)
         self.cuda = self.device.startswith("cuda")

@@ -14,10 +14,12 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from config import MODEL_DEFAULTS, Config
+from config import Config
 from config.settings import ENCODERS, X264_PRESETS
 from workers.encode import output_container
 from workers.errors import SyncError
+from workers.models import model_names
+from workers.poses import PoseCacheError, read_poses_meta
 
 log = logging.getLogger("dancingskeletons")
 
@@ -52,8 +54,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", type=Path,
                         help="output video file (.mp4, .mov or .mkv: the container follows the name; an existing "
                              "folder takes INPUT's stem and .mp4), or the output folder when INPUT is a folder")
-    parser.add_argument("--model", choices=sorted(MODEL_DEFAULTS), default=defaults.model,
-                        help=f"pose model (default: {defaults.model})")
+    parser.add_argument("--model", choices=model_names(), default=None,
+                        help=f"pose model (default: {defaults.model}; with --poses, the model the cache was made "
+                             "with)")
     parser.add_argument("--weights", default=None,
                         help="weights file (keypointrcnn default: torchvision's, downloaded once into the cache "
                              "under TORCH_HOME; 'random' for untrained weights, tests only; yolo: required, "
@@ -114,8 +117,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The Config that parsed arguments describe (ValueError names a bad value)."""
+    """The Config that parsed arguments describe (ValueError names a bad value).
+
+    Without `--model`, a replay (`--poses`) takes the model from the cache's header, so that
+    its thresholds are that model's; an unreadable cache is reported when the run opens it.
+    """
     fields = {name: value for name, value in vars(args).items()}
+    if fields.get("model") is None:
+        fields.pop("model", None)
+        if fields.get("poses") is not None:
+            try:
+                cached = read_poses_meta(fields["poses"]).model
+            except PoseCacheError:
+                cached = None
+            if cached in model_names():  # else the run refuses the cache, naming its model
+                fields["model"] = cached
     return Config(**fields)
 
 
@@ -165,7 +181,7 @@ def _check_folder_args(config: Config) -> None:
 
 
 def _build_estimator(config: Config):
-    from workers.infer import build_estimator
+    from workers.models import build_estimator
 
     if config.weights == "random":
         import torch
@@ -177,7 +193,7 @@ def _build_estimator(config: Config):
 def _run(config: Config, bars: bool) -> int:
     from pipeline.batch import describe, make_progress, process_video
     from workers.ffmpeg import probe
-    from workers.poses import CachedPoses, check_matches, load_poses
+    from workers.poses import check_matches
 
     if config.output.is_dir():
         config = config.replace(output=config.output / f"{config.input.stem}.mp4")
@@ -186,12 +202,10 @@ def _run(config: Config, bars: bool) -> int:
     started = time.perf_counter()
     info = probe(config.input)
     probe_seconds = time.perf_counter() - started
-    if config.poses is not None:
-        meta, frames = load_poses(config.poses)
-        check_matches(config.poses, meta, info, config.model, config.person_min_score)
-        estimator = CachedPoses(config.poses, meta, frames)
-    else:
-        estimator = _build_estimator(config)
+    estimator = _build_estimator(config)
+    if estimator.replays_cache:
+        assert config.poses is not None
+        check_matches(config.poses, estimator.meta, info, config.model, config.person_min_score)
     progress = make_progress(config, bars)
     progress.begin(1)
     progress.start_file(1, config.input.name)

@@ -24,7 +24,7 @@ from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import probe
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.keyframes import detect_frames
-from workers.poses import CachedPoses, PoseCacheMeta, PoseLog, poses_path, save_poses
+from workers.poses import PoseCacheMeta, PoseLog, poses_path, save_poses
 
 
 def run_video(
@@ -65,7 +65,7 @@ def run_video(
             audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
         )
     annotator = Annotator(config, draw=writer is not None, fps=float(info.fps), directory=config.output.parent)
-    replaying = isinstance(estimator, CachedPoses)
+    replaying = estimator.replays_cache
     found_per_frame = PoseLog(config.output.parent) if config.save_poses and not replaying else None
     batches = AdaptiveBatches(estimator, config.batch_size)
     group = StageGroup()
@@ -105,8 +105,7 @@ def run_video(
             if found_per_frame is not None:
                 found_per_frame.append(found)
             group.put(detected, (frame, found), clock)
-        if isinstance(estimator, CachedPoses):
-            estimator.check_complete(clock.items)
+        estimator.check_complete(clock.items)
         group.put(detected, END, clock)
 
     def score_and_draw(clock: StageClock) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from workers.data import Detections
 from workers.ffmpeg import ffmpeg_exe
+from workers.infer import PoseModel
 from workers.skeleton import STANDING_POSE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -81,7 +82,7 @@ def detections(poses: Sequence[np.ndarray], box_scores: Sequence[float] | None =
     )
 
 
-class StandInEstimator:
+class StandInEstimator(PoseModel):
     """A pose model that returns known skeletons: two identical dancers, some frames alone.
 
     Frame k (counted over calls) has two persons with the same pose when k % 5 != 4, and one

@@ -221,9 +221,9 @@ def test_ctrl_c_removes_the_current_file_and_marks_the_summary(tmp_path, monkeyp
     make_video(source / "a.mp4", seconds=0.5, fps="10", size="96x64")
     make_video(source / "b.mp4", seconds=2, fps="10", size="128x64")
     make_video(source / "c.mp4", seconds=0.5, fps="10", size="96x64")
-    import workers.infer
+    import workers.models
 
-    monkeypatch.setattr(workers.infer, "build_estimator", lambda config: InterruptsOnSecondVideo())
+    monkeypatch.setattr(workers.models, "build_estimator", lambda config: InterruptsOnSecondVideo())
     assert _main(source, out, "--no-progress") == 130
     assert [(r["input"], r["status"]) for r in read_summary(out)] == [
         ("a.mp4", "done"), ("b.mp4", "interrupted"), ("c.mp4", "pending"),

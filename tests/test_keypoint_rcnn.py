@@ -12,7 +12,7 @@ from config import Config
 from pipeline.runner import run_video
 from tests.helpers import make_video, stream_facts
 from workers.errors import ModelError
-from workers.infer import build_estimator
+from workers.models import build_estimator
 from workers.models import keypoint_rcnn
 from workers.skeleton import KEYPOINT_NAMES
 

@@ -10,7 +10,7 @@ import pytest
 
 from workers.data import Detections
 from workers.errors import ModelError
-from workers.infer import AdaptiveBatches, ModelThread
+from workers.infer import AdaptiveBatches, ModelThread, PoseModel
 
 
 class OutOfMemoryError(RuntimeError):
@@ -21,7 +21,7 @@ class Activations:
     """Stands for the tensors a batch makes on its way through the model."""
 
 
-class RecordingModel:
+class RecordingModel(PoseModel):
     """Records which thread runs each batch; batches larger than `fits` run out of memory.
 
     Each batch makes an `Activations` held by its frame, as a model's intermediate tensors

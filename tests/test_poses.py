@@ -11,7 +11,9 @@ from pipeline.cli import get_args_parser, main
 from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.data import VideoInfo
-from workers.poses import CachedPoses, PoseCacheError, PoseCacheMeta, check_matches, load_poses, save_poses
+from workers.poses import (
+    CachedPoses, PoseCacheError, PoseCacheMeta, check_matches, load_poses, read_poses_meta, save_poses,
+)
 
 
 def _meta(**changes):
@@ -75,12 +77,12 @@ def test_replaying_gives_the_same_scores_without_the_model(tmp_path, monkeypatch
     first = run_video(Config(input=source, output=tmp_path / "a.mp4", progress=False), StandInEstimator())
     assert first.poses == tmp_path / "a.poses.npz"
 
-    import workers.infer
+    import workers.models
 
-    def no_model(config):
+    def no_model(entry, config):
         raise AssertionError("the model must not be loaded when replaying")
 
-    monkeypatch.setattr(workers.infer, "build_estimator", no_model)
+    monkeypatch.setattr(workers.models.ModelEntry, "load", no_model)
     args = get_args_parser().parse_args([str(source), str(tmp_path / "b.mp4"), "--poses", str(first.poses),
                                          "--model", "keypointrcnn", "--no-progress"])
     assert main(args) == 1  # refused: the cache was made by the stand-in model, not keypointrcnn
@@ -90,6 +92,48 @@ def test_replaying_gives_the_same_scores_without_the_model(tmp_path, monkeypatch
     second = run_video(Config(input=source, output=tmp_path / "b.mp4", progress=False), replay)
     assert [f.score for f in second.frames] == [f.score for f in first.frames]
     assert second.poses is None  # a replay does not write the cache again
+
+
+def _yolo_cache(tmp_path):
+    """A video and a pose cache of it that says it was made by the yolo model."""
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    first = run_video(Config(input=source, output=tmp_path / "a.mp4", progress=False), StandInEstimator())
+    meta, frames = load_poses(first.poses)
+    said = PoseCacheMeta(**{**meta.__dict__, "model": "yolo", "settings": {"min_box_score": 0.5}})
+    cache = save_poses(tmp_path / "yolo.poses.npz", frames, said)
+    return source, cache
+
+
+def test_a_replay_takes_the_model_and_its_thresholds_from_the_cache(tmp_path, monkeypatch):
+    import json
+
+    import workers.models
+
+    source, cache = _yolo_cache(tmp_path)
+    monkeypatch.setattr(workers.models.ModelEntry, "load", lambda entry, config: pytest.fail("model loaded"))
+    assert _main(source, tmp_path / "b.mp4", "--poses", cache, "--no-progress") == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["model"] == "yolo"
+    assert report["settings"]["person_threshold"] == 0.5  # yolo's default, not keypointrcnn's 0.9
+
+
+def test_a_replay_with_another_model_named_is_refused_with_the_fix(tmp_path, capsys):
+    source, cache = _yolo_cache(tmp_path)
+    assert _main(source, tmp_path / "b.mp4", "--poses", cache, "--model", "keypointrcnn", "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert "made with the yolo model, not keypointrcnn; leave out --model" in err
+    assert not (tmp_path / "b.mp4").exists()
+
+
+def test_the_header_alone_can_be_read(tmp_path):
+    _, cache = _yolo_cache(tmp_path)
+    assert read_poses_meta(cache).model == "yolo"
+    with pytest.raises(PoseCacheError, match="pose cache not found"):
+        read_poses_meta(tmp_path / "missing.npz")
+
+
+def _main(*argv):
+    return main(get_args_parser().parse_args([str(a) for a in argv]))
 
 
 def test_pose_log_keeps_every_frame_on_disk(tmp_path):

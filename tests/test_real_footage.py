@@ -26,7 +26,7 @@ WEIGHTS = SHARED / "models" / "yolo11n-pose.pt"
 @pytest.fixture(scope="module")
 def yolo():
     need_shared("models", "yolo11n-pose.pt")
-    from workers.infer import build_estimator
+    from workers.models import build_estimator
 
     return build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS), device="cpu"))
 
@@ -53,9 +53,9 @@ def _check_output(config, result, audio: bool) -> None:
 
 
 def _replay_gives_identical_scores(tmp_path, config, result, monkeypatch) -> None:
-    import workers.infer
+    import workers.models
 
-    monkeypatch.setattr(workers.infer, "build_estimator", lambda config: pytest.fail("model loaded on replay"))
+    monkeypatch.setattr(workers.models.ModelEntry, "load", lambda entry, config: pytest.fail("model loaded on replay"))
     meta, frames = load_poses(result.poses)
     replay_config = config.replace(output=tmp_path / "replay.mp4")
     replayed = run_video(replay_config, CachedPoses(result.poses, meta, frames))
@@ -86,7 +86,7 @@ def test_pedestrians_old_codec_many_small_people(tmp_path, yolo):
     full = need_shared("videos", "pedestrians_msmpeg4_10fps.avi")
     source = tmp_path / "pedestrians_5s.avi"
     _ffmpeg("-i", str(full), "-t", "5", "-c", "copy", str(source))  # same codec and container
-    from workers.infer import build_estimator
+    from workers.models import build_estimator
 
     # People here are about 80 pixels tall: the nano model needs a larger input to see them.
     large = build_estimator(Config(input=source, output=tmp_path / "o.mp4", model="yolo", weights=str(WEIGHTS),

@@ -18,6 +18,7 @@ from pipeline.report import (
 from pipeline.results import FrameResult
 from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, detections, make_video, pose
+from workers.infer import PoseModel
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
 JSON_TYPES = {
@@ -71,7 +72,7 @@ def _run(tmp_path, source, estimator=None, **changes):
     return config, run_video(config, estimator or StandInEstimator())
 
 
-class DancingPair:
+class DancingPair(PoseModel):
     """Two people making the same non-periodic arm moves at the same time."""
 
     name = "dancing-pair"
@@ -269,10 +270,10 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_partial(tmp_path):
 
 
 def test_the_cli_writes_the_reports_and_no_video_skips_the_encoder(tmp_path, clip, monkeypatch, capsys):
-    import workers.infer
+    import workers.models
     from pipeline.cli import get_args_parser, main
 
-    monkeypatch.setattr(workers.infer, "build_estimator", lambda config: StandInEstimator())
+    monkeypatch.setattr(workers.models, "build_estimator", lambda config: StandInEstimator())
     out = tmp_path / "results"
     out.mkdir()
     assert main(get_args_parser().parse_args([str(clip), str(out), "--no-video", "--no-progress"])) == 0

@@ -65,7 +65,7 @@ SOURCES = {"unrelated": (PARK, LAB), **{f"views{k}": (LAB, SIDE) for k in (0, 6,
 def cases(tmp_path_factory):
     """Runs each case once per module (model loaded once): {(name, mirror, persons): RunResult}."""
     need_shared("models", "yolo11n-pose.pt")
-    from workers.infer import build_estimator
+    from workers.models import build_estimator
 
     folder = tmp_path_factory.mktemp("sync_cases")
     estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),

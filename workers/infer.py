@@ -1,41 +1,40 @@
 """Infer stage: batches of frames through a pose model.
 
-A pose model is anything that satisfies `PoseEstimator`; `build_estimator` picks one from the
-config. Models are imported lazily so that an optional one (and its packages) is only loaded
-when asked for.
+A pose model is anything that satisfies `PoseEstimator` (most inherit `PoseModel`'s
+defaults); `workers.models.build_estimator` picks one from the registry. `ModelThread` runs a
+model on its own thread, `AdaptiveBatches` halves the batch when device memory runs out.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import threading
 import traceback
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from workers.data import Detections
-from workers.errors import DeviceError, ModelError
+from workers.device import is_out_of_memory, release_device_memory
+from workers.errors import ModelError
 
 log = logging.getLogger("dancingskeletons")
-
-if TYPE_CHECKING:
-    from config import Config
-
 
 class PoseEstimator(Protocol):
     """Frames in, one `Detections` per frame out.
 
     Attributes:
-        name: Short model name, e.g. "keypointrcnn".
+        name: Short model name, e.g. "keypointrcnn" (a replay: the cached model's).
         device: The torch device string the model runs on, e.g. "cpu" or "cuda:0".
+        replays_cache: Whether it replays a pose cache (`--poses`) instead of detecting:
+            then every frame is read (no `--infer-every`) and no new cache is saved.
     """
 
     name: str
     device: str
+    replays_cache: bool
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detect persons and their keypoints.
@@ -48,27 +47,23 @@ class PoseEstimator(Protocol):
         """
         ...
 
-
-MODELS = ("keypointrcnn", "yolo")
-
-
-def build_estimator(config: Config) -> PoseEstimator:
-    """Load the pose model that `config.model` names, on `config.device`.
-
-    Raises:
-        ModelError: The weights cannot be found or do not fit the model.
-        DeviceError: The requested device is not available.
-    """
-    if config.model == "keypointrcnn":
-        from workers.models.keypoint_rcnn import KeypointRCNNEstimator as model
-    elif config.model == "yolo":
-        from workers.models.yolo import YoloPoseEstimator as model
-    else:
-        raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
-    return ModelThread(model.from_config(config))
+    def check_complete(self, frames_decoded: int) -> None:
+        """Called once the video has been read: a replay refuses a cache longer than it."""
+        ...
 
 
-class ModelThread:
+class PoseModel:
+    """Defaults of a `PoseEstimator` for a model that detects (not a replay)."""
+
+    name: str = ""
+    device: str = "cpu"
+    replays_cache: bool = False
+
+    def check_complete(self, frames_decoded: int) -> None:
+        """Nothing to check after a video."""
+
+
+class ModelThread(PoseModel):
     """A pose model whose batches all run on one long-lived thread, whichever thread asks.
 
     PyTorch keeps cuDNN's convolution plans per thread (its cuDNN v8+ plan cache is
@@ -119,11 +114,6 @@ class ModelThread:
         return getattr(self.estimator, name)
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether `error` is a device out-of-memory error (torch's, or a CUDA message)."""
-    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
-
-
 class AdaptiveBatches:
     """Runs an estimator, halving the batch on out-of-memory errors down to single frames.
 
@@ -158,7 +148,7 @@ class AdaptiveBatches:
                 # free them before trying again (seen on an H200: without this, four failed
                 # halvings left batch 1 no room).
                 traceback.clear_frames(error.__traceback__)
-            _release_device_memory()
+            release_device_memory()
             if self.batch_size == 1:
                 raise ModelError(
                     f"out of {self.estimator.device} memory even for one frame ({message}); "
@@ -168,38 +158,3 @@ class AdaptiveBatches:
             self.halvings += 1
             log.warning("out of %s memory: batch size halved to %d", self.estimator.device, self.batch_size)
         return out
-
-
-def _release_device_memory() -> None:
-    """Collect what only cycles still hold, and give the device's cached blocks back."""
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def resolve_device(requested: str) -> str:
-    """The torch device to run on.
-
-    Args:
-        requested: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
-
-    Raises:
-        DeviceError: CUDA was asked for explicitly and is not available (no silent fallback).
-    """
-    import torch
-
-    if requested == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if requested == "cpu":
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise DeviceError(f"--device {requested} was requested but CUDA is not available here; use --device cpu or auto")
-    index = int(requested.split(":", 1)[1]) if ":" in requested else 0
-    if index >= torch.cuda.device_count():
-        raise DeviceError(
-            f"--device {requested} was requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-        )
-    return f"cuda:{index}"

@@ -29,6 +29,7 @@ import numpy as np
 
 from workers.data import CHUNK_FRAMES, DETECTION_FIELDS, PERSON_RECORD, Detections, PoseRows, VideoInfo
 from workers.errors import SyncError
+from workers.infer import PoseModel
 from workers.spool import RecordSpool
 
 FORMAT = "dancingskeletons-poses/1"
@@ -200,10 +201,7 @@ def load_poses(path: Path) -> tuple[PoseCacheMeta, PoseLog]:
     log = PoseLog()
     try:
         with zipfile.ZipFile(path) as archive:
-            with archive.open("meta.npy") as member:
-                header = json.loads(str(np.lib.format.read_array(member, allow_pickle=False)))
-            if header.get("format") != FORMAT:
-                raise ValueError(f"format {header.get('format')!r}")
+            meta = _read_meta(archive)
             streams = {name: archive.open(name + ".npy") for name in ("counts", *DETECTION_FIELDS)}
             try:
                 readers = {name: _NpyReader(stream) for name, stream in streams.items()}
@@ -223,15 +221,38 @@ def load_poses(path: Path) -> tuple[PoseCacheMeta, PoseLog]:
             finally:
                 for stream in streams.values():
                     stream.close()
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
         log.close()
         raise PoseCacheError(f"{path}: not a pose cache of this tool ({error})") from None
-    header.pop("format")
-    meta = PoseCacheMeta(**header)
     if len(log) != meta.frames:
         log.close()
         raise PoseCacheError(f"{path}: holds {len(log)} frames but says {meta.frames}")
     return meta, log
+
+
+def read_poses_meta(path: Path) -> PoseCacheMeta:
+    """The header of a pose cache alone (which model, video size and rate), without its frames.
+
+    Raises:
+        PoseCacheError: The file is missing or not a pose cache.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PoseCacheError(f"{path}: pose cache not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_meta(archive)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise PoseCacheError(f"{path}: not a pose cache of this tool ({error})") from None
+
+
+def _read_meta(archive: zipfile.ZipFile) -> PoseCacheMeta:
+    with archive.open("meta.npy") as member:
+        header = json.loads(str(np.lib.format.read_array(member, allow_pickle=False)))
+    found = header.pop("format", None)
+    if found != FORMAT:
+        raise ValueError(f"format {found!r}")
+    return PoseCacheMeta(**header)
 
 
 class _NpyReader:
@@ -272,7 +293,8 @@ def check_matches(path: Path, meta: PoseCacheMeta, info: VideoInfo, model: str, 
     if Fraction(meta.fps) != info.fps:
         raise PoseCacheError(f"{path}: made at {meta.fps} fps, but {info.path.name} runs at {info.fps} fps")
     if meta.model != model:
-        raise PoseCacheError(f"{path}: made with the {meta.model} model, not {model}; pass --model {meta.model}")
+        raise PoseCacheError(f"{path}: made with the {meta.model} model, not {model}; leave out --model (a replay "
+                             f"uses the cache's model) or make a new run with --model {model}")
     floor = meta.settings.get("min_box_score")
     if floor is not None and min_box_score < floor:
         raise PoseCacheError(
@@ -280,7 +302,7 @@ def check_matches(path: Path, meta: PoseCacheMeta, info: VideoInfo, model: str, 
         )
 
 
-class CachedPoses:
+class CachedPoses(PoseModel):
     """A PoseEstimator that replays a pose cache frame by frame instead of running a model.
 
     Args:
@@ -290,6 +312,7 @@ class CachedPoses:
     """
 
     device = "cpu"
+    replays_cache = True
 
     def __init__(self, path: Path, meta: PoseCacheMeta, frames: Sequence[Detections] | PoseLog) -> None:
         self.path = path
@@ -297,6 +320,12 @@ class CachedPoses:
         self.name = meta.model
         self._frames = frames
         self.position = 0
+
+    @classmethod
+    def open(cls, path: Path) -> CachedPoses:
+        """The replay of the cache at `path` (see `load_poses`)."""
+        meta, frames = load_poses(path)
+        return cls(Path(path), meta, frames)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """The cached detections of the next len(images) frames."""

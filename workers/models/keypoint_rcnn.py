@@ -13,7 +13,8 @@ from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keyp
 
 from workers.data import Detections
 from workers.errors import ModelError
-from workers.infer import resolve_device
+from workers.device import resolve_device
+from workers.infer import PoseModel
 
 if TYPE_CHECKING:
     from config import Config
@@ -68,7 +69,7 @@ def load_state_dict(weights: str | None) -> dict[str, torch.Tensor] | None:
     return state
 
 
-class KeypointRCNNEstimator:
+class KeypointRCNNEstimator(PoseModel):
     """Batched Keypoint R-CNN inference on uint8 RGB frames.
 
     Args:

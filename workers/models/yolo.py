@@ -25,7 +25,8 @@ import torch
 
 from workers.data import Detections
 from workers.errors import ModelError
-from workers.infer import resolve_device
+from workers.device import resolve_device
+from workers.infer import PoseModel
 from workers.skeleton import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def trained_image_size(model: Any) -> int:
     return size if isinstance(size, int) and size > 0 else DEFAULT_IMAGE_SIZE
 
 
-class YoloPoseEstimator:
+class YoloPoseEstimator(PoseModel):
     """Batched YOLO-pose inference on uint8 RGB frames.
 
     Each frame is letterboxed to `image_size` on its longer side (padded to a multiple of the
