@@ -1,4 +1,50 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def validate_report(report: dict) -> None:
+    """Raise jsonschema.ValidationError unless `report` follows the report's JSON Schema."""
+    from jsonschema import Draft202012Validator
+
+    from pipeline import schemas
+
+    Draft202012Validator(schemas.load("report")).validate(report)
+
+
+def validate_summary_rows(rows: list[dict]) -> None:
+    """Raise jsonschema.ValidationError unless every summary.csv row follows its JSON Schema."""
+    from jsonschema import Draft202012Validator
+
+    from pipeline import schemas
+
+    validator = Draft202012Validator(schemas.load("summary"))
+    for row in rows:
+        validator.validate(row)
+
+
+@pytest.fixture(autouse=True)
+def every_report_follows_its_schema(monkeypatch):
+    """Every report and summary.csv a test writes in this process is validated as it is written."""
+    import pipeline.batch
+    import pipeline.report
+
+    write_json, write_csv = pipeline.report.write_json, pipeline.report.write_csv
+
+    def checked_json(path, data):
+        if str(data.get("format", "")).startswith("dancingskeletons-report/"):
+            validate_report(data)
+        return write_json(path, data)
+
+    def checked_csv(path, header, rows):
+        if Path(path).name == "summary.csv":
+            rows = [list(row) for row in rows]
+            validate_summary_rows([dict(zip(header, (str(cell) for cell in row))) for row in rows])
+        return write_csv(path, header, rows)
+
+    monkeypatch.setattr(pipeline.report, "write_json", checked_json)
+    monkeypatch.setattr(pipeline.report, "write_csv", checked_csv)
+    monkeypatch.setattr(pipeline.batch, "write_csv", checked_csv)

@@ -17,30 +17,12 @@ from pipeline.report import (
 )
 from pipeline.results import FrameResult
 from pipeline.runner import run_video
+from pipeline import schemas
+from tests.conftest import validate_report
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.infer import PoseModel
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
-JSON_TYPES = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "null": lambda v: v is None,
-}
-
-
-def documented_schema() -> dict[str, list[str]]:
-    """Key -> allowed types, from the JSON table of docs/REPORTS.md."""
-    text = DOCS.read_text()
-    section = text[text.index("## `<stem>.json`"):text.index("### Persons and timing")]
-    schema = {}
-    for key, types in re.findall(r"^\| `([^`]+)` \| ([a-z ]+?) \|", section, flags=re.MULTILINE):
-        schema[key] = types.split(" or ")
-        assert all(name in JSON_TYPES for name in schema[key]), f"{key}: unknown type {types!r} in the docs"
-    return schema
 
 
 def flattened(value, prefix=""):
@@ -55,15 +37,10 @@ def flattened(value, prefix=""):
             yield from flattened(item, f"{prefix}[]")
 
 
-def check_against_docs(report: dict) -> set[str]:
-    """Assert every key of `report` is documented with a matching type; return the keys seen."""
-    schema = documented_schema()
-    seen = set()
-    for key, value in flattened(report):
-        assert key in schema, f"{key} is not documented in docs/REPORTS.md"
-        assert any(JSON_TYPES[name](value) for name in schema[key]), f"{key}={value!r} is not {schema[key]}"
-        seen.add(key)
-    return seen
+def check_against_schema(report: dict) -> set[str]:
+    """Validate `report` against the report's JSON Schema; return the keys it has."""
+    validate_report(report)
+    return {key for key, _ in flattened(report)}
 
 
 def _run(tmp_path, source, estimator=None, **changes):
@@ -163,6 +140,28 @@ def test_frame_rows_leave_missing_values_empty():
     assert list(frame_rows(frames)) == [["0", "0.000000", "2", "7.250000", "7.250000"], ["1", "0.100000", "0", "", ""]]
 
 
+@pytest.mark.parametrize("name, heading", [("report", "## `<stem>.json`"), ("summary", "### `OUT_DIR/summary.csv`")])
+def test_the_docs_show_the_schemas_key_tables(name, heading):
+    # docs/REPORTS.md's tables are rendered from the schemas: `python -m pipeline.schemas`.
+    text = DOCS.read_text()
+    section = text[text.index(heading):]
+    assert schemas.markdown_table(name).strip() in section, f"docs/REPORTS.md: regenerate the {name} table"
+
+
+def test_a_report_with_an_unknown_key_or_a_wrong_type_is_invalid(tmp_path, clip):
+    from jsonschema import ValidationError
+
+    config, result = _run(tmp_path, clip, video=False)
+    report = write_reports(result, config)
+    validate_report(report)
+    with pytest.raises(ValidationError, match="'surprise' was unexpected"):
+        validate_report({**report, "surprise": 1})
+    with pytest.raises(ValidationError, match="is not of type 'integer'"):
+        validate_report({**report, "frames": "many"})
+    with pytest.raises(ValidationError, match="'fingerprint' is a required property"):
+        validate_report({k: v for k, v in report.items() if k != "fingerprint"})
+
+
 def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeypatch):
     renamed = []
     real_replace = os.replace
@@ -173,14 +172,14 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     assert renamed == ["clip.mp4", "clip.poses.npz", "clip.csv", "clip.png", "clip.json"]  # the JSON last
     on_disk = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert on_disk == report
-    seen = check_against_docs(report)
+    seen = check_against_schema(report)
     # Two people dancing together for 6 s (enough distinct time shifts for p < 0.05): the synchrony
     # keys, which the clip above is too short and too still for.
     dancing = make_video(tmp_path / "dancing.mp4", seconds=6, fps="10", size="96x64")
     _, moving = _run(tmp_path / "dancing", dancing, DancingPair())
     moving_report = write_reports(moving, Config(input=dancing, output=tmp_path / "dancing" / "out" / "clip.mp4"))
-    seen |= check_against_docs(moving_report)
-    assert seen == set(documented_schema()), "documented keys that a full report lacks"
+    seen |= check_against_schema(moving_report)
+    assert seen == {key for key, _, _ in schemas.keys(schemas.load("report"))}, "schema keys a full report lacks"
     assert moving_report["sync"]["score"] >= 9.5 and moving_report["sync"]["above_chance"] is True
     assert [p["sync"]["score"] >= 9.5 for p in moving_report["persons"]] == [True, True]
     assert report["input"] == str(clip) and report["output"] == str(config.output)
@@ -221,7 +220,7 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
 def test_no_video_writes_reports_only(tmp_path, clip):
     config, result = _run(tmp_path, clip, video=False, score=False)
     report = write_reports(result, config)
-    check_against_docs(report)
+    check_against_schema(report)
     assert result.output is None and result.encoder is None
     assert "encode" not in result.stages
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
