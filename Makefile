@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-dev run test test-all bench bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-dev run test lint bench bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -42,6 +42,11 @@ run: setup $(if $(filter yolo,$(MODEL)),setup-yolo)
 test: setup-dev
 	$(PY) -m pytest -q tests
 
+# Style and types, no warnings allowed (settings in pyproject.toml); CI runs it before the tests.
+lint: setup-dev
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 bench: setup-dev
 	$(PY) -m pipeline.bench $(ARGS)
 
@@ -56,6 +61,3 @@ bench-gpu:
 
 clean:
 	rm -rf $(VENV) .pytest_cache
-
-test-all: setup-dev
-	$(PY) -m pytest -q tests -m ""

@@ -10,9 +10,9 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workers.models import ModelDefaults, get_model
-
 
 #: Settings that change neither the numbers nor the pixels a run produces: where it reads and
 #: writes, how fast it goes, what it shows, and which outputs it writes (`video`, `save_poses`:
@@ -200,7 +200,7 @@ class Config:
             "half": self.half,
         }
 
-    def replace(self, **changes: object) -> Config:
+    def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 

@@ -14,9 +14,9 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -109,7 +109,8 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
     sources = find_videos(Path(input_folder), exclude)
     relatives = [source.relative_to(input_folder) for source in sources]
     stems = Counter((relative.parent, relative.stem.casefold()) for relative in relatives)
-    jobs, taken = [], {}
+    jobs: list[Job] = []
+    taken: dict[str, Path] = {}
     for source, relative in zip(sources, relatives):
         clash = stems[(relative.parent, relative.stem.casefold())] > 1
         reserved = relative.parent == Path(".") and relative.stem.casefold() == Path(SUMMARY_NAME).stem

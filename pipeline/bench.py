@@ -20,6 +20,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -271,7 +272,7 @@ def weights_for(model: str, args: argparse.Namespace) -> str | None:
     return None if cached_weights_path().is_file() else "random"
 
 
-def stand_in_settings(weights: str | None) -> dict[str, object]:
+def stand_in_settings(weights: str | None) -> dict[str, Any]:
     """Config changes that make random Keypoint R-CNN weights do a trained model's work.
 
     Random weights find nobody above 0.9, so the keypoint head would never run: the two most
@@ -337,7 +338,7 @@ def sweep(model: str, source: Path, setting: str, values: list[int], args: argpa
           folder: Path) -> None:
     """Speed against accuracy of one setting: frames/s and the frame scores' change."""
     def run(value: int | None):
-        changes = {} if value is None else {setting: value}
+        changes: dict[str, Any] = {} if value is None else {setting: value}
         config = Config(input=source, output=folder / f"{model}-{setting}-{value}.mp4", model=model,
                         weights=weights_for(model, args), device=args.device, batch_size=args.batch_size,
                         video=False, progress=False, save_poses=False, **changes)

@@ -29,10 +29,12 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,9 +43,9 @@ from config import Config
 from pipeline.bench import SHARED_CLIP, SHARED_YOLO, make_clip, stand_in_settings
 from pipeline.runner import run_video
 from workers.decode import VideoReader
+from workers.device import is_out_of_memory
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import encoder_works, ffmpeg_exe, probe, run_ffmpeg
-from workers.device import is_out_of_memory
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.models import build_estimator
 
@@ -207,7 +209,7 @@ def environment(device: str) -> dict[str, Any]:
     version = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, timeout=30)
     lines = version.stdout.splitlines()
     facts: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "device": torch.cuda.get_device_name(device) if cuda else f"{platform.machine()} CPU",
         "gpu_memory_gib": round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1) if cuda else None,
         "driver": _nvml_driver() if cuda else None,
@@ -319,15 +321,16 @@ class CpuMeter:
         self._sampler.join()
         wall = time.monotonic() - self._start[0]
         machine, process = _machine_busy(), _process_cpu()
-        if None in (machine, process, self._start[1], self._start[2]) or wall <= 0:
+        machine_before, process_before = self._start[1], self._start[2]
+        if machine is None or process is None or machine_before is None or process_before is None or wall <= 0:
             return
         threads: dict[str, float] = {}
         for tid, (name, seconds) in self._threads.items():
             used = seconds - self._before.get(tid, 0.0)
             threads[name] = threads.get(name, 0.0) + used
         self.report = {
-            "machine_cores": round((machine - self._start[1]) / wall, 2),
-            "process_cores": round((process - self._start[2]) / wall, 2),
+            "machine_cores": round((machine - machine_before) / wall, 2),
+            "process_cores": round((process - process_before) / wall, 2),
             "threads": {name: round(used / wall, 2) for name, used in sorted(threads.items())
                         if used > 0.01 * wall},
         }
@@ -354,6 +357,8 @@ def _thread_cpu() -> dict[int, tuple[str, float]]:
     found: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for thread in threading.enumerate():
+        if thread.native_id is None:  # not started yet
+            continue
         try:
             stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
         except (OSError, TypeError):
@@ -514,24 +519,24 @@ class Check:
                 size = (round(height * 16 / 9 / 2) * 2, height)
                 for model in models:
                     frames = args.frames or DEFAULT_FRAMES.get(model, 128)
-                    clip = self.attempt(f"{model} {size[0]}x{size[1]} clip", lambda: make_clip(
-                        source, frames, folder / f"{model}-{height}", size))
+                    clip = self.attempt(f"{model} {size[0]}x{size[1]} clip", partial(
+                        make_clip, source, frames, folder / f"{model}-{height}", size))
                     if clip is None:
                         continue
                     images = [frame.image for frame in VideoReader(probe(clip))]
                     for half in precisions if "table" in steps else ():
                         for batch in batches:
                             what = f"{model} {size[0]}x{size[1]} batch {batch}{' half' if half else ''}"
-                            self.attempt(what, lambda: self.measure(model, clip, images, batch, half, folder))
+                            self.attempt(what, partial(self.measure, model, clip, images, batch, half, folder))
                     if position == 0 and model == "keypointrcnn" and "checks" in steps:
-                        self.attempt("staging buffer", lambda: self.check_staging(clip, images, folder))
-                        self.attempt("cudnn.benchmark", lambda: self.check_cudnn_benchmark(clip, images, folder))
-                        self.attempt("out-of-memory halving", lambda: self.check_oom(clip, images, folder))
+                        self.attempt("staging buffer", partial(self.check_staging, clip, images, folder))
+                        self.attempt("cudnn.benchmark", partial(self.check_cudnn_benchmark, clip, images, folder))
+                        self.attempt("out-of-memory halving", partial(self.check_oom, clip, images, folder))
                     if position == 0 and "diagnose" in steps and model in self.diagnosed(models):
-                        self.attempt(f"diagnose {model}", lambda: self.diagnose(model, clip, images, folder))
+                        self.attempt(f"diagnose {model}", partial(self.diagnose, model, clip, images, folder))
                     del images
                 if position == 0 and "encoders" in steps:
-                    self.attempt("encoders", lambda: self.compare_encoders(source, size, folder, models))
+                    self.attempt("encoders", partial(self.compare_encoders, source, size, folder, models))
 
     def diagnosed(self, models: list[str]) -> list[str]:
         """The models to diagnose: all; in a dry run one, the quicker (YOLO where its weights are here)."""
@@ -571,8 +576,8 @@ class Check:
         for variant, setup, changes in (("defaults", None, {}), ("no video", None, {"video": False}),
                                         ("x264 ultrafast", None, {"x264_preset": "ultrafast"}),
                                         ("switch interval 1 ms", switch_interval, {})):
-            self.attempt(f"diagnose {model} {variant}", lambda: self.measure(
-                model, clip, images, batch, False, folder, variant=variant, setup=setup, **changes))
+            self.attempt(f"diagnose {model} {variant}", partial(
+                self.measure, model, clip, images, batch, False, folder, variant=variant, setup=setup, **changes))
 
     def _beside(self, work: Callable[[threading.Event, threading.Event], None] | None, estimator: PoseEstimator,
                 images: Sequence[np.ndarray], batch: int, seconds: float) -> dict[str, Any]:
@@ -600,7 +605,7 @@ class Check:
     def check_staging(self, clip: Path, images: Sequence[np.ndarray], folder: Path) -> None:
         """Consecutive batches through the pinned staging buffer against a plain copy each."""
         wrapped = self.estimator("keypointrcnn", False, clip, folder)
-        estimator = getattr(wrapped, "estimator", wrapped)  # the model itself, past its ModelThread
+        estimator: Any = getattr(wrapped, "estimator", wrapped)  # the model itself, past its ModelThread
         batch = min(8, max(1, len(images) // 2))
         first, second = images[:batch], images[batch : 2 * batch] or images[:batch]
         pinned = estimator.predict(first) + estimator.predict(second)
@@ -651,6 +656,7 @@ class Check:
         total = torch.cuda.get_device_properties(self.device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), self.device)
         batches = AdaptiveBatches(estimator, 16)
+        outcome: dict[str, Any]
         try:
             found = batches.predict(frames)
             outcome = {"frames_in": len(frames), "frames_out": len(found), "error": None}
@@ -661,7 +667,8 @@ class Check:
             torch.cuda.set_per_process_memory_fraction(1.0, self.device)
             torch.cuda.empty_cache()
         self.results["checks"]["oom_halving"] = {
-            "cap_mib": round(cap / 2**20), "one_frame_mib": round(one_frame / 2**20), "start_batch": 16, "final_batch": batches.batch_size,
+            "cap_mib": round(cap / 2**20), "one_frame_mib": round(one_frame / 2**20), "start_batch": 16,
+            "final_batch": batches.batch_size,
             "halvings": batches.halvings, **outcome,
         }
 

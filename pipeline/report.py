@@ -18,20 +18,20 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from config import Config
 from pipeline.results import FrameResult, FrameTable, PersonResult, RunResult
 from workers.draw import colour_of
-from workers.sync import SyncResult, SyncScore
-from workers.timing import Moment
 from workers.encode import partial_path
 from workers.poses import poses_path
+from workers.sync import SyncResult, SyncScore
+from workers.timing import Moment
 
 FORMAT = "dancingskeletons-report/1"
 
@@ -234,7 +234,7 @@ def build_report(
     scores = [None if np.isnan(score) else float(score) for score in frame_column(result.frames, "score")]
     return {
         "format": FORMAT,
-        "created": created.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "created": created.astimezone(UTC).isoformat(timespec="seconds"),
         "input": str(config.input),
         "input_file": dict(input_file),
         "output": None if result.output is None else str(result.output),
@@ -339,7 +339,11 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
 def write_json(path: Path, data: dict) -> Path:
     """A JSON file (UTF-8, indented), written atomically."""
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    return write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+
+    def write(handle: io.BufferedWriter) -> None:
+        handle.write(text.encode("utf-8"))
+
+    return write_atomically(path, write)
 
 
 def unscored_runs(scored: Sequence[bool]) -> list[tuple[int, int]]:
@@ -473,7 +477,7 @@ def write_reports(result: RunResult, config: Config, probe_seconds: float = 0.0)
         input_file=input_identity(config.input),
         probe_seconds=probe_seconds,
         reports_seconds=time.perf_counter() - started,
-        created=datetime.now(timezone.utc),
+        created=datetime.now(UTC),
     )
     write_json(files.json, report)
     return report

@@ -6,9 +6,9 @@ so that a reader of results needs this module only, not the threads of `pipeline
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from pipeline.stages import StageClock
 from workers.analysis import PersonResult

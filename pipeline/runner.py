@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
 

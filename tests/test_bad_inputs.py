@@ -20,7 +20,7 @@ from pipeline.cli import get_args_parser, main
 from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, child_processes, make_video, stream_facts
 from workers.decode import VideoReader
-from workers.errors import DecodeError, StageError, VideoOpenError
+from workers.errors import StageError, VideoOpenError
 from workers.ffmpeg import FFmpegProcess, ffmpeg_exe, probe
 
 
@@ -176,7 +176,8 @@ def test_several_audio_tracks_keep_the_first(tmp_path):
            "-f", "lavfi", "-i", "sine=f=880:d=1", "-map", "0", "-map", "1", "-map", "2",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(source))
     config, _ = _run(source, tmp_path)
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(config.output)], capture_output=True, text=True).stderr
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(config.output)],
+                         capture_output=True, text=True).stderr
     assert out.count("Audio:") == 1
 
 
@@ -233,7 +234,8 @@ def loopback_server():
 def test_playlists_and_lists_are_refused_and_read_nothing(corpus, tmp_path, loopback_server):
     address, requests = loopback_server
     segment = tmp_path / "secret_segment.ts"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-f", "mpegts", str(segment))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-f", "mpegts",
+           str(segment))
     playlists = {
         "local.m3u8": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{segment}\n#EXT-X-ENDLIST\n",
         "network.m3u8": f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{address}/seg.ts\n#EXT-X-ENDLIST\n",
@@ -273,7 +275,8 @@ def test_a_stalled_ffmpeg_stops_the_run(tmp_path, monkeypatch):
 
 def test_a_flood_of_ffmpeg_messages_cannot_block_it(corpus):
     source = corpus / "good.mp4"
-    process = FFmpegProcess(["-nostdin", "-loglevel", "trace", "-i", str(source), "-f", "rawvideo", "pipe:1"], stdout=True)
+    process = FFmpegProcess(["-nostdin", "-loglevel", "trace", "-i", str(source), "-f", "rawvideo", "pipe:1"],
+                            stdout=True)
     data = process.stdout.read()
     assert process.wait(timeout=30) == 0
     assert len(data) == 100 * 160 * 120 * 3 // 2  # yuv420p frames all came through

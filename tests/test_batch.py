@@ -14,7 +14,13 @@ import pytest
 
 from config import Config
 from pipeline.batch import (
-    SUMMARY_COLUMNS, FolderError, LogProgress, exit_code, find_videos, plan_jobs, run_folder,
+    SUMMARY_COLUMNS,
+    FolderError,
+    LogProgress,
+    exit_code,
+    find_videos,
+    plan_jobs,
+    run_folder,
 )
 from pipeline.cli import get_args_parser, main
 from pipeline.report import OutputFiles

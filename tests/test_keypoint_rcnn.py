@@ -12,8 +12,7 @@ from config import Config
 from pipeline.runner import run_video
 from tests.helpers import make_video, stream_facts
 from workers.errors import ModelError
-from workers.models import build_estimator
-from workers.models import keypoint_rcnn
+from workers.models import build_estimator, keypoint_rcnn
 from workers.skeleton import KEYPOINT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]

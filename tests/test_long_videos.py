@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from config import Config
-from workers.annotate import Annotator
-from workers.records import FrameResult, FrameTable
 from tests.helpers import detections, pose
 from tests.test_sync import FPS, dancer
+from workers.annotate import Annotator
 from workers.data import PoseRows
+from workers.records import FrameResult, FrameTable
 from workers.spool import RecordSpool
 from workers.timing import TimingParams, analyse_timing, analyse_timing_stream, mirror_poses
 from workers.track import TrackSummarizer, summarize_tracks

@@ -8,10 +8,10 @@ import pytest
 
 from config import Config
 from pipeline.runner import run_video
-from workers.annotate import Annotator
 from tests.helpers import StandInEstimator, child_processes, detections, make_video, pose, stream_facts
+from workers.annotate import Annotator
 from workers.data import Frame
-from workers.errors import DecodeError, VideoOpenError
+from workers.errors import VideoOpenError
 from workers.ffmpeg import probe
 
 

@@ -12,7 +12,13 @@ from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.data import VideoInfo
 from workers.poses import (
-    CachedPoses, PoseCacheError, PoseCacheMeta, check_matches, load_poses, read_poses_meta, save_poses,
+    CachedPoses,
+    PoseCacheError,
+    PoseCacheMeta,
+    check_matches,
+    load_poses,
+    read_poses_meta,
+    save_poses,
 )
 
 

@@ -11,13 +11,20 @@ import pytest
 from PIL import Image
 
 from config import Config
+from pipeline import schemas
 from pipeline.report import (
-    CSV_COLUMNS, complete_report, fingerprint, frame_rows, person_entries, score_statistics, unscored_runs,
-    write_atomically, write_reports,
+    CSV_COLUMNS,
+    complete_report,
+    fingerprint,
+    frame_rows,
+    person_entries,
+    score_statistics,
+    unscored_runs,
+    write_atomically,
+    write_reports,
 )
 from pipeline.results import FrameResult
 from pipeline.runner import run_video
-from pipeline import schemas
 from tests.conftest import validate_report
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.infer import PoseModel

@@ -5,10 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import FIXTURES, detections, need_shared, pose
+from tests.helpers import detections, need_shared, pose
 from workers.data import Detections
 from workers.score import (
-    RunningScore, ScoreParams, fit_affine, frame_score, keypoint_weights, persons_above, pose_distance,
+    RunningScore,
+    ScoreParams,
+    fit_affine,
+    frame_score,
+    keypoint_weights,
+    persons_above,
+    pose_distance,
 )
 
 PARAMS = ScoreParams()

@@ -11,8 +11,8 @@ import pytest
 from config import Config
 from pipeline.cli import config_from_args, get_args_parser
 from pipeline.runner import run_video
-from workers.annotate import Annotator
 from tests.helpers import StandInEstimator, detections, make_video, pose
+from workers.annotate import Annotator
 from workers.data import Detections, Frame
 from workers.draw import PALETTE, draw_skeletons
 from workers.timing import mirror_poses
@@ -62,7 +62,7 @@ def test_a_delayed_copy_is_behind_by_the_delay(delay):
 def test_timing_score_falls_as_the_delay_grows():
     scores = []
     for delay in (0, 3, 6, 12):
-        persons, _ = run_annotator(8, lambda t: [dancer(t, 120), dancer(t - delay / FPS, 420)]).finish()
+        persons, _ = run_annotator(8, lambda t, delay=delay: [dancer(t, 120), dancer(t - delay / FPS, 420)]).finish()
         scores.append(np.mean([p.timing_score for p in persons]))
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
 

@@ -7,9 +7,21 @@ from tests.helpers import pose
 from workers.score import pose_distance
 from workers.skeleton import KEYPOINT_NAMES
 from workers.timing import (
-    MIRROR_PERMUTATION, TimingParams, analyse_timing, analysis_windows, mirror_poses, motion_features,
-    normalise_poses, peak_shift, pose_distances, shift_correlations, solve_group_lags, timing_score,
-    torso_centres, vertical_features, worst_moments,
+    MIRROR_PERMUTATION,
+    TimingParams,
+    analyse_timing,
+    analysis_windows,
+    mirror_poses,
+    motion_features,
+    normalise_poses,
+    peak_shift,
+    pose_distances,
+    shift_correlations,
+    solve_group_lags,
+    timing_score,
+    torso_centres,
+    vertical_features,
+    worst_moments,
 )
 
 FPS = 30.0

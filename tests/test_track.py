@@ -6,7 +6,13 @@ import pytest
 from tests.helpers import detections, pose
 from workers.data import Detections
 from workers.track import (
-    Tracker, TrackSummary, box_iou, select_performers, summarize_tracks, track_poses, track_video,
+    Tracker,
+    TrackSummary,
+    box_iou,
+    select_performers,
+    summarize_tracks,
+    track_poses,
+    track_video,
 )
 
 # pose(scale) is 3.3 * scale pixels tall (eyes to ankles) and 1.4 * scale wide.

@@ -9,8 +9,8 @@ No threads; the score stage calls it (`workers.annotate.Annotator.finish`).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

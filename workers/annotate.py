@@ -17,7 +17,7 @@ from workers.records import FrameResult, FrameTable
 from workers.score import RunningScore, ScoreParams, frame_score, persons_above
 from workers.sync import SyncParams, SyncResult
 from workers.timing import Moment, TimingParams, current_lags
-from workers.track import TrackSummarizer, Tracker, select_performers
+from workers.track import Tracker, TrackSummarizer, select_performers
 
 
 def score_params(config: Config) -> ScoreParams:
@@ -76,22 +76,23 @@ class Annotator:
     def __call__(self, frame: Frame, detections: Detections) -> None:
         """Track and score `frame`, draw on its image in place, and record the result."""
         persons = persons_above(detections, self.params.person_threshold)
-        ids = self.tracker.update(persons)
-        self.tracked.append(persons, ids)
+        found_ids = self.tracker.update(persons)
+        self.tracked.append(persons, found_ids)
+        ids = tuple(int(person_id) for person_id in found_ids)
         score = text = displayed = None
         if self.config.score:
             score = frame_score(persons, self.params)
             text = self.running.update(len(persons), score)
             displayed = self.running.displayed if len(persons) else None
             self._update_live_lags()
-        labels = tuple(self._label(int(person_id)) for person_id in ids)
+        labels = tuple(self._label(person_id) for person_id in ids)
         if self.draw:
             draw_skeletons(frame.image, persons, self.config.keypoint_min_score, ids)
             draw_person_labels(frame.image, persons, ids, labels)
             if text:
                 draw_label(frame.image, text)
-        self.results.append(FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text,
-                                        tuple(int(i) for i in ids), labels))
+        result = FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text, ids, labels)
+        self.results.append(result)
 
     def _label(self, person_id: int) -> str:
         lag = self.live_lags.get(person_id)

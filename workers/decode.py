@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class VideoReader:
         rate = float(self.info.fps)
         while True:
             image = np.empty((height, width, 3), np.uint8)
-            view = memoryview(image).cast("B")
+            view = image.data.cast("B")
             filled = 0
             while filled < frame_bytes:
                 count = process.stdout.readinto(view[filled:])

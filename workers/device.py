@@ -24,7 +24,8 @@ def resolve_device(requested: str) -> str:
     if requested == "cpu":
         return "cpu"
     if not torch.cuda.is_available():
-        raise DeviceError(f"--device {requested} was requested but CUDA is not available here; use --device cpu or auto")
+        raise DeviceError(
+            f"--device {requested} was requested but CUDA is not available here; use --device cpu or auto")
     index = int(requested.split(":", 1)[1]) if ":" in requested else 0
     if index >= torch.cuda.device_count():
         raise DeviceError(

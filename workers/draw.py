@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -92,7 +92,9 @@ def draw_label(image: np.ndarray, text: str) -> None:
     (width, height), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
     margin = max(4, round(12 * scale))
     x, y = margin, margin + height
-    cv2.rectangle(image, (x - margin // 2, y - height - margin // 2), (x + width + margin // 2, y + baseline + margin // 2), (0, 0, 0), -1)
+    top_left = (x - margin // 2, y - height - margin // 2)
+    bottom_right = (x + width + margin // 2, y + baseline + margin // 2)
+    cv2.rectangle(image, top_left, bottom_right, (0, 0, 0), -1)
     cv2.putText(image, text, (x, y), FONT, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from workers.data import VideoInfo
 from workers.errors import EncodeError
-from workers.ffmpeg import FFmpegProcess, encoder_works, input_args, file_url, run_ffmpeg
+from workers.ffmpeg import FFmpegProcess, encoder_works, file_url, input_args, run_ffmpeg
 
 #: Audio codecs MP4 takes as they are; others are re-encoded to AAC.
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"})

@@ -15,7 +15,7 @@ import subprocess
 import threading
 from collections import deque
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -302,7 +302,7 @@ def _looks_like_mp4(path: Path) -> bool:
     return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
-@lru_cache(maxsize=None)
+@cache
 def encoder_works(encoder: str) -> bool:
     """Whether the bundled ffmpeg can really encode with `encoder` on this machine."""
     args = ["-nostdin", "-f", "lavfi", "-i", "color=s=256x256:d=0.1", "-c:v", encoder, "-f", "null", "-"]

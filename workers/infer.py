@@ -11,8 +11,9 @@ import logging
 import queue
 import threading
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class ModelThread(PoseModel):
         finally:
             # An error raised here keeps this frame in its traceback: without this the frame,
             # the future and the error would hold one another (and the batch's tensors) in a cycle.
-            done = None
+            del done
 
     def __getattr__(self, name: str):
         return getattr(self.estimator, name)

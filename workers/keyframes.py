@@ -7,7 +7,8 @@ the stream of (frame, persons) the score stage needs, in order. The infer stage 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class PoseLog:
 
     def __init__(self, directory: Path | None = None) -> None:
         self._records = RecordSpool(PERSON_RECORD, directory)
-        self._ends = RecordSpool(np.int64, directory)  # records up to and including each frame
+        self._ends = RecordSpool(np.dtype(np.int64), directory)  # records up to and including each frame
 
     def __len__(self) -> int:
         return len(self._ends)

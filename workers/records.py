@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable, Iterator, Sequence, overload
+from typing import overload
 
 import numpy as np
 

@@ -31,7 +31,9 @@ class RecordSpool:
         buffer_records: Records kept in memory before they are written out together.
     """
 
-    def __init__(self, dtype: np.dtype | str, directory: Path | None = None, buffer_records: int = CHUNK_FRAMES) -> None:
+    def __init__(
+        self, dtype: np.dtype | str, directory: Path | None = None, buffer_records: int = CHUNK_FRAMES
+    ) -> None:
         if buffer_records < 1:
             raise ValueError(f"buffer_records must be >= 1, got {buffer_records!r}")
         self.dtype = np.dtype(dtype)
@@ -91,7 +93,7 @@ class RecordSpool:
             self._buffered = 0
 
     def _write(self, records: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(records)).cast("B")
+        data = np.ascontiguousarray(records).data.cast("B")
         offset = self._written * self.dtype.itemsize
         try:
             while data:

@@ -28,8 +28,9 @@ Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def analyse_sync(
     source: PoseSource,
     fps: float,
     scales: Sequence[float] | None = None,
-    mirrored_pairs: set[tuple[int, int]] = frozenset(),
+    mirrored_pairs: AbstractSet[tuple[int, int]] = frozenset(),
     params: SyncParams = SyncParams(),
     chunk_frames: int = CHUNK_FRAMES,
 ) -> SyncResult:

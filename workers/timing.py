@@ -49,8 +49,8 @@ Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -443,13 +443,13 @@ class _StretchFeatures:
     vertical: np.ndarray
 
     @classmethod
-    def of(cls, normalised: np.ndarray, fps: float, params: TimingParams, half: int) -> "_StretchFeatures":
+    def of(cls, normalised: np.ndarray, fps: float, params: TimingParams, half: int) -> _StretchFeatures:
         """Features of a normalised stretch, less `half` frames at either end (the velocities'
         reach)."""
         return cls(motion_features(normalised, fps, params.velocity_span_s)[half:-half],
                    vertical_features(normalised)[half:-half])
 
-    def inner(self, reach: int) -> "_StretchFeatures":
+    def inner(self, reach: int) -> _StretchFeatures:
         """The same without `reach` frames at either end."""
         return _StretchFeatures(self.motion[reach:-reach], self.vertical[reach:-reach])
 
@@ -566,7 +566,7 @@ def lag_confidence(windows: Sequence[WindowLag]) -> float:
              if window.lag_ms is not None and window.correlation is not None]
     if not windows or not found:
         return 0.0
-    return float(min(1.0, len(found) / len(windows) * np.mean(found)))
+    return min(1.0, len(found) / len(windows) * float(np.mean(found)))
 
 
 def timing_score(lag_ms: float | None, scale_ms: float = 150.0) -> float | None:
@@ -769,7 +769,7 @@ def _window_lags(
     window_lags = np.full((len(windows), count), np.nan)
     window_correlations = np.full((len(windows), count), np.nan)
     for w in range(len(windows)):
-        measured = {pair: result[w] for pair, result in pair_results.items() if result[w] is not None}
+        measured = {pair: found for pair, result in pair_results.items() if (found := result[w]) is not None}
         window_lags[w] = solve_group_lags(count, measured)
         for person in range(count):
             peaks = [value for (a, b), (_, value) in measured.items() if person in (a, b)]
@@ -907,7 +907,7 @@ def worst_moments(
     counts = sliding_window_view(scored, length).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts >= max(1, np.ceil(min_scored_fraction * length)), sums / counts, np.nan)
-    moments = []
+    moments: list[Moment] = []
     while len(moments) < count and np.isfinite(means).any():
         start = int(np.nanargmin(means))
         end = start + length

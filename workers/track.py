@@ -9,8 +9,8 @@ one summary per id, and `select_performers` decides from the summaries whom to s
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -421,7 +421,7 @@ def select_performers(
     # a smaller person who stands in view all along.
     ranked = sorted(ids, key=lambda i: (not verdicts[i][0], -tracks[i].frames_present * tracks[i].median_height,
                                         -tracks[i].median_height, i))
-    chosen = set(ranked[:mode])
+    chosen = set(ranked[:int(mode)])
     return {
         person_id: (True, f"among the {mode} chosen ({verdicts[person_id][1]})")
         if person_id in chosen

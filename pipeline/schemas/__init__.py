@@ -12,15 +12,16 @@ tables of docs/REPORTS.md are the ones `markdown_table` renders from them:
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 FOLDER = Path(__file__).resolve().parent
 SCHEMAS = {"report": "report.schema.json", "summary": "summary-row.schema.json"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict[str, Any]:
     """The schema `name` ("report" or "summary"), parsed."""
     if name not in SCHEMAS:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
 
 from workers.data import Detections
-from workers.errors import ModelError
 from workers.device import resolve_device
+from workers.errors import ModelError
 from workers.infer import PoseModel
 
 if TYPE_CHECKING:

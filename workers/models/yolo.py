@@ -15,17 +15,18 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
 
 from workers.data import Detections
-from workers.errors import ModelError
 from workers.device import resolve_device
+from workers.errors import ModelError
 from workers.infer import PoseModel
 from workers.skeleton import NUM_KEYPOINTS
 
