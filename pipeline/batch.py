@@ -26,8 +26,8 @@ from pipeline.results import RunResult
 from pipeline.runner import run_video
 from workers.data import VideoInfo
 from workers.errors import SyncError
-from workers.ffmpeg import probe
 from workers.infer import PoseEstimator
+from workers.probe import probe
 
 log = logging.getLogger("dancingskeletons")
 

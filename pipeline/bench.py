@@ -31,10 +31,11 @@ from workers.annotate import Annotator
 from workers.data import Detections
 from workers.decode import VideoReader
 from workers.encode import VideoWriter, choose_encoder
-from workers.ffmpeg import ffmpeg_exe, probe
+from workers.ffmpeg import ffmpeg_exe
 from workers.infer import PoseEstimator, PoseModel
 from workers.models import build_estimator
 from workers.models.keypoint_rcnn import cached_weights_path
+from workers.probe import probe
 from workers.skeleton import STANDING_POSE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -45,9 +45,10 @@ from pipeline.runner import run_video
 from workers.decode import VideoReader
 from workers.device import is_out_of_memory
 from workers.encode import VideoWriter, choose_encoder
-from workers.ffmpeg import encoder_works, ffmpeg_exe, probe, run_ffmpeg
+from workers.ffmpeg import encoder_works, ffmpeg_exe, run_ffmpeg
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.models import build_estimator
+from workers.probe import probe
 
 #: The folder `make gpu-kit` fills with what the GPU machine lacks (see tools/gpu_kit.py).
 DEFAULT_KIT = Path(".gpu-kit")

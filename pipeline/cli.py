@@ -192,8 +192,8 @@ def _build_estimator(config: Config):
 
 def _run(config: Config, bars: bool) -> int:
     from pipeline.batch import describe, make_progress, process_video
-    from workers.ffmpeg import probe
     from workers.poses import check_matches
+    from workers.probe import probe
 
     if config.output.is_dir():
         config = config.replace(output=config.output / f"{config.input.stem}.mp4")

@@ -21,10 +21,10 @@ from workers.data import Detections, Frame, VideoInfo
 from workers.decode import VideoReader
 from workers.draw import end_card
 from workers.encode import VideoWriter, choose_encoder
-from workers.ffmpeg import probe
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.keyframes import detect_frames
 from workers.poses import PoseCacheMeta, PoseLog, poses_path, save_poses
+from workers.probe import probe
 
 
 def run_video(

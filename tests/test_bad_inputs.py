@@ -21,7 +21,8 @@ from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, child_processes, make_video, stream_facts
 from workers.decode import VideoReader
 from workers.errors import StageError, VideoOpenError
-from workers.ffmpeg import FFmpegProcess, ffmpeg_exe, probe
+from workers.ffmpeg import FFmpegProcess, ffmpeg_exe
+from workers.probe import probe
 
 
 def ffmpeg(*args: str) -> None:

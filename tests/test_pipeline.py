@@ -12,7 +12,7 @@ from tests.helpers import StandInEstimator, child_processes, detections, make_vi
 from workers.annotate import Annotator
 from workers.data import Frame
 from workers.errors import VideoOpenError
-from workers.ffmpeg import probe
+from workers.probe import probe
 
 
 def _config(tmp_path, source, **changes):

@@ -14,8 +14,9 @@ import pytest
 from config import Config
 from pipeline.runner import run_video
 from tests.helpers import SHARED, need_shared, stream_facts
-from workers.ffmpeg import ffmpeg_exe, probe
+from workers.ffmpeg import ffmpeg_exe
 from workers.poses import CachedPoses, load_poses
+from workers.probe import probe
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ultralytics") is None, reason="ultralytics is not installed (requirements-yolo.txt)"

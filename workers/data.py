@@ -28,6 +28,11 @@ class VideoInfo:
         has_audio: Whether the file has at least one audio stream.
         audio_codec: Codec name of the first audio stream, or None.
         video_codec: Codec name of the first video stream.
+        frames: Frames in the video stream as the container records them, or None when it
+            does not (the count actually decoded can differ).
+        rotation: Degrees the frames are turned for display (0, 90, 180, 270); width and
+            height above are already those of the upright frames.
+        audio_codecs: Codec names of every audio stream, in order.
     """
 
     path: Path
@@ -38,10 +43,16 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None
     video_codec: str
+    frames: int | None = None
+    rotation: int = 0
+    audio_codecs: tuple[str, ...] = ()
 
     @property
     def expected_frames(self) -> int:
-        """Frame count estimated from duration and rate (the header is an estimate)."""
+        """Frame count for progress displays: the container's count where it has one, else
+        estimated from duration and rate (the decoded count can differ either way)."""
+        if self.frames:
+            return self.frames
         return max(0, round(self.duration * float(self.fps)))
 
 

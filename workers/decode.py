@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from workers.data import Frame, VideoInfo
 from workers.errors import DecodeError
-from workers.ffmpeg import FFmpegProcess, input_args
+from workers.ffmpeg import FFmpegProcess, input_args, last_message
 
 log = logging.getLogger("dancingskeletons")
 
@@ -90,22 +91,11 @@ class VideoReader:
     def _check_end(self, process: FFmpegProcess) -> None:
         """After the last frame: fail on an ffmpeg error, a truncated or badly damaged file."""
         code = process.wait(timeout=30)
-        path, errors = self.info.path, process.stderr_count
-        if code != 0:
-            raise DecodeError(f"{path}: decoding failed after {self.frames_read} frames ({process.last_error()})")
-        if self.frames_read == 0:
-            raise DecodeError(f"{path}: no frame could be decoded ({process.last_error()})")
-        if any("partial file" in line for line in process.stderr_lines()):
-            raise DecodeError(f"{path}: the file is truncated (its data ends after {self.frames_read} frames)")
-        if errors > self.max_errors:
-            raise DecodeError(
-                f"{path}: damaged: {errors} decoding errors, more than the {self.max_errors} tolerated "
-                f"(last: {process.last_error()})"
-            )
-        if errors:
-            message = f"{path}: {errors} decoding errors; damaged frames were concealed or dropped"
-            self.warnings.append(message)
-            log.warning(message)
+        warning = decoding_verdict(self.info.path, code, self.frames_read, process.stderr_lines(),
+                                   process.stderr_count, self.max_errors)
+        if warning:
+            self.warnings.append(warning)
+            log.warning(warning)
 
     def kill(self) -> None:
         """Stop ffmpeg now; a read blocked in another thread returns."""
@@ -114,3 +104,39 @@ class VideoReader:
 
     def close(self) -> None:
         self.kill()
+
+
+def decoding_verdict(
+    path: Path, code: int, frames_read: int, lines: list[str], errors: int, max_errors: int = MAX_DECODE_ERRORS
+) -> str | None:
+    """What a finished ffmpeg decode (run at `-loglevel error`) says about the file.
+
+    Args:
+        path: The input, for messages.
+        code: ffmpeg's exit code.
+        frames_read: Frames that came out.
+        lines: ffmpeg's last stderr lines.
+        errors: How many lines ffmpeg wrote to stderr (each one an error at this log level).
+        max_errors: Decoder errors tolerated before the file counts as damaged.
+
+    Returns:
+        A warning for a file with a few damaged frames (concealed or dropped), else None.
+
+    Raises:
+        DecodeError: ffmpeg failed, nothing decoded, the file ends in the middle of its data
+            ("partial file"), or more than `max_errors` errors.
+    """
+    if code != 0:
+        raise DecodeError(f"{path}: decoding failed after {frames_read} frames ({last_message(lines)})")
+    if frames_read == 0:
+        raise DecodeError(f"{path}: no frame could be decoded ({last_message(lines)})")
+    if any("partial file" in line for line in lines):
+        raise DecodeError(f"{path}: the file is truncated (its data ends after {frames_read} frames)")
+    if errors > max_errors:
+        raise DecodeError(
+            f"{path}: damaged: {errors} decoding errors, more than the {max_errors} tolerated "
+            f"(last: {last_message(lines)})"
+        )
+    if errors:
+        return f"{path}: {errors} decoding errors; damaged frames were concealed or dropped"
+    return None

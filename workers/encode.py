@@ -10,7 +10,8 @@ import numpy as np
 
 from workers.data import VideoInfo
 from workers.errors import EncodeError
-from workers.ffmpeg import FFmpegProcess, encoder_works, file_url, input_args, run_ffmpeg
+from workers.ffmpeg import FFmpegProcess, encoder_works, file_url, input_args
+from workers.probe import verify_output
 
 #: Audio codecs MP4 takes as they are; others are re-encoded to AAC.
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"})
@@ -141,7 +142,7 @@ class VideoWriter:
         if code != 0:
             self.abort()
             raise EncodeError(f"{self.output}: encoding failed ({self._process.last_error()})")
-        frames, has_audio = count_frames(self.temporary)
+        frames, has_audio = verify_output(self.temporary)
         if frames != self.frames_written or has_audio != self.has_audio:
             self.abort()
             raise EncodeError(
@@ -158,19 +159,3 @@ class VideoWriter:
             self.temporary.unlink()
         except FileNotFoundError:
             pass
-
-
-def count_frames(path: Path, timeout: float = 120.0) -> tuple[int, bool]:
-    """Count the video packets of a file without decoding them, and whether it has audio."""
-    code, lines = run_ffmpeg(
-        ["-nostdin", *input_args(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], timeout=timeout
-    )
-    if code != 0:
-        raise EncodeError(f"{path}: cannot read back the encoded file ({lines[-1] if lines else code})")
-    frames = 0
-    for line in lines:
-        for part in line.replace("\r", "\n").split("\n"):
-            if part.startswith("frame="):
-                frames = int(part.split("=", 1)[1].split()[0])
-    has_audio = any("Audio:" in line and "Stream #0:" in line for line in lines)
-    return frames, has_audio
