@@ -50,7 +50,7 @@ lint: setup-dev
 bench: setup-dev
 	$(PY) -m pipeline.bench $(ARGS)
 
-# The GPU check (docs/BENCHMARKS.md, "GPU"): `make gpu-kit` here fills .gpu-kit/ with what a
+# The GPU check (docs/BENCHMARKS.md, "GPU"): `make gpu-kit` here fills .gpu-kit-ffmpeg/ and .gpu-kit/ with what a
 # bare, offline GPU machine lacks; there, `bash tools/gpu_check.sh` (or `make bench-gpu`)
 # installs it and measures. Here, without a GPU: make bench-gpu ARGS=--dry-run
 gpu-kit: setup

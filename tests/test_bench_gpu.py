@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_json(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "BENCH_GPU_OUT": str(tmp_path / "out"),
-           "GPU_KIT": str(tmp_path / "no-kit")}
+           "GPU_KIT": str(tmp_path / "no-kit"), "GPU_KIT_FFMPEG": str(tmp_path / "no-kit"),
+           "GPU_SITE": str(tmp_path / "site")}
     done = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), "--dry-run"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -101,6 +102,46 @@ def test_the_kit_puts_ffmpeg_back_where_imageio_ffmpeg_looks_executable(tmp_path
     installed = tmp_path / "site" / "imageio_ffmpeg" / "binaries" / "ffmpeg-linux-x86_64-v9.0.2"
     assert installed.read_bytes() == binary and os.access(installed, os.X_OK)
     assert (tmp_path / "site" / "imageio_ffmpeg" / "__init__.py").is_file()
+
+
+def _fake_pyav_kit(folder: Path, sha256: str | None = None) -> Path:
+    import io
+    import tarfile
+
+    kit = _gpu_kit()
+    folder.mkdir()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, text in (("av/__init__.py", "VERSION = 'kit'\n"), ("av.libs/libavcodec.so", "binary")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    data = archive.getvalue()
+    (folder / "av.tar.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=kit.XZ_FILTERS))
+    (folder / "av.json").write_text(json.dumps({"sha256": sha256 or hashlib.sha256(data).hexdigest(),
+                                                "bytes": len(data)}))
+    return folder
+
+
+def test_the_kit_unpacks_pyav_into_the_site(tmp_path):
+    _gpu_kit().install(_fake_pyav_kit(tmp_path / "kit"), tmp_path / "site")
+    assert (tmp_path / "site" / "av" / "__init__.py").read_text() == "VERSION = 'kit'\n"
+    assert (tmp_path / "site" / "av.libs" / "libavcodec.so").is_file()
+    with pytest.raises(SystemExit, match="does not unpack to the PyAV wheel"):
+        _gpu_kit().install(_fake_pyav_kit(tmp_path / "bad", sha256="0" * 64), tmp_path / "site2")
+
+
+def test_the_check_says_which_kit_is_missing(tmp_path):
+    # A python without PyAV or imageio-ffmpeg and no kits: the check stops before measuring.
+    env = {**os.environ, "PYTHON": "python3", "GPU_KIT": str(tmp_path / "none"),
+           "GPU_KIT_FFMPEG": str(tmp_path / "none"), "GPU_SITE": str(tmp_path / "site"), "PYTHONPATH": ""}
+    probe = subprocess.run(["python3", "-c", "import av"], capture_output=True, env=env)
+    if probe.returncode == 0:
+        pytest.skip("this machine's python3 has PyAV")
+    done = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert "carry" in done.stderr and "--install-only" in done.stderr
 
 
 def test_a_kit_whose_ffmpeg_does_not_match_its_checksum_is_refused(tmp_path):

@@ -1,23 +1,30 @@
 """The kit the GPU check carries to a bare GPU machine that has no network, and its unpacking.
 
-    python3 tools/gpu_kit.py make [--kit .gpu-kit]                 # here: `make gpu-kit`
+    python3 tools/gpu_kit.py make                                  # here: `make gpu-kit`
     python3 tools/gpu_kit.py install --kit .gpu-kit --target DIR   # there: tools/gpu_check.sh
 
 The GPU machine has torch, torchvision, numpy, scipy, matplotlib, OpenCV, tqdm, PyYAML and
-nvidia-ml-py, but neither imageio-ffmpeg (our ffmpeg) nor ultralytics, and no `../shared`.
-`make` fills the kit with them, for Python 3.12 on x86-64 Linux, at the versions our
-requirements pin, plus the YOLO11n-pose weights and the park clip from `../shared`.
+nvidia-ml-py, but neither imageio-ffmpeg (our ffmpeg), PyAV (our probe) nor ultralytics, and
+no `../shared`. `make` fills two kits with them, for Python 3.12 on x86-64 Linux, at the
+versions our requirements pin, because together they are over the 64 MiB that may travel
+with one call:
 
-imageio-ffmpeg's wheel (68 MB, a 173 MB ffmpeg inside) alone is over the 64 MiB that may
-travel with a call, so the kit holds its Python files and the binary xz-compressed with the
-x86 branch filter (46 MiB), and `install` puts the binary back where imageio-ffmpeg
-looks for it. Only the Python standard library is used, so `install` runs on any python3.
+- `.gpu-kit-ffmpeg/` (about 47 MiB): imageio-ffmpeg's Python files and its ffmpeg binary
+  xz-compressed with the x86 branch filter (the 68 MB wheel holds a 165 MiB binary);
+- `.gpu-kit/` (about 34 MiB): PyAV's wheel unpacked and xz-compressed (36 MB as a wheel,
+  23 MiB so), the ultralytics wheel, the YOLO11n-pose weights and the park clip.
+
+`install` installs what one kit holds into a folder for PYTHONPATH; tools/gpu_check.sh
+keeps that folder (`.gpu-site/`) in the checkout, so a first call carrying one kit and a
+second carrying the other add up while the machine is still held. Only the Python standard
+library is used, so `install` runs on any python3.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -25,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -36,6 +44,10 @@ PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
              "manylinux2014_x86_64", "manylinux1_x86_64"]
 FFMPEG_BINARY = re.compile(r"^imageio_ffmpeg/binaries/ffmpeg-[^/]+$")
 XZ_FILTERS = [{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+
+
+#: The kits `make` fills, relative to the checkout: what each one holds is in the docstring.
+KITS = {"ffmpeg": ROOT / ".gpu-kit-ffmpeg", "main": ROOT / ".gpu-kit"}
 
 
 def pinned(package: str) -> str:
@@ -57,63 +69,88 @@ def download(requirement: str, folder: Path) -> Path:
     return next(folder.glob(f"{name}-*.whl"))
 
 
-def make(kit: Path) -> None:
-    """Fill `kit` (replacing what is there) and print its size."""
-    kit.mkdir(parents=True, exist_ok=True)
-    wheels = kit / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    wheels.mkdir()
+def make(kits: dict[str, Path] = KITS) -> None:
+    """Fill both kits (replacing what is there) and print their sizes."""
+    ffmpeg_kit, kit = kits["ffmpeg"], kits["main"]
+    for folder in (ffmpeg_kit, kit):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
-        download(pinned("ultralytics"), wheels)
         imageio = download(pinned("imageio-ffmpeg"), Path(tmp))
-        with zipfile.ZipFile(imageio) as wheel, zipfile.ZipFile(kit / "imageio_ffmpeg.zip", "w",
+        with zipfile.ZipFile(imageio) as wheel, zipfile.ZipFile(ffmpeg_kit / "imageio_ffmpeg.zip", "w",
                                                                  zipfile.ZIP_DEFLATED) as light:
             for entry in wheel.infolist():
                 if FFMPEG_BINARY.match(entry.filename):
                     print(f"compressing {entry.filename} ({entry.file_size / 2**20:.0f} MiB), a few minutes")
                     data = wheel.read(entry)
-                    (kit / "ffmpeg.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=XZ_FILTERS))
-                    (kit / "ffmpeg.json").write_text(json.dumps({
-                        "path": entry.filename, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
+                    (ffmpeg_kit / "ffmpeg.xz").write_bytes(
+                        lzma.compress(data, format=lzma.FORMAT_XZ, filters=XZ_FILTERS))
+                    (ffmpeg_kit / "ffmpeg.json").write_text(json.dumps(
+                        {"path": entry.filename, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
                 else:
                     light.writestr(entry, wheel.read(entry))
+        pyav = download(pinned("av"), Path(tmp))
+        print(f"compressing {pyav.name} ({pyav.stat().st_size / 2**20:.0f} MiB), a few minutes")
+        with zipfile.ZipFile(pyav) as wheel:
+            wheel.extractall(Path(tmp) / "av")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(Path(tmp) / "av", arcname=".")
+        data = archive.getvalue()
+        (kit / "av.tar.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=XZ_FILTERS))
+        (kit / "av.json").write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
+    wheels = kit / "wheels"
+    wheels.mkdir()
+    download(pinned("ultralytics"), wheels)
     for name, source in (("yolo11n-pose.pt", SHARED / "models" / "yolo11n-pose.pt"),
                          ("clip.mp4", SHARED / "videos" / "park_two_people_vp9_audio.mp4")):
         if source.is_file():
             shutil.copyfile(source, kit / name)
         else:
             print(f"{source} is absent: the check will run without it")
-    size = sum(path.stat().st_size for path in kit.rglob("*") if path.is_file())
-    print(f"{kit}: {size / 2**20:.1f} MiB")
+    for folder in (ffmpeg_kit, kit):
+        size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        print(f"{folder}: {size / 2**20:.1f} MiB")
 
 
 def install(kit: Path, target: Path) -> None:
-    """Install the kit's packages into `target` (a folder to put on PYTHONPATH)."""
+    """Install what `kit` holds into `target` (a folder to put on PYTHONPATH)."""
     target.mkdir(parents=True, exist_ok=True)
     wheels = sorted((kit / "wheels").glob("*.whl"))
     if wheels:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-                        "--no-compile", "--target", str(target), *map(str, wheels)], check=True)
+                        "--no-compile", "--upgrade", "--target", str(target), *map(str, wheels)], check=True)
     if (kit / "imageio_ffmpeg.zip").is_file():
         with zipfile.ZipFile(kit / "imageio_ffmpeg.zip") as light:
             light.extractall(target)
         facts = json.loads((kit / "ffmpeg.json").read_text())
         binary = target / facts["path"]
-        data = lzma.decompress((kit / "ffmpeg.xz").read_bytes())
-        if hashlib.sha256(data).hexdigest() != facts["sha256"]:
-            raise SystemExit(f"{kit / 'ffmpeg.xz'}: does not unpack to the ffmpeg it was made from")
+        data = _unpacked(kit / "ffmpeg.xz", facts["sha256"], "the ffmpeg it was made from")
         binary.write_bytes(data)
         os.chmod(binary, 0o755)
+    if (kit / "av.tar.xz").is_file():
+        facts = json.loads((kit / "av.json").read_text())
+        data = _unpacked(kit / "av.tar.xz", facts["sha256"], "the PyAV wheel it was made from")
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(target, filter="data")
+
+
+def _unpacked(path: Path, sha256: str, what: str) -> bytes:
+    data = lzma.decompress(path.read_bytes())
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise SystemExit(f"{path}: does not unpack to {what}")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("make", "install"))
-    parser.add_argument("--kit", type=Path, default=ROOT / ".gpu-kit", help="the kit folder (default: .gpu-kit)")
+    parser.add_argument("--kit", type=Path, default=ROOT / ".gpu-kit",
+                        help="install: the kit folder (default: .gpu-kit)")
     parser.add_argument("--target", type=Path, help="install: the folder to install into")
     args = parser.parse_args(argv)
     if args.action == "make":
-        make(args.kit)
+        make()
     else:
         if args.target is None:
             parser.error("install needs --target")
