@@ -31,7 +31,8 @@ def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_jso
     assert "| model | clip | batch | half | variant | model alone f/s | pipeline f/s (steady) |" in table
     results = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
     assert results["environment"]["device"].endswith("CPU") and results["environment"]["nvenc_works"] is False
-    assert "errors" not in results["checks"] and results["skipped"] == []
+    assert "errors" not in results["checks"]
+    assert results["skipped"] in ([], ["yolo: no weights in the kit or ../shared"])  # without ../shared
     rows = results["measurements"]
     assert {row["model"] for row in rows} >= {"keypointrcnn"}
     assert all(row["error"] is None and row["pipeline_fps"] > 0 and row["model_fps"] > 0 for row in rows)
