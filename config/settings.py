@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from workers.models import ModelDefaults, get_model
+from workers.score import ScoreParams
+
+_SCORE = ScoreParams()
 
 #: Settings that change neither the numbers nor the pixels a run produces: where it reads and
 #: writes, how fast it goes, what it shows, and which outputs it writes (`video`, `save_poses`:
@@ -99,10 +102,11 @@ class Config:
     person_threshold: float | None = None
     keypoint_threshold: float | None = None
     keypoint_weighting: str | None = None
-    distance_offset: float = 0.05
-    distance_scale: float = 0.1
-    score_max: float = 10.0
-    display_window: int = 10
+    # The original score's constants: their one source is workers.score.ScoreParams.
+    distance_offset: float = _SCORE.distance_offset
+    distance_scale: float = _SCORE.distance_scale
+    score_max: float = _SCORE.score_max
+    display_window: int = _SCORE.display_window
     end_card_seconds: float = 5.0
     model_min_size: int | None = None
     max_persons: int = 30
@@ -166,7 +170,7 @@ class Config:
         return get_model(self.model).defaults
 
     @property
-    def person_min_score(self) -> float:
+    def person_threshold_in_effect(self) -> float:
         """The person threshold in effect (the model's default unless set)."""
         if self.person_threshold is None:
             return self.model_defaults.person_threshold
@@ -194,7 +198,7 @@ class Config:
         return {
             "weights": self.weights,
             "model_min_size": self.model_min_size,
-            "min_box_score": self.person_min_score,
+            "person_threshold": self.person_threshold_in_effect,
             "max_persons": self.max_persons,
             "infer_every": self.infer_every,
             "half": self.half,
@@ -211,7 +215,7 @@ class Config:
         values["output"] = str(self.output)
         values["poses"] = None if self.poses is None else str(self.poses)
         values["log_file"] = None if self.log_file is None else str(self.log_file)
-        values["person_threshold"] = self.person_min_score
+        values["person_threshold"] = self.person_threshold_in_effect
         values["keypoint_threshold"] = self.keypoint_min_score
         values["keypoint_weighting"] = self.weighting
         return values

@@ -17,9 +17,9 @@ from tqdm import tqdm
 from config import Config
 from config.settings import ENCODERS, X264_PRESETS
 from workers.encode import output_container
-from workers.errors import SyncError
+from workers.errors import PoseCacheError, SyncError, UsageError
 from workers.models import model_names
-from workers.poses import PoseCacheError, read_poses_meta
+from workers.poses import read_poses_meta
 
 log = logging.getLogger("dancingskeletons")
 
@@ -146,7 +146,7 @@ def main(args: argparse.Namespace | None = None) -> int:
         if folder:
             _check_folder_args(config)
         elif config.output.suffix.lower() in REPORT_SUFFIXES:
-            raise ValueError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
+            raise UsageError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
                              "is written beside it")
         elif not config.output.is_dir():
             output_container(config.output)
@@ -164,20 +164,18 @@ def main(args: argparse.Namespace | None = None) -> int:
         except SyncError as error:
             log.error("error: %s", error)
             log.debug("traceback", exc_info=error)
-            from pipeline.batch import FolderError
-
-            return 2 if isinstance(error, FolderError) else 1
+            return 2 if isinstance(error, UsageError) else 1
 
 
 def _check_folder_args(config: Config) -> None:
     from pipeline.batch import VIDEO_EXTENSIONS
 
     if config.output.exists() and not config.output.is_dir():
-        raise ValueError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, but it is a file")
+        raise UsageError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, but it is a file")
     if not config.output.exists() and config.output.suffix.lower() in VIDEO_EXTENSIONS:
-        raise ValueError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, not a video file name")
+        raise UsageError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, not a video file name")
     if config.poses is not None:
-        raise ValueError("--poses replays one video's poses; it cannot be used with a folder")
+        raise UsageError("--poses replays one video's poses; it cannot be used with a folder")
 
 
 def _build_estimator(config: Config):
@@ -191,7 +189,8 @@ def _build_estimator(config: Config):
 
 
 def _run(config: Config, bars: bool) -> int:
-    from pipeline.batch import describe, make_progress, process_video
+    from pipeline.batch import describe, process_video
+    from pipeline.progress import make_progress
     from workers.poses import check_matches
     from workers.probe import probe
 
@@ -205,7 +204,7 @@ def _run(config: Config, bars: bool) -> int:
     estimator = _build_estimator(config)
     if estimator.replays_cache:
         assert config.poses is not None
-        check_matches(config.poses, estimator.meta, info, config.model, config.person_min_score)
+        check_matches(config.poses, estimator.meta, info, config.model, config.person_threshold_in_effect)
     progress = make_progress(config, bars)
     progress.begin(1)
     progress.start_file(1, config.input.name)
@@ -222,7 +221,8 @@ def _run(config: Config, bars: bool) -> int:
 
 
 def _run_folder(config: Config, bars: bool) -> int:
-    from pipeline.batch import exit_code, make_progress, run_folder
+    from pipeline.batch import exit_code, run_folder
+    from pipeline.progress import make_progress
 
     rows = run_folder(
         config, config.input, config.output, lambda: _build_estimator(config), make_progress(config, bars),

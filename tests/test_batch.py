@@ -15,16 +15,15 @@ import pytest
 from config import Config
 from pipeline.batch import (
     SUMMARY_COLUMNS,
-    FolderError,
-    LogProgress,
     exit_code,
     find_videos,
     plan_jobs,
     run_folder,
 )
 from pipeline.cli import get_args_parser, main
-from pipeline.report import OutputFiles
+from pipeline.resume import OutputFiles
 from tests.helpers import StandInEstimator, make_video
+from workers.errors import FolderError
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MODEL_ARGS = ["--weights", "random", "--device", "cpu", "--min-size", "64", "--person-threshold", "0",
@@ -267,24 +266,6 @@ def test_log_file_gets_every_file_and_errors(tmp_path, capsys):
     assert "FAILED bad.mp4" in text and "1 files: 0 done, 0 skipped, 1 failed" in text
     assert "FAILED bad.mp4" in capsys.readouterr().err
     assert read_summary(tmp_path / "out")[0]["status"] == "failed"
-
-
-def test_log_progress_lines_are_periodic_with_eta(caplog):
-    now = [0.0]
-    progress = LogProgress(interval=10, clock=lambda: now[0])
-    progress.begin(3)
-    progress.start_file(2, "sub/b.mov")
-    progress.expect_frames(100)
-    with caplog.at_level("INFO", logger="dancingskeletons"):
-        for _ in range(20):
-            now[0] += 1
-            progress.advance(2)
-    lines = [record.getMessage() for record in caplog.records]
-    assert lines == [
-        "[2/3] sub/b.mov: 20/100 frames (20%), 2.0 frames/s, file ETA 40s",
-        "[2/3] sub/b.mov: 40/100 frames (40%), 2.0 frames/s, file ETA 30s",
-    ]
-    assert all(getattr(record, "progress", False) for record in caplog.records)
 
 
 def _summary_values(folder: Path) -> dict:

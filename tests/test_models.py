@@ -13,7 +13,7 @@ def test_the_registered_models_and_their_defaults():
     assert model_names() == ("keypointrcnn", "yolo")
     assert get_model("keypointrcnn").defaults == ModelDefaults(0.9, 2.0, "relu")
     assert get_model("yolo").defaults == ModelDefaults(0.5, 0.5, "logit")
-    assert Config(input="a.mp4", output="b.mp4", model="yolo").person_min_score == 0.5
+    assert Config(input="a.mp4", output="b.mp4", model="yolo").person_threshold_in_effect == 0.5
 
 
 def test_an_unknown_model_is_refused_with_the_choices():

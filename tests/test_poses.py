@@ -11,9 +11,9 @@ from pipeline.cli import get_args_parser, main
 from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.data import VideoInfo
+from workers.errors import PoseCacheError
 from workers.poses import (
     CachedPoses,
-    PoseCacheError,
     PoseCacheMeta,
     check_matches,
     load_poses,
@@ -23,7 +23,7 @@ from workers.poses import (
 
 
 def _meta(**changes):
-    values = dict(model="yolo", settings={"min_box_score": 0.5}, frames=3, fps="30000/1001",
+    values = dict(model="yolo", settings={"person_threshold": 0.5}, frames=3, fps="30000/1001",
                   width=640, height=360, input="in.mp4")
     values.update(changes)
     return PoseCacheMeta(**values)
@@ -105,7 +105,7 @@ def _yolo_cache(tmp_path):
     source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
     first = run_video(Config(input=source, output=tmp_path / "a.mp4", progress=False), StandInEstimator())
     meta, frames = load_poses(first.poses)
-    said = PoseCacheMeta(**{**meta.__dict__, "model": "yolo", "settings": {"min_box_score": 0.5}})
+    said = PoseCacheMeta(**{**meta.__dict__, "model": "yolo", "settings": {"person_threshold": 0.5}})
     cache = save_poses(tmp_path / "yolo.poses.npz", frames, said)
     return source, cache
 

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +11,9 @@ from PIL import Image
 
 from config import Config
 from pipeline import schemas
-from pipeline.report import (
-    CSV_COLUMNS,
-    complete_report,
-    fingerprint,
-    frame_rows,
-    person_entries,
-    score_statistics,
-    unscored_runs,
-    write_atomically,
-    write_reports,
-)
+from pipeline.report import CSV_COLUMNS, frame_rows, person_entries, score_statistics, write_reports
 from pipeline.results import FrameResult
+from pipeline.resume import complete_report, fingerprint
 from pipeline.runner import run_video
 from tests.conftest import validate_report
 from tests.helpers import StandInEstimator, detections, make_video, pose
@@ -123,23 +113,6 @@ def test_person_entries_follow_the_tracks_in_id_order():
          "timing_score": None, "mirrored_with": [], "sync": None},
     ]
     assert person_entries([]) == []
-
-
-def test_unscored_runs():
-    assert unscored_runs([True, False, False, True, False]) == [(1, 2), (4, 1)]
-    assert unscored_runs([True, True]) == [] and unscored_runs([]) == []
-
-
-def test_fingerprint_follows_result_settings_only():
-    base = Config(input="a.mp4", output="out/a.mp4")
-    same = base.replace(input="b.mov", output="x/b.mp4", device="cpu", batch_size=16, progress=False,
-                        verbose=True, queue_size=2, video=False, save_poses=False, log_file="n.log")
-    assert fingerprint(same) == fingerprint(base)
-    assert fingerprint(base.replace(person_threshold=0.9)) == fingerprint(base)  # the default, resolved
-    for change in ({"person_threshold": 0.8}, {"score": False}, {"crf": 30}, {"model_min_size": 400},
-                   {"weights": "w.pth"}, {"display_window": 5}):
-        assert fingerprint(base.replace(**change)) != fingerprint(base), change
-    assert re.fullmatch(r"sha256:[0-9a-f]{64}", fingerprint(base))
 
 
 def test_frame_rows_leave_missing_values_empty():
@@ -263,16 +236,6 @@ def test_a_report_made_without_video_does_not_count_for_a_run_with_video(tmp_pat
     config.output.write_bytes(b"a stale video from some other run")
     assert complete_report(config.replace(video=False)) is not None
     assert complete_report(config.replace(video=True)) is None  # the report lists no video
-
-
-def test_a_failed_write_leaves_neither_the_file_nor_its_partial(tmp_path):
-    def broken(handle):
-        handle.write(b"half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        write_atomically(tmp_path / "a.json", broken)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_cli_writes_the_reports_and_no_video_skips_the_encoder(tmp_path, clip, monkeypatch, capsys):

@@ -23,7 +23,7 @@ from workers.track import Tracker, TrackSummarizer, select_performers
 def score_params(config: Config) -> ScoreParams:
     """The score constants a config asks for."""
     return ScoreParams(
-        person_threshold=config.person_min_score,
+        person_threshold=config.person_threshold_in_effect,
         distance_offset=config.distance_offset,
         distance_scale=config.distance_scale,
         score_max=config.score_max,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from workers.data import VideoInfo
-from workers.errors import EncodeError
+from workers.errors import EncodeError, UsageError
 from workers.ffmpeg import FFmpegProcess, encoder_works, file_url, input_args
+from workers.files import partial_path
 from workers.probe import verify_output
 
 #: Audio codecs MP4 takes as they are; others are re-encoded to AAC.
@@ -29,12 +30,12 @@ def output_container(output: Path) -> tuple[str, frozenset[str] | None]:
     """The muxer and copyable audio codecs for an output name (see `OUTPUT_CONTAINERS`).
 
     Raises:
-        ValueError: the extension is not one of them; the message names the allowed ones.
+        UsageError: the extension is not one of them; the message names the allowed ones.
     """
     suffix = Path(output).suffix.lower()
     if suffix not in OUTPUT_CONTAINERS:
         allowed = ", ".join(OUTPUT_CONTAINERS)
-        raise ValueError(f"{output}: the output video must end in {allowed} (the container follows the "
+        raise UsageError(f"{output}: the output video must end in {allowed} (the container follows the "
                          f"name), got {suffix or 'no extension'!r}")
     return OUTPUT_CONTAINERS[suffix]
 
@@ -54,11 +55,6 @@ def choose_encoder(requested: str, device: str) -> str:
     if device.startswith("cuda") and encoder_works("h264_nvenc"):
         return "h264_nvenc"
     return "libx264"
-
-
-def partial_path(output: Path) -> Path:
-    """Where an output is written until it is complete (same folder, hidden name)."""
-    return output.with_name(f".{output.name}.partial")
 
 
 class VideoWriter:

@@ -1,12 +1,24 @@
 """The exceptions DancingSkeletons raises on purpose, with one base class.
 
-The CLI prints a `SyncError` as one line and exits 1; anything else is a bug and shows a
-traceback.
+The CLI prints a `SyncError` as one line and exits 1 (2 for a `UsageError`); anything else is
+a bug and shows a traceback. Every exception the tool raises on purpose is defined here.
 """
 
 
 class SyncError(Exception):
     """Base class: a problem the user can act on, with a message that says what to do."""
+
+
+class UsageError(SyncError, ValueError):
+    """The command line asks for something that cannot be done as asked; the CLI exits 2."""
+
+
+class FolderError(UsageError):
+    """The input and output folders cannot be used together."""
+
+
+class PoseCacheError(SyncError, ValueError):
+    """A pose cache that is unreadable or does not match the video or the settings."""
 
 
 class VideoOpenError(SyncError, OSError):

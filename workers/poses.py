@@ -17,8 +17,8 @@ float32, so the archive holds them exactly.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,15 +29,12 @@ from typing import IO
 import numpy as np
 
 from workers.data import CHUNK_FRAMES, DETECTION_FIELDS, PERSON_RECORD, Detections, PoseRows, VideoInfo
-from workers.errors import SyncError
+from workers.errors import PoseCacheError
+from workers.files import write_atomically
 from workers.infer import PoseModel
 from workers.spool import RecordSpool
 
 FORMAT = "dancingskeletons-poses/1"
-
-
-class PoseCacheError(SyncError, ValueError):
-    """A pose cache that is unreadable or does not match the video or the settings."""
 
 
 def poses_path(output: Path) -> Path:
@@ -52,7 +49,7 @@ class PoseCacheMeta:
     Attributes:
         model: Model name.
         settings: The model settings that change detections (weights, input size,
-            min_box_score, max_persons).
+            person_threshold, max_persons).
         frames: Frame count.
         fps: Frame rate as "num/den".
         width: Frame width in pixels.
@@ -152,21 +149,20 @@ def save_poses(path: Path, detections: Sequence[Detections] | PoseLog, meta: Pos
             log.append(found)
         detections = log
     header = {"format": FORMAT, **meta.__dict__}
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            counts = (np.diff(rows.offsets).astype(np.int32) for rows in detections.chunks())
-            _write_member(archive, "counts", np.dtype(np.int32), (len(detections),), counts)
+    log = detections
+
+    def write(handle: io.BufferedWriter) -> None:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            counts = (np.diff(rows.offsets).astype(np.int32) for rows in log.chunks())
+            _write_member(archive, "counts", np.dtype(np.int32), (len(log),), counts)
             for name in DETECTION_FIELDS:
                 field = PERSON_RECORD[name]
-                shape = (detections.records, *field.shape)
-                parts = (rows.records[name] for rows in detections.chunks())
+                shape = (log.records, *field.shape)
+                parts = (rows.records[name] for rows in log.chunks())
                 _write_member(archive, name, field.base, shape, parts)
             _write_member(archive, "meta", None, (), [np.array(json.dumps(header))])
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+
+    return write_atomically(path, write)
 
 
 def _write_member(
@@ -281,7 +277,7 @@ class _NpyReader:
         return np.frombuffer(data, self.dtype).reshape(rows, *self.tail)
 
 
-def check_matches(path: Path, meta: PoseCacheMeta, info: VideoInfo, model: str, min_box_score: float) -> None:
+def check_matches(path: Path, meta: PoseCacheMeta, info: VideoInfo, model: str, person_threshold: float) -> None:
     """Refuse a cache made from another video or model, or too strict for the threshold.
 
     Raises:
@@ -296,10 +292,10 @@ def check_matches(path: Path, meta: PoseCacheMeta, info: VideoInfo, model: str, 
     if meta.model != model:
         raise PoseCacheError(f"{path}: made with the {meta.model} model, not {model}; leave out --model (a replay "
                              f"uses the cache's model) or make a new run with --model {model}")
-    floor = meta.settings.get("min_box_score")
-    if floor is not None and min_box_score < floor:
+    floor = meta.settings.get("person_threshold", meta.settings.get("min_box_score"))  # the latter: older caches
+    if floor is not None and person_threshold < floor:
         raise PoseCacheError(
-            f"{path}: holds persons above {floor} only; the person threshold {min_box_score} needs a new run"
+            f"{path}: holds persons above {floor} only; the person threshold {person_threshold} needs a new run"
         )
 
 

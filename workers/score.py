@@ -20,7 +20,17 @@ from workers.skeleton import SCORE_KEYPOINTS
 
 @dataclass(frozen=True)
 class ScoreParams:
-    """The constants of the original score (see `config.Config` for their meaning)."""
+    """The constants of the original score, and their defaults (the one place they are set;
+    `config.Config` takes its defaults from here).
+
+    Attributes:
+        person_threshold: Box score above which a detection is a person.
+        distance_offset: Mean pose distance that still scores the maximum.
+        distance_scale: Mean distance range over which the score falls from max to 0.
+        score_max: The best score.
+        display_window: Frames (with persons) averaged for the on-screen score.
+        keypoint_weighting: "relu" (logits) or "logit" (probabilities): see `keypoint_weights`.
+    """
 
     person_threshold: float = 0.9
     distance_offset: float = 0.05
@@ -54,27 +64,71 @@ def fit_affine(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> n
     """Weighted least-squares affine transform mapping source points onto target points.
 
     Args:
-        source: (k, 2) points.
-        target: (k, 2) points.
-        weights: (k,) non-negative weight of each point pair.
+        source: (k, 2) points, or (T, k, 2) for T fits at once.
+        target: Points of the same shape.
+        weights: (k,) or (T, k) non-negative weight of each point pair.
 
     Returns:
-        (3, 2) matrix A such that [x, y, 1] @ A approximates the target point
+        (3, 2) matrix A, or (T, 3, 2), such that [x, y, 1] @ A approximates the target point
         (minimum-norm solution when the points do not determine it).
     """
-    homogeneous = np.hstack([source, np.ones((len(source), 1))])
-    row_scale = np.sqrt(weights)[:, None]
-    solution, *_ = np.linalg.lstsq(homogeneous * row_scale, target * row_scale, rcond=None)
-    return solution
+    source, target, weights = (np.asarray(v, dtype=np.float64) for v in (source, target, weights))
+    single = source.ndim == 2
+    if single:
+        source, target, weights = source[None], target[None], weights[None]
+    homogeneous = np.concatenate([source, np.ones(source.shape[:-1] + (1,))], axis=-1)
+    root = np.sqrt(weights)[..., None]
+    solution = np.linalg.pinv(homogeneous * root) @ (target * root)
+    return solution[0] if single else solution
 
 
-def _normalise(points: np.ndarray) -> np.ndarray | None:
-    """Centre points and scale them to unit Frobenius norm; None if they are all one point."""
-    centred = points - points.mean(axis=0)
-    norm = np.linalg.norm(centred)
-    if not np.isfinite(norm) or norm < 1e-9:
-        return None
-    return centred / norm
+def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The original score's pose distance for many pose pairs at once.
+
+    `other` is mapped onto `reference` by a weighted least-squares affine transform (the
+    minimum-norm one when the points do not determine it); both are centred and scaled to unit
+    Frobenius norm over the keypoints they have; the distance is the mean over the 9 score
+    keypoints of the gaps between them, each weighted by the square root of its pair weight.
+    A keypoint that is NaN in either pose is absent: weight 0, and left out of the centring and
+    scaling. The frame score uses it with the model's keypoint weights (`pose_distance`), the
+    timing analysis with weight 1 for every keypoint both poses have.
+
+    Args:
+        reference: (T, 17, 2) keypoints in pixels (NaN where absent).
+        other: (T, 17, 2) keypoints in pixels.
+        weights: (T, 17) pair weights >= 0, e.g. the product of the two poses' keypoint weights.
+
+    Returns:
+        (T,) distances (0 for poses equal up to an affine map), NaN where the score keypoints
+        have no weight or either pose collapses to a single point (nothing to compare; the
+        original divided by zero there).
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    present = np.isfinite(reference).all(axis=-1) & np.isfinite(other).all(axis=-1)  # (T, 17)
+    weights = np.where(present, np.asarray(weights, dtype=np.float64), 0.0)
+    source = np.where(present[..., None], other, 0.0)
+    target = np.where(present[..., None], reference, 0.0)
+    affine = fit_affine(source, target, weights)  # (T, 3, 2)
+    transformed = np.concatenate([source, np.ones(present.shape + (1,))], axis=-1) @ affine
+    mask = present[..., None].astype(np.float64)
+    count = np.maximum(present.sum(axis=-1), 1)[:, None, None]
+
+    def unit(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        centred = (points - (points * mask).sum(axis=1, keepdims=True) / count) * mask
+        norm = np.linalg.norm(centred, axis=(1, 2))
+        ok = np.isfinite(norm) & (norm >= 1e-9)
+        return centred / np.where(ok, norm, np.nan)[:, None, None], ok
+
+    aligned, aligned_ok = unit(transformed)
+    goal, goal_ok = unit(target)
+    score_points = list(SCORE_KEYPOINTS)
+    mass = np.sqrt(weights[:, score_points])
+    gaps = np.linalg.norm(aligned[:, score_points] - goal[:, score_points], axis=-1)
+    total = mass.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = np.where(mass > 0, mass * gaps, 0.0).sum(axis=-1) / total
+    return np.where((total > 0) & aligned_ok & goal_ok, distance, np.nan)
 
 
 def pose_distance(
@@ -83,7 +137,7 @@ def pose_distance(
     reference_weights: np.ndarray,
     other_weights: np.ndarray,
 ) -> float | None:
-    """Distance between two poses after aligning `other` onto `reference`.
+    """Distance between two poses after aligning `other` onto `reference` (`pose_distances`).
 
     Args:
         reference: (17, 2) keypoints in pixels.
@@ -92,25 +146,12 @@ def pose_distance(
         other_weights: (17,) weights >= 0.
 
     Returns:
-        The weighted mean distance over the 9 score keypoints between the normalised poses
-        (0 for identical poses up to an affine map), or None when the score keypoints have
-        no weight or either pose collapses to a single point (nothing to compare; the
-        original divided by zero there).
+        The weighted mean distance over the 9 score keypoints between the normalised poses,
+        or None when there is nothing to compare (see `pose_distances`).
     """
-    pair_weights = reference_weights * other_weights
-    keypoint_mass = np.sqrt(pair_weights[list(SCORE_KEYPOINTS)])
-    if keypoint_mass.sum() == 0:
-        return None
-    reference = np.asarray(reference, dtype=np.float64)
-    other = np.asarray(other, dtype=np.float64)
-    affine = fit_affine(other, reference, pair_weights)
-    transformed = np.hstack([other, np.ones((len(other), 1))]) @ affine
-    aligned, target = _normalise(transformed), _normalise(reference)
-    if aligned is None or target is None:
-        return None
-    score_points = list(SCORE_KEYPOINTS)
-    gaps = np.linalg.norm(aligned[score_points] - target[score_points], axis=1)
-    return float((keypoint_mass * gaps).sum() / keypoint_mass.sum())
+    pair = np.asarray(reference_weights, dtype=np.float64) * np.asarray(other_weights, dtype=np.float64)
+    distance = pose_distances(np.asarray(reference)[None], np.asarray(other)[None], pair[None])[0]
+    return None if np.isnan(distance) else float(distance)
 
 
 def distance_to_score(distance: float, params: ScoreParams) -> float:
@@ -140,18 +181,14 @@ def frame_score(persons: Detections, params: ScoreParams) -> float | None:
         return None
     weights = keypoint_weights(persons.keypoint_scores, params.keypoint_weighting)
     reference = int(np.argmax(persons.box_scores))
-    distances = [
-        distance
-        for i in range(len(persons))
-        if i != reference
-        and (
-            distance := pose_distance(
-                persons.keypoints[reference], persons.keypoints[i], weights[reference], weights[i]
-            )
-        )
-        is not None
-    ]
-    if not distances:
+    others = [i for i in range(len(persons)) if i != reference]
+    distances = pose_distances(
+        np.repeat(persons.keypoints[reference][None], len(others), axis=0),
+        persons.keypoints[others],
+        weights[reference][None] * weights[others],
+    )
+    distances = distances[np.isfinite(distances)]
+    if not distances.size:
         return None
     return distance_to_score(float(np.mean(distances)), params)
 

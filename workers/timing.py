@@ -59,7 +59,8 @@ from scipy.sparse.csgraph import connected_components
 
 from workers.data import CHUNK_FRAMES
 from workers.score import ScoreParams, distance_to_score
-from workers.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS, SCORE_KEYPOINTS
+from workers.score import pose_distances as score_pose_distances
+from workers.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
 
 
 def _mirror_permutation(names: tuple[str, ...]) -> tuple[int, ...]:
@@ -516,12 +517,8 @@ def solve_group_lags(
 
 
 def pose_distances(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The original score's pose distance for every frame at once, NaN-aware.
-
-    Same definition as `workers.score.pose_distance` with weight 1 for every keypoint that
-    both poses have (finite) and 0 otherwise: `other` is mapped onto `reference` by a least-
-    squares affine transform, both are centred and scaled to unit Frobenius norm over those
-    keypoints, and the distance is the mean over the present score keypoints.
+    """The original score's pose distance for every frame at once, NaN-aware: `workers.score.
+    pose_distances` with weight 1 for every keypoint that both poses have.
 
     Args:
         reference: (T, 17, 2) pixels (NaN where absent).
@@ -531,28 +528,7 @@ def pose_distances(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
         (T,) distances (0 for poses equal up to an affine map), NaN where not comparable.
     """
     reference = np.asarray(reference, dtype=np.float64)
-    other = np.asarray(other, dtype=np.float64)
-    present = np.isfinite(reference).all(axis=-1) & np.isfinite(other).all(axis=-1)  # (T, 17)
-    weight = present[..., None].astype(np.float64)
-    source = np.concatenate([np.where(present[..., None], other, 0.0), weight], axis=-1) * weight
-    target = np.where(present[..., None], reference, 0.0)
-    affine = np.linalg.pinv(source) @ target  # (T, 3, 2), the minimum-norm least squares
-    transformed = source @ affine
-
-    def unit(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        count = np.maximum(present.sum(axis=-1), 1)[:, None, None]
-        centred = (points - (points * weight).sum(axis=1, keepdims=True) / count) * weight
-        norm = np.linalg.norm(centred, axis=(1, 2))
-        return centred / np.where(norm > 1e-9, norm, np.nan)[:, None, None], norm > 1e-9
-
-    aligned, aligned_ok = unit(transformed)
-    goal, goal_ok = unit(target)
-    score_points = list(SCORE_KEYPOINTS)
-    gaps = np.linalg.norm(aligned[:, score_points] - goal[:, score_points], axis=-1)
-    mass = present[:, score_points].sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        distance = np.where(present[:, score_points], gaps, 0.0).sum(axis=-1) / mass
-    return np.where((mass > 0) & aligned_ok & goal_ok, distance, np.nan)
+    return score_pose_distances(reference, other, np.ones(reference.shape[:2]))
 
 
 def lag_confidence(windows: Sequence[WindowLag]) -> float:

@@ -105,7 +105,7 @@ class KeypointRCNNEstimator(PoseModel):
             num_keypoints=17,
             min_size=min_size,
             max_size=math.ceil(min_size * DEFAULT_MAX_SIZE / DEFAULT_MIN_SIZE),
-            box_score_thresh=config.person_min_score,
+            box_score_thresh=config.person_threshold_in_effect,  # torchvision's name for it
             box_detections_per_img=config.max_persons,
         )
         if state is not None:

@@ -154,7 +154,7 @@ class YoloPoseEstimator(PoseModel):
         model: An `ultralytics.YOLO` pose model (see `load_model`).
         device: torch device string, "cpu" or "cuda:N".
         image_size: Inference size in pixels (longer side), a multiple of the model's stride.
-        min_box_score: Persons with a box score at or below this are not returned.
+        person_threshold: Persons with a box score at or below this are not returned.
         half: Run in fp16 (CUDA only).
         max_persons: Most persons returned per frame.
     """
@@ -166,19 +166,19 @@ class YoloPoseEstimator(PoseModel):
         model: Any,
         device: str,
         image_size: int = DEFAULT_IMAGE_SIZE,
-        min_box_score: float = 0.5,
+        person_threshold: float = 0.5,
         half: bool = False,
         max_persons: int = 30,
     ) -> None:
         self.model = model
         self.device = device
         self.image_size = image_size
-        self.min_box_score = min_box_score
+        self.person_threshold = person_threshold
         self.half = half and device.startswith("cuda")
         person = next(index for index, name in model.names.items() if name == "person")
         self._predict_args = {
             "imgsz": image_size,
-            "conf": min_box_score,
+            "conf": person_threshold,
             "classes": [person],
             "device": device,
             "max_det": max_persons,
@@ -208,7 +208,8 @@ class YoloPoseEstimator(PoseModel):
         # fp16 on CUDA: these models train under mixed precision (AMP), and fp16 is Ultralytics'
         # own GPU deployment mode; opt-in through config.half like the other models.
         return cls(
-            model, device, image_size, config.person_min_score, half=config.half, max_persons=config.max_persons
+            model, device, image_size, config.person_threshold_in_effect, half=config.half,
+            max_persons=config.max_persons,
         )
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
