@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import detections
-from tests.test_sync import FPS, dancer
+from tests.test_annotate import FPS, dancer
 from workers.analysis import analyse_video
 from workers.poses import PoseLog
 from workers.sync import SyncParams

@@ -12,7 +12,7 @@ import pytest
 
 from config import Config
 from tests.helpers import detections, pose
-from tests.test_sync import FPS, dancer
+from tests.test_annotate import FPS, dancer
 from workers.annotate import Annotator
 from workers.data import PoseRows
 from workers.records import FrameResult, FrameTable

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import pose
-from tests.test_sync import FPS, SCALE, dancer
+from tests.test_annotate import FPS, SCALE, dancer
 from workers.sync import SyncParams, analyse_sync, surrogate_offsets
 from workers.timing import mirror_poses
 
