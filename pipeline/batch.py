@@ -22,6 +22,7 @@ from pipeline.progress import Progress, format_duration
 from pipeline.report import write_reports
 from pipeline.results import RunResult
 from pipeline.resume import OutputFiles, complete_report, remove_outputs
+from pipeline.review import build_index, build_video_page
 from pipeline.runner import run_video
 from workers.data import VideoInfo
 from workers.errors import FolderError, SyncError
@@ -39,6 +40,8 @@ VIDEO_EXTENSIONS = frozenset({
 })
 
 SUMMARY_NAME = "summary.csv"
+#: The review page over a folder run (pipeline/review.py).
+INDEX_NAME = "index.html"
 SUMMARY_COLUMNS = (
     "input", "status", "error", "score", "frames", "frames_scored", "persons",
     "duration_seconds", "processing_seconds", "report",
@@ -109,7 +112,8 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
     taken: dict[str, Path] = {}
     for source, relative in zip(sources, relatives):
         clash = stems[(relative.parent, relative.stem.casefold())] > 1
-        reserved = relative.parent == Path(".") and relative.stem.casefold() == Path(SUMMARY_NAME).stem
+        reserved = relative.parent == Path(".") and relative.stem.casefold() in (
+            Path(SUMMARY_NAME).stem, Path(INDEX_NAME).stem)
         stem = relative.name if clash or reserved else relative.stem
         output = Path(output_folder) / relative.parent / f"{stem}.mp4"
         key = str(output).casefold()
@@ -209,8 +213,12 @@ def one_line(error: BaseException) -> str:
 
 def process_video(
     config: Config, estimator: PoseEstimator, info: VideoInfo, progress: Progress, probe_seconds: float = 0.0,
+    index: Path | None = None,
 ) -> tuple[RunResult, dict]:
-    """Run one video and write its reports (the JSON last).
+    """Run one video and write its reports (the JSON last), then its review page.
+
+    Args:
+        index: The folder run's index page, for the video page to link back to.
 
     Returns:
         The run's result and its report.
@@ -218,7 +226,16 @@ def process_video(
     progress.expect_frames(info.expected_frames)
     result = run_video(config, estimator, info, on_frames=progress.advance)
     report = write_reports(result, config, probe_seconds)
+    write_page(lambda: build_video_page(OutputFiles.of(config.output).json, index))
     return result, report
+
+
+def write_page(build: Callable[[], object]) -> None:
+    """Write a review page; a page that fails is a warning, never a failed video or run."""
+    try:
+        build()
+    except Exception as error:  # noqa: BLE001 - the page is a convenience; the outputs are done
+        log.warning("review page not written: %s", one_line(error))
 
 
 def describe(report: dict) -> str:
@@ -287,6 +304,7 @@ def run_folder(
                 rows[position - 1] = SummaryRow(input=job.relative.as_posix(), status="interrupted",
                                                 processing_seconds=time.perf_counter() - started)
                 write_summary(summary, rows)
+                write_page(lambda: build_index(output_folder, _cells(rows), build_pages=False))
                 log.info("interrupted during %s; the summary is in %s", job.relative.as_posix(), summary)
                 raise
             rows[position - 1] = row
@@ -294,6 +312,7 @@ def run_folder(
             progress.end_file(row)
     finally:
         progress.close()
+    write_page(lambda: build_index(output_folder, _cells(rows)))
     counts = Counter(row.status for row in rows)
     log.info(
         "%d files: %d done, %d skipped, %d failed in %s; summary: %s",
@@ -328,7 +347,8 @@ def _run_job(
     probe_seconds = time.perf_counter() - started
     estimator = model()
     try:
-        _, report = process_video(job_config, estimator, info, progress, probe_seconds)
+        _, report = process_video(job_config, estimator, info, progress, probe_seconds,
+                                  index=output_folder / INDEX_NAME)
     except KeyboardInterrupt:
         remove_outputs(job.output)
         raise
@@ -337,6 +357,11 @@ def _run_job(
     seconds = time.perf_counter() - started
     log.info("[%d/%d] done %s: %s, %s", position, count, label, describe(report), format_duration(seconds))
     return SummaryRow.from_report(job, "done", report, seconds, output_folder)
+
+
+def _cells(rows: Sequence[SummaryRow]) -> list[dict[str, str]]:
+    """The rows as `csv.DictReader` would read them back from `summary.csv`."""
+    return [dict(zip(SUMMARY_COLUMNS, row.cells(), strict=True)) for row in rows]
 
 
 def _failed(job: Job, error: Exception, started: float, position: int, count: int) -> SummaryRow:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class OutputFiles:
         csv: One row per frame (`<stem>.csv`).
         plot: The score over time (`<stem>.png`).
         json: The report (`<stem>.json`), written last.
+        page: The review page (`<stem>.html`), written after the report.
+        media: The review page's thumbnail and person crops (`<stem>.review/`).
     """
 
     video: Path
@@ -37,6 +40,8 @@ class OutputFiles:
     csv: Path
     plot: Path
     json: Path
+    page: Path
+    media: Path
 
     @classmethod
     def of(cls, output: Path) -> OutputFiles:
@@ -48,6 +53,8 @@ class OutputFiles:
             csv=output.with_suffix(".csv"),
             plot=output.with_suffix(".png"),
             json=output.with_suffix(".json"),
+            page=output.with_suffix(".html"),
+            media=output.with_suffix(".review"),
         )
 
     def all(self) -> tuple[Path, ...]:
@@ -118,6 +125,8 @@ def complete_report(config: Config) -> dict | None:
 
 def remove_outputs(output: Path) -> None:
     """Remove every output of `output` and its partial files, the JSON first."""
-    for path in OutputFiles.of(output).all():
+    files = OutputFiles.of(output)
+    for path in (*files.all(), files.page):
         path.unlink(missing_ok=True)
         partial_path(path).unlink(missing_ok=True)
+    shutil.rmtree(files.media, ignore_errors=True)

@@ -246,6 +246,6 @@ def test_the_cli_writes_the_reports_and_no_video_skips_the_encoder(tmp_path, cli
     out = tmp_path / "results"
     out.mkdir()
     assert main(get_args_parser().parse_args([str(clip), str(out), "--no-video", "--no-progress"])) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.json", "clip.png", "clip.poses.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.html", "clip.json", "clip.png", "clip.poses.npz"]
     assert "clip.json: 15 frames, 12 scored, total score 10.00" in capsys.readouterr().err
     assert json.loads((out / "clip.json").read_text())["settings"]["video"] is False

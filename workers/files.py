@@ -63,3 +63,12 @@ def write_json(path: Path, data: dict) -> Path:
         handle.write(text.encode("utf-8"))
 
     return write_atomically(path, write)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """A file of `data`, written atomically."""
+
+    def write(handle: io.BufferedWriter) -> None:
+        handle.write(data)
+
+    return write_atomically(path, write)

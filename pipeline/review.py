@@ -1,0 +1,363 @@
+"""Review pages: `OUT/index.html` over a folder run, `<stem>.html` for each video.
+
+Static and self-contained: Jinja2 templates with autoescaping (pipeline/templates/), inline
+CSS and JS, a Content-Security-Policy that forbids every network load, relative links only,
+so the results folder opens from `file://` or any static server and can be zipped and mailed.
+Everything on a page comes from what a run left on disk (the JSON report, the per-frame CSV,
+the annotated video, `summary.csv`), so `python -m pipeline.review OUT` rebuilds the pages
+without running a model.
+
+    python -m pipeline.review OUT            # a folder run's output folder: every page and the index
+    python -m pipeline.review OUT/a/b.json   # one video's page
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.resume import FORMAT, OutputFiles
+from workers.draw import colour_of
+from workers.ffmpeg import ffmpeg_exe, input_args
+from workers.files import write_bytes
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: The timeline's drawing size in SVG units.
+TIMELINE_WIDTH, TIMELINE_HEIGHT = 1000, 220
+#: Most points a timeline line has (a two-hour video is thinned to this many).
+TIMELINE_POINTS = 1500
+#: Longer side of a thumbnail and of a person's crop, pixels.
+THUMB_SIZE, CROP_SIZE = 240, 96
+
+
+@dataclass(frozen=True)
+class Chip:
+    """A performer's lag chip: id, colour and lag."""
+
+    id: int
+    colour: str
+    lag_ms: float | None
+    confidence: float | None
+
+
+@dataclass
+class IndexRow:
+    """One input of the index."""
+
+    input: str
+    status: str
+    error: str = ""
+    page: str | None = None
+    thumb: str | None = None
+    score: float | None = None
+    sync: float | None = None
+    chance: float | None = None
+    chips: list[Chip] = field(default_factory=list)
+    frames: int | None = None
+    duration: float | None = None
+    processing: float | None = None
+
+
+def _hex(person_id: int) -> str:
+    r, g, b = colour_of(person_id)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+@cache
+def _environment() -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    environment.filters["num"] = lambda value, digits=2: "--" if value is None else f"{value:.{digits}f}"
+    environment.filters["tojson_safe"] = lambda value: json.dumps(value).replace("<", "\\u003c")
+    return environment
+
+
+def _write(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def _href(target: Path, page: Path) -> str:
+    """`target` relative to the folder of `page`, URL-quoted, with forward slashes."""
+    from os.path import relpath
+    from urllib.parse import quote
+
+    return quote(Path(relpath(target, page.parent)).as_posix())
+
+
+def read_report(path: Path) -> dict | None:
+    """A report of this tool, or None."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("format") == FORMAT else None
+
+
+def _frame_at(video: Path, seconds: float, width: int, height: int) -> np.ndarray | None:
+    """The frame of `video` shown at `seconds` (RGB), or None when it cannot be read."""
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-ss", f"{max(0.0, seconds):.3f}",
+            *input_args(video), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    try:
+        done = subprocess.run(args, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    width, height = width + width % 2, height + height % 2  # the encoder pads odd sizes
+    if done.returncode != 0 or len(done.stdout) < width * height * 3:
+        return None
+    return np.frombuffer(done.stdout[: width * height * 3], np.uint8).reshape(height, width, 3)
+
+
+def _save_jpeg(path: Path, image: np.ndarray, size: int) -> Path:
+    scale = size / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ValueError(f"{path}: cannot encode the image")
+    return write_bytes(path, data.tobytes())
+
+
+def media_folder(output: Path) -> Path:
+    """Where a video's thumbnail and person crops go: `<stem>.review/` beside its outputs."""
+    return OutputFiles.of(output).media
+
+
+def page_path(output: Path) -> Path:
+    """A video's review page: `<stem>.html` beside its outputs."""
+    return OutputFiles.of(output).page
+
+
+def _media(report: dict, files: OutputFiles) -> tuple[Path | None, dict[int, Path]]:
+    """The thumbnail (at the worst moment, else the middle) and each person's crop, made from
+    the annotated video once and reused. A person seen at the thumbnail's moment is cropped
+    from that same frame, so most videos need one frame read."""
+    video = files.video
+    if not report.get("files", {}).get("video") or not video.is_file():
+        return None, {}
+    folder = files.media
+    folder.mkdir(exist_ok=True)
+    width, height, fps = report["width"], report["height"], report["fps"] or 1.0
+    moments = report.get("worst_moments") or []
+    at = moments[0]["start_s"] if moments else report["duration_seconds"] / 2
+    wanted: dict[float, list[tuple[Path, dict | None]]] = {}
+    thumb = folder / "thumb.jpg"
+    if not thumb.is_file():
+        wanted.setdefault(at, []).append((thumb, None))
+    crops: dict[int, Path] = {}
+    for person in report["persons"]:
+        if person.get("box") is None:
+            continue
+        crop = crops[person["id"]] = folder / f"person-{person['id']}.jpg"
+        if not crop.is_file():
+            seen_then = person["first_frame"] <= round(at * fps) <= person["last_frame"]
+            when = at if seen_then else (person["first_frame"] + person["last_frame"]) / 2 / fps
+            wanted.setdefault(when, []).append((crop, person))
+    for when, images in wanted.items():
+        frame = _frame_at(video, when, width, height)
+        if frame is None:
+            continue
+        for path, person in images:
+            if person is None:
+                _save_jpeg(path, frame, THUMB_SIZE)
+                continue
+            x0, y0, x1, y1 = (int(round(v)) for v in person["box"])
+            x0, y0 = max(0, x0), max(0, y0)
+            x1, y1 = min(frame.shape[1], max(x1, x0 + 1)), min(frame.shape[0], max(y1, y0 + 1))
+            _save_jpeg(path, np.ascontiguousarray(frame[y0:y1, x0:x1]), CROP_SIZE)
+    return (thumb if thumb.is_file() else None), {i: path for i, path in crops.items() if path.is_file()}
+
+
+def _path_data(times: np.ndarray, values: np.ndarray, duration: float, low: float, high: float,
+               top: float, height: float) -> str:
+    """An SVG path through (time, value) points, broken where a value is NaN."""
+    if len(times) > TIMELINE_POINTS:
+        keep = np.linspace(0, len(times) - 1, TIMELINE_POINTS).round().astype(int)
+        times, values = times[keep], values[keep]
+    span = max(high - low, 1e-9)
+    parts: list[str] = []
+    pen_down = False
+    for t, v in zip(times, values, strict=True):
+        if not math.isfinite(v):
+            pen_down = False
+            continue
+        x = TIMELINE_WIDTH * t / max(duration, 1e-9)
+        y = top + height * (1 - (min(max(v, low), high) - low) / span)
+        if not pen_down and parts and parts[-1].startswith("M"):
+            parts.append("l0.1,0")  # an isolated point: a dot (round line caps)
+        parts.append(f"{'L' if pen_down else 'M'}{x:.1f},{y:.1f}")
+        pen_down = True
+    if parts and parts[-1].startswith("M"):
+        parts.append("l0.1,0")
+    return " ".join(parts)
+
+
+def _timeline(report: dict, frames: dict[str, np.ndarray]) -> dict:
+    """What the timeline SVG draws: score lines on top, lag lines below, worst moments as bands."""
+    duration = max(report["duration_seconds"], 1e-6)
+    score_max = report["score"]["scale"]
+    score_top, score_height = 8.0, 120.0
+    lag_top, lag_height = 148.0, 64.0
+    lines = []
+    if len(frames["seconds"]):
+        lines.append({"class": "frame-score", "d": _path_data(frames["seconds"], frames["score"], duration, 0,
+                                                            score_max, score_top, score_height)})
+        lines.append({"class": "moving", "d": _path_data(frames["seconds"], frames["displayed"], duration, 0,
+                                                       score_max, score_top, score_height)})
+    lags = [w["lag_ms"] for p in report["persons"] for w in p["lag_ms_windows"] if w["lag_ms"] is not None]
+    reach = max([abs(v) for v in lags] + [50.0])
+    for person in report["persons"]:
+        windows = person["lag_ms_windows"]
+        if not windows:
+            continue
+        times = np.array([(w["start_s"] + w["end_s"]) / 2 for w in windows])
+        values = np.array([np.nan if w["lag_ms"] is None else w["lag_ms"] for w in windows], dtype=float)
+        lines.append({"class": "lag", "colour": _hex(person["id"]), "id": person["id"],
+                      "d": _path_data(times, values, duration, -reach, reach, lag_top, lag_height)})
+    bands = [{"x": TIMELINE_WIDTH * m["start_s"] / duration,
+              "width": max(1.0, TIMELINE_WIDTH * (m["end_s"] - m["start_s"]) / duration)}
+             for m in report.get("worst_moments") or []]
+    return {"width": TIMELINE_WIDTH, "height": TIMELINE_HEIGHT, "lines": lines, "bands": bands,
+            "score_top": score_top, "score_height": score_height, "lag_top": lag_top, "lag_height": lag_height,
+            "lag_reach": reach, "lag_zero": lag_top + lag_height / 2, "duration": duration}
+
+
+def _frame_columns(path: Path) -> dict[str, np.ndarray]:
+    columns: dict[str, list[float]] = {"seconds": [], "score": [], "displayed": []}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                for name, values in columns.items():
+                    values.append(float(row[name]) if row.get(name) else math.nan)
+    except (OSError, ValueError, KeyError):
+        pass
+    return {name: np.array(values, dtype=float) for name, values in columns.items()}
+
+
+def build_video_page(report_path: Path, index: Path | None = None) -> Path | None:
+    """Write `<stem>.html` (and its thumbnail and crops) beside a report; None if it is not one.
+
+    Args:
+        report_path: The `<stem>.json` report.
+        index: The folder run's index, to link back to; None for a single-file run.
+    """
+    report_path = Path(report_path)
+    report = read_report(report_path)
+    if report is None:
+        return None
+    listed = report.get("files") or {}
+    files = OutputFiles.of(report_path.with_name(listed["video"]) if listed.get("video")
+                           else report_path.with_suffix(".mp4"))
+    page = page_path(report_path)
+    thumb, crops = _media(report, files)
+    frames = _frame_columns(files.csv)
+    links = [(label, _href(report_path.with_name(listed[key]), page)) for key, label in
+             (("video", "annotated video"), ("csv", "per-frame CSV"), ("plot", "plot"), ("poses", "pose cache"))
+             if listed.get(key)] + [("report (JSON)", _href(report_path, page))]
+    persons = [{
+        **person, "colour": _hex(person["id"]),
+        "crop": _href(crops[person["id"]], page) if person["id"] in crops else None,
+    } for person in report["persons"]]
+    text = _environment().get_template("video.html.j2").render(
+        report=report, title=Path(report["input"]).name, persons=persons, links=links,
+        video=_href(files.video, page) if listed.get("video") and files.video.is_file() else None,
+        thumb=_href(thumb, page) if thumb else None,
+        timeline=_timeline(report, frames), index=_href(index, page) if index else None,
+        frame_seconds=1.0 / report["fps"] if report["fps"] else 0.0,
+    )
+    return _write(page, text)
+
+
+def _row_from_report(input_name: str, status: str, report: dict, report_path: Path, index: Path,
+                     processing: float | None) -> IndexRow:
+    group = report.get("sync") or {}
+    media = media_folder(report_path) / "thumb.jpg"
+    return IndexRow(
+        input=input_name, status=status,
+        page=_href(page_path(report_path), index) if page_path(report_path).is_file() else None,
+        thumb=_href(media, index) if media.is_file() else None,
+        score=report["score"]["mean"], sync=group.get("score"), chance=group.get("chance_mean"),
+        chips=[Chip(p["id"], _hex(p["id"]), p["lag_ms"], p["lag_confidence"])
+               for p in report["persons"] if p["scored"]],
+        frames=report["frames"], duration=report["duration_seconds"], processing=processing,
+    )
+
+
+def build_index(output_folder: Path, summary_rows: Sequence[dict[str, str]] | None = None,
+                build_pages: bool = True) -> Path:
+    """Write `OUT/index.html` over a folder run's outputs (and each video page it lacks).
+
+    Args:
+        output_folder: The folder run's output folder.
+        summary_rows: Its `summary.csv` rows (as `csv.DictReader` reads them); None reads the
+            file, or, without one, takes every report under the folder.
+        build_pages: Write the video pages that are missing.
+    """
+    output_folder = Path(output_folder)
+    index = output_folder / "index.html"
+    if summary_rows is None:
+        summary = output_folder / "summary.csv"
+        if summary.is_file():
+            with open(summary, newline="", encoding="utf-8") as handle:
+                summary_rows = list(csv.DictReader(handle))
+        else:
+            summary_rows = [{"input": p.relative_to(output_folder).as_posix(), "status": "done", "error": "",
+                             "report": p.relative_to(output_folder).as_posix(), "processing_seconds": ""}
+                            for p in sorted(output_folder.rglob("*.json")) if read_report(p) is not None]
+    rows = []
+    for cells in summary_rows:
+        report_path = output_folder / cells["report"] if cells.get("report") else None
+        report = read_report(report_path) if report_path else None
+        processing = float(cells["processing_seconds"]) if cells.get("processing_seconds") else None
+        if report is None or report_path is None:
+            rows.append(IndexRow(input=cells["input"], status=cells["status"], error=cells.get("error", ""),
+                                 processing=processing))
+            continue
+        if build_pages and not page_path(report_path).is_file():
+            build_video_page(report_path, index)
+        rows.append(_row_from_report(cells["input"], cells["status"], report, report_path, index, processing))
+    counts = {status: sum(row.status == status for row in rows)
+              for status in ("done", "skipped", "failed", "pending", "interrupted")}
+    text = _environment().get_template("index.html.j2").render(rows=rows, counts=counts, total=len(rows),
+                                                               title=output_folder.name or str(output_folder))
+    return _write(index, text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.review", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", type=Path, help="a folder run's output folder, or one video's <stem>.json")
+    args = parser.parse_args(argv)
+    target = args.target
+    if target.is_dir():
+        for report in sorted(target.rglob("*.json")):
+            if read_report(report) is not None:
+                build_video_page(report, target / "index.html")
+        print(build_index(target, build_pages=False))
+        return 0
+    page = build_video_page(target.with_suffix(".json"))
+    if page is None:
+        print(f"{target}: not a report of this tool (nor a folder)", file=sys.stderr)
+        return 2
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
