@@ -24,7 +24,7 @@ _SCORE = ScoreParams()
 RUN_ONLY_SETTINGS = frozenset({
     "input", "output", "poses", "video", "save_poses", "device", "batch_size", "queue_size",
     "queue_megabytes",
-    "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval",
+    "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval", "shard",
 })
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -89,6 +89,9 @@ class Config:
             number N >= 1 (the N most prominent people; a string of digits is accepted).
         mirror: Compare people also as mirror images (left and right swapped), so that two
             people facing each other and moving as mirror images count as in sync.
+        shard: A folder run's share, "I/N" (1 <= I <= N): every N-th of the planned files,
+            from the I-th, so that N machines (a Slurm job array, say) split one folder;
+            None for all of them.
     """
 
     input: Path
@@ -127,6 +130,7 @@ class Config:
     log_interval: float = 60.0
     persons: str | int = "auto"
     mirror: bool = False
+    shard: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
@@ -160,6 +164,8 @@ class Config:
         if self.x264_preset not in X264_PRESETS:
             raise ValueError(f"x264_preset must be one of {', '.join(X264_PRESETS)}, got {self.x264_preset!r}")
         object.__setattr__(self, "persons", _persons_mode(self.persons))
+        if self.shard is not None:
+            parse_shard(self.shard)
         if not isinstance(self.mirror, bool):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
         if self.keypoint_weighting not in (None, "relu", "logit"):
@@ -223,6 +229,16 @@ class Config:
     def result_settings(self) -> dict[str, object]:
         """The settings that change what a run produces (`as_dict` less RUN_ONLY_SETTINGS)."""
         return {name: value for name, value in self.as_dict().items() if name not in RUN_ONLY_SETTINGS}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N), 1 <= I <= N (ValueError names the form)."""
+    parts = str(text).split("/")
+    if len(parts) == 2 and all(part.strip().isdigit() for part in parts):
+        index, count = int(parts[0]), int(parts[1])
+        if 1 <= index <= count:
+            return index, count
+    raise ValueError(f"shard must be I/N with 1 <= I <= N (e.g. 2/8), got {text!r}")
 
 
 def _persons_mode(value: object) -> str | int:

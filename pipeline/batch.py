@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import Config
+from config.settings import parse_shard
 from pipeline.progress import Progress, format_duration
 from pipeline.report import write_reports
 from pipeline.results import RunResult
@@ -93,7 +94,8 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
 
     `IN/a/b.mov` goes to `OUT/a/b.mp4` (with `b.json`, `b.csv`, `b.png`, `b.poses.npz`). Inputs
     that would share a stem in one folder (`b.mov` and `b.mp4`), or a top-level input named
-    `summary.*`, keep their extension in the stem instead: `OUT/a/b.mov.mp4`, `OUT/a/b.mp4.mp4`.
+    like one of the folder's own files (`summary.*`, `summary-shard-*`, `index.*`), keep their
+    extension in the stem instead: `OUT/a/b.mov.mp4`, `OUT/a/b.mp4.mp4`.
 
     Raises:
         FolderError: The folders are the same, or outputs would land in the input tree.
@@ -112,8 +114,9 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
     taken: dict[str, Path] = {}
     for source, relative in zip(sources, relatives):
         clash = stems[(relative.parent, relative.stem.casefold())] > 1
-        reserved = relative.parent == Path(".") and relative.stem.casefold() in (
-            Path(SUMMARY_NAME).stem, Path(INDEX_NAME).stem)
+        stem_folded = relative.stem.casefold()
+        reserved = relative.parent == Path(".") and (
+            stem_folded in (Path(SUMMARY_NAME).stem, Path(INDEX_NAME).stem) or stem_folded.startswith("summary-shard-"))
         stem = relative.name if clash or reserved else relative.stem
         output = Path(output_folder) / relative.parent / f"{stem}.mp4"
         key = str(output).casefold()
@@ -191,6 +194,17 @@ class SummaryRow:
             count(self.frames_scored), count(self.persons), number(self.duration_seconds, 3),
             number(self.processing_seconds, 2), self.report,
         ]
+
+
+def shard_jobs(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
+    """Shard `index` of `count` (1-based): every `count`-th job from the `index`-th, in the plan's
+    (path) order, so that the shards of one plan are disjoint and together cover it."""
+    return list(jobs[index - 1::count])
+
+
+def shard_summary_name(index: int, count: int) -> str:
+    """A shard's own summary, so that shards running at once never write the same file."""
+    return f"summary-shard-{index}-of-{count}.csv"
 
 
 def write_summary(path: Path, rows: Sequence[SummaryRow]) -> Path:
@@ -281,6 +295,17 @@ def run_folder(
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     summary = output_folder / SUMMARY_NAME
+    sharded = config.shard is not None
+    if sharded:
+        assert config.shard is not None
+        index, count = parse_shard(config.shard)
+        planned = len(jobs)
+        jobs = shard_jobs(jobs, index, count)
+        summary = output_folder / shard_summary_name(index, count)
+        log.info("shard %d/%d: %d of the %d files", index, count, len(jobs), planned)
+        if not jobs:
+            write_summary(summary, [])
+            return []
     rows = [SummaryRow(input=job.relative.as_posix(), status="pending") for job in jobs]
     write_summary(summary, rows)
     log.info("%d video files under %s -> %s", len(jobs), input_folder, output_folder)
@@ -304,7 +329,8 @@ def run_folder(
                 rows[position - 1] = SummaryRow(input=job.relative.as_posix(), status="interrupted",
                                                 processing_seconds=time.perf_counter() - started)
                 write_summary(summary, rows)
-                write_page(lambda: build_index(output_folder, _cells(rows), build_pages=False))
+                if not sharded:  # a shard's rows are a part; the merge writes the index
+                    write_page(lambda: build_index(output_folder, _cells(rows), build_pages=False))
                 log.info("interrupted during %s; the summary is in %s", job.relative.as_posix(), summary)
                 raise
             rows[position - 1] = row
@@ -312,7 +338,8 @@ def run_folder(
             progress.end_file(row)
     finally:
         progress.close()
-    write_page(lambda: build_index(output_folder, _cells(rows)))
+    if not sharded:
+        write_page(lambda: build_index(output_folder, _cells(rows)))
     counts = Counter(row.status for row in rows)
     log.info(
         "%d files: %d done, %d skipped, %d failed in %s; summary: %s",

@@ -74,6 +74,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="store_true",
                         help="people moving as mirror images of each other (facing each other) count as in sync "
                              "(default: off)")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="folder runs: process only every N-th file from the I-th (1 <= I <= N), so that N "
+                             "machines or a Slurm job array split one folder; merge their summaries with "
+                             "`python -m pipeline.summary OUT` (default: every file)")
     parser.add_argument("--person-threshold", type=float, default=None,
                         help="box score above which a detection counts as a person "
                              "(default: the model's, 0.9 for keypointrcnn, 0.5 for yolo)")
@@ -145,6 +149,8 @@ def main(args: argparse.Namespace | None = None) -> int:
         folder = config.input.is_dir()
         if folder:
             _check_folder_args(config)
+        elif config.shard is not None:
+            raise UsageError("--shard splits a folder run; INPUT is a single file")
         elif config.output.suffix.lower() in REPORT_SUFFIXES:
             raise UsageError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
                              "is written beside it")

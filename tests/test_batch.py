@@ -21,6 +21,7 @@ from pipeline.batch import (
     run_folder,
 )
 from pipeline.cli import get_args_parser, main
+from tests.conftest import validate_summary_rows
 from pipeline.resume import OutputFiles
 from tests.helpers import StandInEstimator, make_video
 from workers.errors import FolderError
@@ -318,3 +319,50 @@ def test_a_run_killed_mid_file_and_restarted_matches_an_uninterrupted_run(tmp_pa
     assert _main(source, reference, *REAL_MODEL_ARGS, "--no-progress") == 1
     assert _summary_values(killed) == _summary_values(reference)
     assert sorted(p.name for p in killed.iterdir()) == sorted(p.name for p in reference.iterdir())
+
+
+def test_shards_split_the_plan_disjointly_and_cover_it(tmp_path, folder):
+    from pipeline.batch import shard_jobs
+
+    jobs = plan_jobs(folder, tmp_path / "out")
+    parts = [shard_jobs(jobs, index, 3) for index in (1, 2, 3)]
+    names = [[job.relative.as_posix() for job in part] for part in parts]
+    assert sorted(name for part in names for name in part) == sorted(job.relative.as_posix() for job in jobs)
+    assert names[0] == [jobs[0].relative.as_posix(), jobs[3].relative.as_posix()]  # every 3rd from the 1st
+    assert shard_jobs(jobs, 1, 1) == jobs
+
+
+def test_sharded_runs_merged_give_the_summary_of_one_run(tmp_path, folder):
+    from pipeline import summary as merge_summaries
+
+    whole = tmp_path / "whole"
+    run_folder(_config(), folder, whole, CountingModel())
+    out = tmp_path / "out"
+    for shard in ("1/2", "2/2"):
+        run_folder(_config(shard=shard), folder, out, CountingModel())
+    assert sorted(p.name for p in out.glob("summary*.csv")) == ["summary-shard-1-of-2.csv", "summary-shard-2-of-2.csv"]
+    assert not (out / "index.html").exists()  # a shard's rows are a part: the merge writes it
+    assert merge_summaries.main([str(out)]) == 1  # a failed file among them, as in one run
+    merged, single = read_summary(out), read_summary(whole)
+
+    def comparable(rows):
+        return [{k: v for k, v in row.items() if k != "processing_seconds"} for row in rows]
+
+    assert comparable(merged) == comparable(single)
+    validate_summary_rows(merged)
+    assert (out / "index.html").is_file()
+    # Run again: every file is skipped, and the merge keeps the finished rows.
+    run_folder(_config(shard="1/2"), folder, out, CountingModel())
+    assert merge_summaries.main([str(out)]) == 1
+    assert [r["status"] for r in read_summary(out)] == ["skipped", "done", "failed", "failed"]  # shard 1 again
+
+
+def test_shard_usage_errors(tmp_path, folder, capsys):
+    assert _main(folder, tmp_path / "out", "--shard", "3/2") == 2
+    assert "shard must be I/N with 1 <= I <= N" in capsys.readouterr().err
+    assert _main(folder, tmp_path / "out", "--shard", "x") == 2
+    assert _main(folder / "a.mp4", tmp_path / "o.mp4", "--shard", "1/2") == 2
+    assert "--shard splits a folder run" in capsys.readouterr().err
+    from pipeline import summary as merge_summaries
+
+    assert merge_summaries.main([str(tmp_path)]) == 2
