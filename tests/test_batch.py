@@ -21,8 +21,8 @@ from pipeline.batch import (
     run_folder,
 )
 from pipeline.cli import get_args_parser, main
-from tests.conftest import validate_summary_rows
 from pipeline.resume import OutputFiles
+from tests.conftest import validate_summary_rows
 from tests.helpers import StandInEstimator, make_video
 from workers.errors import FolderError
 
