@@ -22,13 +22,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from os.path import relpath
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import cv2
 import numpy as np
 
-from pipeline.resume import FORMAT, OutputFiles
+from pipeline.resume import OutputFiles, read_report
 from workers.draw import colour_of
 from workers.ffmpeg import ffmpeg_exe, input_args
 from workers.files import write_bytes
@@ -94,19 +96,7 @@ def _write(path: Path, text: str) -> Path:
 
 def _href(target: Path, page: Path) -> str:
     """`target` relative to the folder of `page`, URL-quoted, with forward slashes."""
-    from os.path import relpath
-    from urllib.parse import quote
-
     return quote(Path(relpath(target, page.parent)).as_posix())
-
-
-def read_report(path: Path) -> dict | None:
-    """A report of this tool, or None."""
-    try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return report if isinstance(report, dict) and report.get("format") == FORMAT else None
 
 
 def _frame_at(video: Path, seconds: float, width: int, height: int) -> np.ndarray | None:
