@@ -168,7 +168,8 @@ def _media(report: dict, files: OutputFiles) -> tuple[Path | None, dict[int, Pat
                 _save_jpeg(path, frame, THUMB_SIZE)
                 continue
             x0, y0, x1, y1 = (int(round(v)) for v in person["box"])
-            x0, y0 = max(0, x0), max(0, y0)
+            # A box may reach past the frame (or lie outside it): keep at least one pixel inside.
+            x0, y0 = min(max(0, x0), frame.shape[1] - 1), min(max(0, y0), frame.shape[0] - 1)
             x1, y1 = min(frame.shape[1], max(x1, x0 + 1)), min(frame.shape[0], max(y1, y0 + 1))
             _save_jpeg(path, np.ascontiguousarray(frame[y0:y1, x0:x1]), CROP_SIZE)
     return (thumb if thumb.is_file() else None), {i: path for i, path in crops.items() if path.is_file()}

@@ -67,3 +67,16 @@ def test_a_single_file_run_writes_its_page(tmp_path):
                                               "--device", "cpu", "--min-size", "64", "--no-progress"]))
     assert code == 0 and (tmp_path / "o.html").is_file()
     assert json.loads((tmp_path / "o.json").read_text())["files"]["video"] == "o.mp4"
+
+
+def test_a_person_whose_box_lies_outside_the_frame_gets_a_crop(done, tmp_path):
+    """Untrained weights found boxes past the frame's edge; the page was then not written."""
+    out = tmp_path / "out"
+    shutil.copytree(done.output.parent, out)
+    files = OutputFiles.of(out / "clip.mp4")
+    report = json.loads(files.json.read_text())
+    report["persons"][0]["box"] = [500.0, 300.0, 640.0, 400.0]  # the frame is 96x64
+    files.json.write_text(json.dumps(report))
+    shutil.rmtree(files.media)
+    build_video_page(files.json)
+    assert (files.media / f"person-{report['persons'][0]['id']}.jpg").is_file()
