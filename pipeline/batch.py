@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -45,7 +46,7 @@ SUMMARY_NAME = "summary.csv"
 INDEX_NAME = "index.html"
 SUMMARY_COLUMNS = (
     "input", "status", "error", "score", "frames", "frames_scored", "persons",
-    "duration_seconds", "processing_seconds", "report",
+    "duration_seconds", "processing_seconds", "report", "node",
 )
 #: A row's status: the first three are final; the others are only seen in the summary of a
 #: run that is still going on or was interrupted.
@@ -153,6 +154,8 @@ class SummaryRow:
         duration_seconds: The video's length (frames / fps), or None.
         processing_seconds: Seconds this run spent on the file.
         report: The report's path relative to the output folder, or "".
+        node: The machine that processed the file in this run (its host name), or "" when
+            none did (skipped, pending).
     """
 
     input: str
@@ -165,9 +168,11 @@ class SummaryRow:
     duration_seconds: float | None = None
     processing_seconds: float | None = None
     report: str = ""
+    node: str = ""
 
     @classmethod
-    def from_report(cls, job: Job, status: str, report: dict, seconds: float, output_folder: Path) -> SummaryRow:
+    def from_report(cls, job: Job, status: str, report: dict, seconds: float, output_folder: Path,
+                    node: str = "") -> SummaryRow:
         """A done or skipped file's row, its numbers taken from its report."""
         return cls(
             input=job.relative.as_posix(),
@@ -179,6 +184,7 @@ class SummaryRow:
             duration_seconds=report["duration_seconds"],
             processing_seconds=seconds,
             report=OutputFiles.of(job.output).json.relative_to(output_folder).as_posix(),
+            node=node,
         )
 
     def cells(self) -> list[str]:
@@ -192,7 +198,7 @@ class SummaryRow:
         return [
             self.input, self.status, self.error, number(self.score, 6), count(self.frames),
             count(self.frames_scored), count(self.persons), number(self.duration_seconds, 3),
-            number(self.processing_seconds, 2), self.report,
+            number(self.processing_seconds, 2), self.report, self.node,
         ]
 
 
@@ -259,6 +265,73 @@ def describe(report: dict) -> str:
     return f"{report['frames']} frames, {report['frames_scored']} scored, {total}"
 
 
+@dataclass(frozen=True)
+class FolderRun:
+    """A planned folder run: its jobs (a shard's share of them) and where its summary goes.
+
+    Attributes:
+        input_folder: The folder searched for videos.
+        output_folder: The folder that receives the outputs and the summary.
+        jobs: The files this run is to do, in path order.
+        summary: This run's summary file (`summary.csv`, or a shard's own).
+        sharded: Whether this is one shard of a split run (which writes no index page).
+    """
+
+    input_folder: Path
+    output_folder: Path
+    jobs: tuple[Job, ...]
+    summary: Path
+    sharded: bool
+
+    def write_summary(self, rows: Sequence[SummaryRow]) -> None:
+        """Rewrite the summary (atomically) with `rows`."""
+        write_summary(self.summary, rows)
+
+    def write_index(self, rows: Sequence[SummaryRow], build_pages: bool = True) -> None:
+        """The review index over `rows`; a shard's rows are a part, so a shard writes none (the merge does)."""
+        if not self.sharded:
+            write_page(lambda: build_index(self.output_folder, _cells(rows), build_pages=build_pages))
+
+    def log_totals(self, rows: Sequence[SummaryRow], seconds: float) -> None:
+        counts = Counter(row.status for row in rows)
+        log.info(
+            "%d files: %d done, %d skipped, %d failed in %s; summary: %s",
+            len(rows), counts["done"], counts["skipped"], counts["failed"], format_duration(seconds), self.summary,
+        )
+
+
+def plan_folder_run(config: Config, input_folder: Path, output_folder: Path) -> FolderRun:
+    """Plan a folder run (`config.shard` picks a share) and create the output folder.
+
+    Raises:
+        FolderError: The folders cannot be used together.
+        SyncError: No video file was found.
+    """
+    jobs = plan_jobs(input_folder, output_folder)
+    if not jobs:
+        raise SyncError(
+            f"{input_folder}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})"
+        )
+    output_folder = Path(output_folder)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    if config.shard is None:
+        log.info("%d video files under %s -> %s", len(jobs), input_folder, output_folder)
+        return FolderRun(Path(input_folder), output_folder, tuple(jobs), output_folder / SUMMARY_NAME, False)
+    index, count = parse_shard(config.shard)
+    share = shard_jobs(jobs, index, count)
+    log.info("shard %d/%d: %d of the %d files under %s -> %s", index, count, len(share), len(jobs), input_folder,
+             output_folder)
+    return FolderRun(Path(input_folder), output_folder, tuple(share), output_folder / shard_summary_name(index, count),
+                     True)
+
+
+def describe_row(row: SummaryRow) -> str:
+    """A done or skipped row in a few words: frames, scored frames, total score, seconds."""
+    total = "no score" if row.score is None else f"total score {row.score:.2f}"
+    seconds = "" if row.processing_seconds is None else f", {format_duration(row.processing_seconds)}"
+    return f"{row.frames} frames, {row.frames_scored} scored, {total}{seconds}"
+
+
 def run_folder(
     config: Config,
     input_folder: Path,
@@ -287,28 +360,12 @@ def run_folder(
             summary (that file "interrupted", the rest "pending").
     """
     progress = progress or Progress()
-    jobs = plan_jobs(input_folder, output_folder)
-    if not jobs:
-        raise SyncError(
-            f"{input_folder}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})"
-        )
-    output_folder = Path(output_folder)
-    output_folder.mkdir(parents=True, exist_ok=True)
-    summary = output_folder / SUMMARY_NAME
-    sharded = config.shard is not None
-    if sharded:
-        assert config.shard is not None
-        index, count = parse_shard(config.shard)
-        planned = len(jobs)
-        jobs = shard_jobs(jobs, index, count)
-        summary = output_folder / shard_summary_name(index, count)
-        log.info("shard %d/%d: %d of the %d files", index, count, len(jobs), planned)
-        if not jobs:
-            write_summary(summary, [])
-            return []
+    run = plan_folder_run(config, input_folder, output_folder)
+    jobs = run.jobs
     rows = [SummaryRow(input=job.relative.as_posix(), status="pending") for job in jobs]
-    write_summary(summary, rows)
-    log.info("%d video files under %s -> %s", len(jobs), input_folder, output_folder)
+    run.write_summary(rows)
+    if not jobs:
+        return []
     estimator: PoseEstimator | None = None
 
     def model() -> PoseEstimator:
@@ -324,36 +381,51 @@ def run_folder(
             started = time.perf_counter()
             progress.start_file(position, job.relative.as_posix())
             try:
-                row = _run_job(job, config, model, progress, output_folder, position, len(jobs))
+                row = skipped_row(job, config, run.output_folder, position, len(jobs))
+                if row is None:
+                    row = run_job(job, config, model, progress, run.output_folder, position, len(jobs))
             except KeyboardInterrupt:
                 rows[position - 1] = SummaryRow(input=job.relative.as_posix(), status="interrupted",
-                                                processing_seconds=time.perf_counter() - started)
-                write_summary(summary, rows)
-                if not sharded:  # a shard's rows are a part; the merge writes the index
-                    write_page(lambda: build_index(output_folder, _cells(rows), build_pages=False))
-                log.info("interrupted during %s; the summary is in %s", job.relative.as_posix(), summary)
+                                                processing_seconds=time.perf_counter() - started, node=this_node())
+                run.write_summary(rows)
+                run.write_index(rows, build_pages=False)
+                log.info("interrupted during %s; the summary is in %s", job.relative.as_posix(), run.summary)
                 raise
             rows[position - 1] = row
-            write_summary(summary, rows)
+            run.write_summary(rows)
             progress.end_file(row)
     finally:
         progress.close()
-    if not sharded:
-        write_page(lambda: build_index(output_folder, _cells(rows)))
-    counts = Counter(row.status for row in rows)
-    log.info(
-        "%d files: %d done, %d skipped, %d failed in %s; summary: %s",
-        len(rows), counts["done"], counts["skipped"], counts["failed"],
-        format_duration(time.perf_counter() - run_started), summary,
-    )
+    run.write_index(rows)
+    run.log_totals(rows, time.perf_counter() - run_started)
     return rows
 
 
-def _run_job(
+def this_node() -> str:
+    """The name of the machine this process runs on, for the summary's `node` column."""
+    return socket.gethostname()
+
+
+def skipped_row(job: Job, config: Config, output_folder: Path, position: int, count: int) -> SummaryRow | None:
+    """The row of a file done earlier with the same settings (its outputs kept), else None."""
+    started = time.perf_counter()
+    earlier = complete_report(config.replace(input=job.source, output=job.output))
+    if earlier is None:
+        return None
+    log.info("[%d/%d] skipped %s: done earlier with the same settings", position, count, job.relative.as_posix())
+    return SummaryRow.from_report(job, "skipped", earlier, time.perf_counter() - started, output_folder)
+
+
+def run_job(
     job: Job, config: Config, model: Callable[[], PoseEstimator], progress: Progress, output_folder: Path,
     position: int, count: int,
 ) -> SummaryRow:
-    """One file of a folder run: skipped, done or failed.
+    """One file of a folder run, from scratch: done or failed (earlier outputs are removed first).
+
+    Args:
+        model: Gives the pose model; called once the file has been probed.
+        position: The file's place in the run (from 1), for the log lines.
+        count: The files in the run.
 
     Raises:
         SyncError: From the model's loading only.
@@ -362,10 +434,6 @@ def _run_job(
     started = time.perf_counter()
     label = job.relative.as_posix()
     job_config = config.replace(input=job.source, output=job.output)
-    earlier = complete_report(job_config)
-    if earlier is not None:
-        log.info("[%d/%d] skipped %s: done earlier with the same settings", position, count, label)
-        return SummaryRow.from_report(job, "skipped", earlier, time.perf_counter() - started, output_folder)
     try:
         remove_outputs(job.output)
         info = probe(job.source)
@@ -383,7 +451,7 @@ def _run_job(
         return _failed(job, error, started, position, count)
     seconds = time.perf_counter() - started
     log.info("[%d/%d] done %s: %s, %s", position, count, label, describe(report), format_duration(seconds))
-    return SummaryRow.from_report(job, "done", report, seconds, output_folder)
+    return SummaryRow.from_report(job, "done", report, seconds, output_folder, node=this_node())
 
 
 def _cells(rows: Sequence[SummaryRow]) -> list[dict[str, str]]:
@@ -397,5 +465,5 @@ def _failed(job: Job, error: Exception, started: float, position: int, count: in
     log.error("[%d/%d] FAILED %s: %s", position, count, job.relative.as_posix(), message)
     log.debug("traceback of the failure of %s", job.relative.as_posix(), exc_info=error)
     return SummaryRow(input=job.relative.as_posix(), status="failed", error=message,
-                      processing_seconds=time.perf_counter() - started)
+                      processing_seconds=time.perf_counter() - started, node=this_node())
 
