@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-dev run test lint bench bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-ray setup-dev run test lint bench bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -25,7 +25,12 @@ $(VENV)/.requirements-yolo: requirements-yolo.txt $(VENV)/.requirements
 	$(PY) -m pip install --quiet --no-deps -r requirements-yolo.txt
 	touch $@
 
-$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements $(VENV)/.requirements-yolo
+# The optional Ray engine for `--cluster ray` (a folder over several machines).
+$(VENV)/.requirements-ray: requirements-ray.txt $(VENV)/.requirements
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+	touch $@
+
+$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements $(VENV)/.requirements-yolo $(VENV)/.requirements-ray
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -33,9 +38,11 @@ setup: $(VENV)/.requirements
 
 setup-yolo: $(VENV)/.requirements-yolo
 
+setup-ray: $(VENV)/.requirements-ray
+
 setup-dev: $(VENV)/.requirements-dev
 
-run: setup $(if $(filter yolo,$(MODEL)),setup-yolo)
+run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --cluster,$(ARGS)),setup-ray)
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 (or IN=folder/ OUT=outfolder/) [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
 	$(PY) -m pipeline "$(IN)" "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch-size $(BATCH)) $(ARGS)
 

@@ -25,7 +25,9 @@ RUN_ONLY_SETTINGS = frozenset({
     "input", "output", "poses", "video", "save_poses", "device", "batch_size", "queue_size",
     "queue_megabytes",
     "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval", "shard",
+    "cluster", "gpus_per_video", "cpus_per_video", "retries",
 })
+CLUSTERS = ("ray",)
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 ENCODERS = ("auto", "libx264", "h264_nvenc")
@@ -92,6 +94,14 @@ class Config:
         shard: A folder run's share, "I/N" (1 <= I <= N): every N-th of the planned files,
             from the I-th, so that N machines (a Slurm job array, say) split one folder;
             None for all of them.
+        cluster: Run a folder on a cluster: "ray" (the Ray cluster that RAY_ADDRESS names, or
+            that `ray start` left running on this machine); None runs it here.
+        gpus_per_video: Cluster runs: GPUs each video's task asks for (0.5 puts two videos on
+            one GPU); None for 1 when the cluster has GPUs and the device is not "cpu", else 0.
+        cpus_per_video: Cluster runs: CPUs each video's task asks for (decoding, drawing and
+            encoding run on them; on a CPU-only cluster, the model's threads too).
+        retries: Cluster runs: how often a video whose worker process or node died is started
+            again (a bad video is never retried: it is a failed row).
     """
 
     input: Path
@@ -131,6 +141,10 @@ class Config:
     persons: str | int = "auto"
     mirror: bool = False
     shard: str | None = None
+    cluster: str | None = None
+    gpus_per_video: float | None = None
+    cpus_per_video: float = 2.0
+    retries: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
@@ -166,6 +180,14 @@ class Config:
         object.__setattr__(self, "persons", _persons_mode(self.persons))
         if self.shard is not None:
             parse_shard(self.shard)
+        if self.cluster is not None and self.cluster not in CLUSTERS:
+            raise ValueError(f"cluster must be one of {', '.join(CLUSTERS)}, got {self.cluster!r}")
+        if self.gpus_per_video is not None:
+            _check_range("gpus_per_video", self.gpus_per_video, 0.0, 64.0)
+            if self.gpus_per_video == 0 and self.device.startswith("cuda"):
+                raise ValueError(f"device {self.device} needs a GPU, but gpus_per_video is 0")
+        _check_range("cpus_per_video", self.cpus_per_video, 0.0, 1024.0)
+        _check_range("retries", self.retries, 0, 100)
         if not isinstance(self.mirror, bool):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
         if self.keypoint_weighting not in (None, "relu", "logit"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from config import Config
-from config.settings import ENCODERS, X264_PRESETS
+from config.settings import CLUSTERS, ENCODERS, X264_PRESETS
 from workers.encode import output_container
 from workers.errors import PoseCacheError, SyncError, UsageError
 from workers.models import model_names
@@ -33,6 +33,7 @@ EPILOG = """examples:
   python -m pipeline dance.mp4 out.mp4 --no-video     # no video: out.json, .csv, .png, .poses.npz
   python -m pipeline duet.mp4 out.mp4 --persons 2 --mirror   # two dancers facing each other
   nohup python -m pipeline videos/ results/ --log-file night.log &
+  RAY_ADDRESS=head:6379 python -m pipeline videos/ results/ --cluster ray   # one task per video
 outputs: OUT, and beside it OUT-stem .json (report), .csv (per frame), .png (plot), .poses.npz
 folders: every video under IN (recursively) -> the same tree under OUT, plus OUT/summary.csv;
   a video whose outputs are complete and made with the same settings is skipped
@@ -78,6 +79,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="folder runs: process only every N-th file from the I-th (1 <= I <= N), so that N "
                              "machines or a Slurm job array split one folder; merge their summaries with "
                              "`python -m pipeline.summary OUT` (default: every file)")
+    parser.add_argument("--cluster", choices=CLUSTERS, default=None,
+                        help="folder runs: run on a cluster, one task per video; ray = the Ray cluster that "
+                             "RAY_ADDRESS names, else the one `ray start` runs on this machine (needs "
+                             "`make setup-ray`; default: here)")
+    parser.add_argument("--gpus-per-video", type=float, default=None, metavar="G",
+                        help="--cluster: GPUs each video asks for, 0..64; 0.5 puts two videos on one GPU "
+                             "(default: 1 when the cluster has GPUs and --device is not cpu, else 0)")
+    parser.add_argument("--cpus-per-video", type=float, default=defaults.cpus_per_video, metavar="C",
+                        help=f"--cluster: CPUs each video asks for, 0..1024 (default: {defaults.cpus_per_video:g})")
+    parser.add_argument("--retries", type=int, default=defaults.retries, metavar="N",
+                        help=f"--cluster: times a video is started again when its worker or node died, 0..100; "
+                             f"a bad video is never retried (default: {defaults.retries})")
     parser.add_argument("--person-threshold", type=float, default=None,
                         help="box score above which a detection counts as a person "
                              "(default: the model's, 0.9 for keypointrcnn, 0.5 for yolo)")
@@ -151,6 +164,8 @@ def main(args: argparse.Namespace | None = None) -> int:
             _check_folder_args(config)
         elif config.shard is not None:
             raise UsageError("--shard splits a folder run; INPUT is a single file")
+        elif config.cluster is not None:
+            raise UsageError("--cluster runs a folder; INPUT is a single file")
         elif config.output.suffix.lower() in REPORT_SUFFIXES:
             raise UsageError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
                              "is written beside it")
@@ -182,9 +197,11 @@ def _check_folder_args(config: Config) -> None:
         raise UsageError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, not a video file name")
     if config.poses is not None:
         raise UsageError("--poses replays one video's poses; it cannot be used with a folder")
+    if config.cluster is None and config.gpus_per_video is not None:
+        raise UsageError("--gpus-per-video is for --cluster runs")
 
 
-def _build_estimator(config: Config):
+def load_estimator(config: Config):
     from workers.models import build_estimator
 
     if config.weights == "random":
@@ -207,7 +224,7 @@ def _run(config: Config, bars: bool) -> int:
     started = time.perf_counter()
     info = probe(config.input)
     probe_seconds = time.perf_counter() - started
-    estimator = _build_estimator(config)
+    estimator = load_estimator(config)
     if estimator.replays_cache:
         assert config.poses is not None
         check_matches(config.poses, estimator.meta, info, config.model, config.person_threshold_in_effect)
@@ -230,9 +247,14 @@ def _run_folder(config: Config, bars: bool) -> int:
     from pipeline.batch import exit_code, run_folder
     from pipeline.progress import make_progress
 
-    rows = run_folder(
-        config, config.input, config.output, lambda: _build_estimator(config), make_progress(config, bars),
-    )
+    if config.cluster == "ray":
+        from pipeline.cluster import run_folder_on_ray
+
+        rows = run_folder_on_ray(config, config.input, config.output, make_progress(config, bars))
+    else:
+        rows = run_folder(
+            config, config.input, config.output, lambda: load_estimator(config), make_progress(config, bars),
+        )
     return exit_code(rows)
 
 

@@ -1,0 +1,564 @@
+"""Folder runs on a Ray cluster (`--cluster ray`): one Ray task per video, a folder run's semantics.
+
+The driver (this process) plans the run and skips what is done exactly as a local folder run
+does (`pipeline.batch`), checks from every node that takes tasks that the folders are the same
+shared storage, and then keeps the cluster busy with one task per video, rewriting the summary
+as each result arrives: a driver killed midway leaves a valid summary of what finished, and a
+rerun skips that. Each task runs `batch.run_job` in a Ray worker, the code of a local run, with
+the model loaded in that worker. Ray is imported here only, and only when a run asks for it.
+
+Faults. A task whose worker process or node died (Ray's WorkerCrashedError, NodeDiedError, ...)
+is submitted again by the driver, at most `config.retries` times, after removing its partial
+outputs; Ray's own task retries are off so that every retry is logged and bounded in one place.
+A bad video is not a fault: its task returns a failed row, as in a local run. Outputs are written
+under hidden `.partial` names and renamed when complete, so a dead task leaves nothing under a
+final name.
+
+GPU memory. Ray runs a task that asks for GPUs in a fresh worker process by default
+(`max_calls=1`, ray-project/ray#29624), and we keep that: the process, its CUDA context and the
+memory PyTorch's caching allocator holds end with the video, so a night of videos cannot pile up
+GPU memory, and no worker keeps a CUDA context on one GPU while Ray assigns it another (Ray sets
+CUDA_VISIBLE_DEVICES per task, CUDA reads it once per process). The price is a worker start and a
+model load per video (docs/BENCHMARKS.md). Tasks without GPUs reuse their worker and its model.
+
+Cancellation (Ctrl-C, SIGTERM). `ray.cancel` without force raises KeyboardInterrupt in the
+task's main thread through `_thread.interrupt_main`, which Python acts on between bytecodes
+only: a main thread blocked in C, e.g. in `Popen.wait()` on an ffmpeg process, would not see it
+until the call returns. A run's main thread never blocks for long (it polls its stages with
+short timeouts, `pipeline.stages`), so the interrupt lands within a fraction of a second; the run
+then stops its stages, kills its ffmpeg processes and removes its partial outputs, as Ctrl-C does
+locally. A task still running `CANCEL_GRACE_SECONDS` later is cancelled with force: Ray ends the
+worker, which kills its child processes (ffmpeg) as it exits (Ray's
+`RAY_kill_child_processes_on_worker_exit`, on by default; README: also a worker that crashed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config import Config
+from pipeline.batch import (
+    FolderRun,
+    Job,
+    SummaryRow,
+    describe_row,
+    one_line,
+    plan_folder_run,
+    run_job,
+    skipped_row,
+)
+from pipeline.progress import Progress, format_duration
+from pipeline.resume import remove_outputs
+from workers.errors import SyncError, UsageError
+
+log = logging.getLogger("dancingskeletons")
+
+#: The project's checkout; tasks import the code from this path on every node.
+ROOT = Path(__file__).resolve().parents[1]
+SETUP_HINT = "install it with `make setup-ray` (pip install -r requirements-ray.txt)"
+#: Seconds a cancelled task gets to stop by itself before it is cancelled with force.
+CANCEL_GRACE_SECONDS = 20.0
+#: Seconds between two counts of what the cluster's nodes run at once (nodes come and go).
+SLOTS_RECOUNT_SECONDS = 30.0
+#: Seconds every node gets to answer the shared-storage check.
+CHECK_TIMEOUT_SECONDS = 120.0
+#: Environment passed on to the tasks where the driver has it set.
+PASSED_ENVIRONMENT = ("TORCH_HOME", "YOLO_OFFLINE", "YOLO_CONFIG_DIR")
+#: The project's code and data files, whose digest every node must share.
+CODE_FOLDERS = ("config", "pipeline", "workers")
+CODE_SUFFIXES = (".py", ".json", ".j2")
+
+
+@dataclass(frozen=True)
+class TaskResources:
+    """What each video's task asks Ray for.
+
+    Attributes:
+        gpus: GPUs (fractions share one GPU).
+        cpus: CPUs.
+    """
+
+    gpus: float
+    cpus: float
+
+    @property
+    def max_calls(self) -> int:
+        """Videos a worker process runs before it exits: 1 with GPUs (see the module's
+        docstring), else no limit (0)."""
+        return 1 if self.gpus > 0 else 0
+
+    def slots(self, nodes: Iterable[dict[str, float]]) -> int:
+        """How many videos the nodes (their total resources) run at once."""
+        total = 0
+        for node in nodes:
+            fits = [math.floor(node.get(name, 0.0) / amount + 1e-9)
+                    for name, amount in (("GPU", self.gpus), ("CPU", self.cpus)) if amount > 0]
+            total += min(fits) if fits else 1_000_000
+        return total
+
+    def describe(self) -> str:
+        return f"{self.gpus:g} GPU{'' if self.gpus == 1 else 's'} and {self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"
+
+
+def task_resources(config: Config, cluster_gpus: float) -> TaskResources:
+    """The resources of a video's task: `--gpus-per-video` or, by default, one GPU when the cluster
+    has GPUs and the device is not the CPU."""
+    gpus = config.gpus_per_video
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus > 0 and config.device != "cpu" else 0.0
+    return TaskResources(gpus=gpus, cpus=config.cpus_per_video)
+
+
+def task_config(config: Config, resources: TaskResources) -> Config:
+    """The config a task runs with: a task that asked for no GPU runs on the CPU, even where
+    the node has a GPU (Ray leaves GPUs visible to such a task; using one would oversubscribe it)."""
+    if resources.gpus == 0 and config.device == "auto":
+        return config.replace(device="cpu")
+    return config
+
+
+def code_digest(root: Path = ROOT) -> str:
+    """A digest of the project's code (names and contents), the same on nodes that run the same code."""
+    digest = hashlib.sha256()
+    for folder in CODE_FOLDERS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StorageCheck:
+    """What every node must see as the driver does: the check runs on each node (`problems`).
+
+    The driver writes `marker` with `token` into the output folder; a node that reads the same
+    token there sees the same folder, and the reply it writes beside it must appear on the
+    driver's side, which shows that the node's writes land where the driver reads.
+
+    Attributes:
+        input_folder: The folder of the inputs.
+        sample: An input's path relative to `input_folder`, and its size in bytes.
+        output_folder: The folder of the outputs.
+        marker: The check file's name in `output_folder`.
+        token: The check file's content.
+        files: Other files every node must see (a weights file).
+        code: `code_digest()` of the driver's checkout.
+    """
+
+    input_folder: str
+    sample: tuple[str, int]
+    output_folder: str
+    marker: str
+    token: str
+    files: tuple[str, ...]
+    code: str
+
+    def reply_name(self, node_id: str) -> str:
+        return f"{self.marker}.{node_id}"
+
+    def problems(self, node_id: str) -> list[str]:
+        """What this machine does not see as the driver does (empty when all is well); writes
+        the reply file into the output folder."""
+        found = []
+        inputs, outputs = Path(self.input_folder), Path(self.output_folder)
+        sample = inputs / self.sample[0]
+        if not inputs.is_dir():
+            found.append(f"cannot see the input folder {inputs}")
+        else:
+            try:
+                size = sample.stat().st_size
+            except OSError as error:
+                found.append(f"cannot read the input {sample} ({error.strerror or error})")
+            else:
+                if size != self.sample[1]:
+                    found.append(f"sees a different input folder at {inputs}: {sample} has {size} bytes, not "
+                                 f"{self.sample[1]}")
+        marker = outputs / self.marker
+        try:
+            seen = marker.read_text(encoding="utf-8")
+        except OSError:
+            seen = None
+        if not outputs.is_dir():
+            found.append(f"cannot see the output folder {outputs}")
+        elif seen != self.token:
+            found.append(f"sees a different output folder at {outputs} (the driver's check file {marker.name} "
+                         "is not there)")
+        else:
+            try:
+                (outputs / self.reply_name(node_id)).write_text(self.token, encoding="utf-8")
+            except OSError as error:
+                found.append(f"cannot write to the output folder {outputs} ({error.strerror or error})")
+        for name in self.files:
+            if not Path(name).is_file():
+                found.append(f"cannot see {name}")
+        if code_digest() != self.code:
+            found.append(f"runs other code from {ROOT} than the driver (digest {code_digest()}, driver {self.code})")
+        return found
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What a video's task sends back.
+
+    Attributes:
+        row: The file's summary row.
+        host: The node's host name.
+        node_id: Ray's id of the node.
+        pid: The worker process (its log is Ray's `worker-*-<pid>.out` on that node).
+        model_error: The model could not be loaded there (the run stops, as a local run does).
+    """
+
+    row: SummaryRow
+    host: str = ""
+    node_id: str = ""
+    pid: int = 0
+    model_error: str = ""
+
+    @property
+    def where(self) -> str:
+        """The node and worker for people: "host (node 1a2b3c4d, pid 123)"."""
+        return f"{self.host} (node {self.node_id[:8]}, pid {self.pid})" if self.host else ""
+
+
+def here(row: SummaryRow, model_error: str = "") -> TaskOutcome:
+    """`row` as this worker's outcome."""
+    import ray
+
+    return TaskOutcome(row, socket.gethostname(), ray.get_runtime_context().get_node_id(), os.getpid(), model_error)
+
+
+_MODEL: dict[str, Any] = {}
+
+
+def video_task(job: Job, config: Config, output_folder: Path, position: int, count: int) -> TaskOutcome:
+    """A video's Ray task: `batch.run_job` in this worker, with the model kept for the worker's
+    next video (a GPU task's worker runs one video only)."""
+    from pipeline.cli import load_estimator
+
+    threads = max(1, int(config.cpus_per_video))
+    key = repr(sorted(config.detection_settings().items())) + config.device + str(config.weights) + config.model
+
+    def model() -> Any:
+        if key not in _MODEL:
+            _MODEL.clear()
+            import torch
+
+            torch.set_num_threads(threads)
+            _MODEL[key] = load_estimator(config)
+        return _MODEL[key]
+
+    try:
+        row = run_job(job, config, model, Progress(), output_folder, position, count)
+    except SyncError as error:  # from the model's loading only
+        row = SummaryRow(input=job.relative.as_posix(), status="failed", error=one_line(error))
+        return here(row, model_error=one_line(error))
+    return here(row)
+
+
+def check_task(check: StorageCheck) -> tuple[str, list[str]]:
+    """The shared-storage check on one node: the node for people and what it does not see."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return f"{socket.gethostname()} (node {node_id[:8]})", check.problems(node_id)
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as error:
+        raise UsageError(f"--cluster ray needs Ray, which is not installed ({error}); {SETUP_HINT}") from None
+    return ray
+
+
+def runtime_env() -> dict[str, Any]:
+    """The tasks' environment: the project on the path, and the driver's cache locations."""
+    variables = {"PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    variables.update({name: os.environ[name] for name in PASSED_ENVIRONMENT if os.environ.get(name)})
+    if "TORCH_HOME" not in variables:  # where torchvision caches weights: the driver's, on every node
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        variables["TORCH_HOME"] = os.path.join(cache, "torch")
+    return {"env_vars": variables}
+
+
+def connect(ray: Any) -> str:
+    """Connect to the cluster that RAY_ADDRESS names, else the one on this machine; return its address.
+
+    Raises:
+        SyncError: No cluster could be reached.
+    """
+    address = os.environ.get("RAY_ADDRESS") or "auto"
+    if ray.is_initialized():
+        return str(ray.get_runtime_context().gcs_address)
+    reachable(address)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        context = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
+        raise SyncError(
+            f"cannot connect to the Ray cluster at {address} ({_first_line(error)}); start one with `ray start "
+            "--head` or set RAY_ADDRESS; a cluster with token authentication also needs RAY_AUTH_MODE=token and "
+            "its token (RAY_AUTH_TOKEN_PATH) here (README, \"Several machines\")"
+        ) from None
+    finally:
+        if in_main:  # ray.init replaces the SIGTERM handler with one that exits; keep ours (Ctrl-C's cleanup)
+            signal.signal(signal.SIGTERM, previous)
+    return str(context.address_info.get("gcs_address", address))
+
+
+def reachable(address: str, seconds: float = 10.0) -> None:
+    """Fail at once where a "host:port" address does not answer (Ray itself retries for minutes).
+
+    Raises:
+        SyncError: Nothing listens there.
+    """
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise SyncError(f"cannot connect to the Ray cluster at {address} ({error.strerror or error}); start it with "
+                        "`ray start --head` there, or set RAY_ADDRESS to the head's host:port (README, \"Several "
+                        "machines\")") from None
+
+
+def working_nodes(ray: Any) -> list[dict[str, Any]]:
+    """The living nodes that can take a task (CPUs or GPUs), as `ray.nodes()` lists them."""
+    return [node for node in ray.nodes()
+            if node.get("Alive") and (node["Resources"].get("CPU", 0) > 0 or node["Resources"].get("GPU", 0) > 0)]
+
+
+def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict[str, Any]]) -> None:
+    """Check from every node in `nodes` that it sees the input and output folders (and a weights
+    file) as this driver does.
+
+    Raises:
+        SyncError: One line naming each node that does not, and what it does not see.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    sample = run.jobs[0].source
+    files = (str(Path(config.weights).resolve()),) if config.weights not in (None, "random") else ()
+    check = StorageCheck(
+        input_folder=str(run.input_folder.resolve()), sample=(str(sample.relative_to(run.input_folder)),
+                                                              sample.stat().st_size),
+        output_folder=str(run.output_folder.resolve()), marker=f".dancingskeletons-check-{uuid.uuid4().hex[:12]}",
+        token=uuid.uuid4().hex, files=files, code=code_digest(),
+    )
+    marker = run.output_folder / check.marker
+    marker.write_text(check.token, encoding="utf-8")
+    remote = ray.remote(check_task)
+    refs = {
+        remote.options(num_cpus=0, max_retries=0, runtime_env=runtime_env(), name="dancingskeletons storage check",
+                       scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(check):
+        node for node in nodes
+    }
+    problems = []
+    try:
+        ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=CHECK_TIMEOUT_SECONDS)
+        for ref in late:
+            ray.cancel(ref, force=True)
+            problems.append(f"node {_describe_node(refs[ref])} did not answer the storage check in "
+                            f"{CHECK_TIMEOUT_SECONDS:.0f} s")
+        for ref in ready:
+            node = refs[ref]
+            try:
+                label, seen = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                problems.append(f"node {_describe_node(node)} cannot run the project from {ROOT} (is the checkout "
+                                f"and its venv shared at the same path?): {one_line(error)}")
+                continue
+            reply = run.output_folder / check.reply_name(node["NodeID"])
+            if not seen and not reply.is_file():
+                seen = [f"writes to the output folder {check.output_folder} do not reach the driver's"]
+            problems.extend(f"node {label} {problem}" for problem in seen)
+    finally:
+        marker.unlink(missing_ok=True)
+        for node in nodes:
+            (run.output_folder / check.reply_name(node["NodeID"])).unlink(missing_ok=True)
+    if problems:
+        raise SyncError("; ".join(problems) + ". Inputs, outputs and weights must be at the same paths on every "
+                        "node (a shared mount); see README, \"Several machines\"")
+
+
+def _describe_node(node: dict[str, Any]) -> str:
+    return f"{node.get('NodeManagerHostname') or node.get('NodeManagerAddress')} (node {node['NodeID'][:8]})"
+
+
+def _system_failure(ray: Any, error: BaseException) -> bool:
+    """A task that died with its worker or node, not of its own error: it may be retried."""
+    exceptions = ray.exceptions
+    return isinstance(error, exceptions.RayError) and not isinstance(
+        error, (exceptions.RayTaskError, exceptions.TaskCancelledError, exceptions.RuntimeEnvSetupError))
+
+
+def run_folder_on_ray(config: Config, input_folder: Path, output_folder: Path,
+                      progress: Progress | None = None) -> list[SummaryRow]:
+    """`batch.run_folder` on a Ray cluster: the same plan, skips, rows, summary and index.
+
+    Returns:
+        One row per input, in order (the rows of the summary).
+
+    Raises:
+        UsageError: Ray is not installed.
+        SyncError: No cluster, a node that does not see the folders, no node that fits a video's
+            resources, or a model that cannot be loaded (the summary lists what was done).
+        KeyboardInterrupt: After cancelling every task and writing the summary (the files that
+            were running "interrupted", the rest "pending").
+    """
+    ray = import_ray()
+    progress = progress or Progress()
+    started = time.perf_counter()
+    run = plan_folder_run(config, input_folder, output_folder)
+    rows = [SummaryRow(input=job.relative.as_posix(), status="pending") for job in run.jobs]
+    todo = []
+    for index, job in enumerate(run.jobs):
+        row = skipped_row(job, config, run.output_folder, index + 1, len(run.jobs))
+        if row is None:
+            todo.append(index)
+        else:
+            rows[index] = row
+    run.write_summary(rows)
+    if todo:
+        connected = not ray.is_initialized()
+        address = connect(ray)
+        try:
+            _run_tasks(ray, address, run, config, rows, todo, progress)
+        finally:
+            if connected:
+                ray.shutdown()
+    run.write_index(rows)
+    run.log_totals(rows, time.perf_counter() - started)
+    return rows
+
+
+def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: list[SummaryRow], todo: list[int],
+               progress: Progress) -> None:
+    """Run the jobs `todo` (indices into `run.jobs`) as Ray tasks, filling `rows` as they end."""
+    nodes = working_nodes(ray)
+    totals = ray.cluster_resources()
+    resources = task_resources(config, totals.get("GPU", 0.0))
+    slots = resources.slots(node["Resources"] for node in nodes)
+    log.info("Ray cluster at %s: %d nodes take tasks, %g GPUs, %g CPUs; each video asks for %s, so %s at once",
+             address, len(nodes), totals.get("GPU", 0.0), totals.get("CPU", 0.0), resources.describe(),
+             slots if slots < 1_000_000 else "all")
+    if slots == 0:
+        raise SyncError(f"no node of the Ray cluster at {address} has {resources.describe()} for one video; lower "
+                        "--gpus-per-video or --cpus-per-video, or add nodes")
+    check_storage(ray, run, config, nodes)
+    remote = ray.remote(max_calls=resources.max_calls)(video_task)
+    options = {"num_gpus": resources.gpus, "num_cpus": resources.cpus, "max_retries": 0,
+               "runtime_env": runtime_env()}
+    job_config = task_config(config, resources)
+    waiting = deque(todo)
+    running: dict[Any, int] = {}
+    slots_counted = time.monotonic()
+    attempts: dict[int, int] = {}
+    finished = len(run.jobs) - len(todo)
+    progress.begin(len(todo))
+    clock = time.perf_counter()
+    try:
+        while waiting or running:
+            if time.monotonic() - slots_counted > SLOTS_RECOUNT_SECONDS:  # nodes come and go
+                slots = max(1, resources.slots(node["Resources"] for node in working_nodes(ray)))
+                slots_counted = time.monotonic()
+            # As many tasks as the nodes run at once, none queued in Ray: Ctrl-C then finds the
+            # submitted files running ("interrupted") and the rest never started ("pending").
+            while waiting and len(running) < slots:
+                index = waiting.popleft()
+                job = run.jobs[index]
+                ref = remote.options(name=f"dancingskeletons {job.relative.as_posix()}", **options).remote(
+                    job, job_config, run.output_folder, index + 1, len(run.jobs))
+                running[ref] = index
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                index = running.pop(ref)
+                job = run.jobs[index]
+                label = job.relative.as_posix()
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    if _system_failure(ray, error) and attempts.get(index, 0) < config.retries:
+                        attempts[index] = attempts.get(index, 0) + 1
+                        log.warning("%s: its worker or node died (%s); starting it again (retry %d of %d)", label,
+                                    _first_line(error), attempts[index], config.retries)
+                        remove_outputs(job.output)
+                        waiting.appendleft(index)
+                        continue
+                    remove_outputs(job.output)
+                    reason = "its worker or node died" if _system_failure(ray, error) else "its task failed"
+                    tries = attempts.get(index, 0) + 1
+                    message = f"{job.source}: {reason} ({_first_line(error)})" + (
+                        f", {tries} times" if tries > 1 else "")
+                    outcome = TaskOutcome(SummaryRow(input=label, status="failed", error=message))
+                if outcome.model_error:
+                    raise SyncError(f"the model cannot be loaded on {outcome.where}: {outcome.model_error}")
+                rows[index] = outcome.row
+                finished += 1
+                run.write_summary(rows)
+                progress.end_file(outcome.row)
+                _log_finished(outcome, finished, len(run.jobs), len(todo) - len(waiting) - len(running),
+                              len(waiting) + len(running), time.perf_counter() - clock)
+    except BaseException:
+        if running:
+            cancel(ray, list(running))
+            for index in running.values():
+                rows[index] = SummaryRow(input=run.jobs[index].relative.as_posix(), status="interrupted")
+                remove_outputs(run.jobs[index].output)
+        run.write_summary(rows)
+        run.write_index(rows, build_pages=False)
+        log.info("stopped; the summary is in %s", run.summary)
+        raise
+    finally:
+        progress.close()
+
+
+def _log_finished(outcome: TaskOutcome, finished: int, total: int, done_here: int, left: int, seconds: float) -> None:
+    row = outcome.row
+    where = f" on {outcome.where}" if outcome.where else ""
+    eta = f"; ETA ~{format_duration(seconds / done_here * left)}" if done_here and left else ""
+    if row.status == "failed":
+        log.error("[%d/%d] FAILED %s%s: %s%s", finished, total, row.input, where, row.error, eta)
+    else:
+        log.info("[%d/%d] %s %s%s: %s%s", finished, total, row.status, row.input, where, describe_row(row), eta)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def cancel(ray: Any, refs: Sequence[Any]) -> None:
+    """Cancel running tasks: KeyboardInterrupt in each (its run cleans up), force after a grace period.
+
+    A second Ctrl-C cuts the grace period short.
+    """
+    for ref in refs:
+        ray.cancel(ref)
+    pending = list(refs)
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    try:
+        while pending and time.monotonic() < deadline:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+    except KeyboardInterrupt:
+        pass
+    if pending:
+        log.warning("%d tasks did not stop in %.0f s; ending their workers", len(pending), CANCEL_GRACE_SECONDS)
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        ray.wait(pending, num_returns=len(pending), timeout=10.0)
