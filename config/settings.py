@@ -96,8 +96,9 @@ class Config:
             None for all of them.
         cluster: Run a folder on a cluster: "ray" (the Ray cluster that RAY_ADDRESS names, or
             that `ray start` left running on this machine); None runs it here.
-        gpus_per_video: Cluster runs: GPUs each video's task asks for (0.5 puts two videos on
-            one GPU); None for 1 when the cluster has GPUs and the device is not "cpu", else 0.
+        gpus_per_video: Cluster runs: the share of a GPU each video's task asks for, 0..1 (a
+            video runs on one GPU; 0.5 puts two on one GPU); None for 1 when the cluster has GPUs
+            and the device is not "cpu", else 0.
         cpus_per_video: Cluster runs: CPUs each video's task asks for (decoding, drawing and
             encoding run on them; on a CPU-only cluster, the model's threads too).
         retries: Cluster runs: how often a video whose worker process or node died is started
@@ -182,8 +183,11 @@ class Config:
             parse_shard(self.shard)
         if self.cluster is not None and self.cluster not in CLUSTERS:
             raise ValueError(f"cluster must be one of {', '.join(CLUSTERS)}, got {self.cluster!r}")
+        if self.cluster is not None and self.device.startswith("cuda:"):
+            raise ValueError(f"device {self.device} pins one GPU, but on a cluster Ray assigns each video its GPU; "
+                             "use --device cuda or auto")
         if self.gpus_per_video is not None:
-            _check_range("gpus_per_video", self.gpus_per_video, 0.0, 64.0)
+            _check_range("gpus_per_video", self.gpus_per_video, 0.0, 1.0)
             if self.gpus_per_video == 0 and self.device.startswith("cuda"):
                 raise ValueError(f"device {self.device} needs a GPU, but gpus_per_video is 0")
         _check_range("cpus_per_video", self.cpus_per_video, 0.0, 1024.0)

@@ -84,7 +84,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "RAY_ADDRESS names, else the one `ray start` runs on this machine (needs "
                              "`make setup-ray`; default: here)")
     parser.add_argument("--gpus-per-video", type=float, default=None, metavar="G",
-                        help="--cluster: GPUs each video asks for, 0..64; 0.5 puts two videos on one GPU "
+                        help="--cluster: the share of a GPU each video asks for, 0..1; 0.5 puts two videos on one GPU "
                              "(default: 1 when the cluster has GPUs and --device is not cpu, else 0)")
     parser.add_argument("--cpus-per-video", type=float, default=defaults.cpus_per_video, metavar="C",
                         help=f"--cluster: CPUs each video asks for, 0..1024 (default: {defaults.cpus_per_video:g})")

@@ -14,12 +14,18 @@ A bad video is not a fault: its task returns a failed row, as in a local run. Ou
 under hidden `.partial` names and renamed when complete, so a dead task leaves nothing under a
 final name.
 
-GPU memory. Ray runs a task that asks for GPUs in a fresh worker process by default
-(`max_calls=1`, ray-project/ray#29624), and we keep that: the process, its CUDA context and the
-memory PyTorch's caching allocator holds end with the video, so a night of videos cannot pile up
-GPU memory, and no worker keeps a CUDA context on one GPU while Ray assigns it another (Ray sets
-CUDA_VISIBLE_DEVICES per task, CUDA reads it once per process). The price is a worker start and a
-model load per video (docs/BENCHMARKS.md). Tasks without GPUs reuse their worker and its model.
+GPU memory and worker reuse. By default Ray runs a task that asks for GPUs in a fresh worker
+process (`max_calls=1`, ray-project/ray#29624), so that whatever the process holds on the GPU
+ends with the task. That costs a process start, the imports and a model load for every video:
+5.5 s here (docs/BENCHMARKS.md, "Ray"), a fifth of the time an H200 spends on a one-minute
+clip. So a worker runs up to `WORKER_VIDEOS` videos with its model loaded once, and what it
+keeps on the GPU stays bounded: one model, on the GPU its current video was given; the caching
+allocator's free blocks are returned after every video; and the process, with its CUDA
+context, ends after `WORKER_VIDEOS` videos. One trap: Ray assigns GPUs through
+CUDA_VISIBLE_DEVICES per task, but CUDA reads it once per process, so a reused worker would
+stay on its first GPU whatever Ray assigned next. Workers therefore see every GPU
+(RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES) and each video runs on `cuda:<the id Ray
+assigned>` (`task_device`); a worker moved to another GPU drops its model on the old one.
 
 Cancellation (Ctrl-C, SIGTERM). `ray.cancel` without force raises KeyboardInterrupt in the
 task's main thread through `_thread.interrupt_main`, which Python acts on between bytecodes
@@ -75,6 +81,8 @@ CANCEL_GRACE_SECONDS = 20.0
 SLOTS_RECOUNT_SECONDS = 30.0
 #: Seconds every node gets to answer the shared-storage check.
 CHECK_TIMEOUT_SECONDS = 120.0
+#: Videos one worker process runs (its model loaded once) before Ray starts a new one.
+WORKER_VIDEOS = 20
 #: Environment passed on to the tasks where the driver has it set.
 PASSED_ENVIRONMENT = ("TORCH_HOME", "YOLO_OFFLINE", "YOLO_CONFIG_DIR")
 #: The project's code and data files, whose digest every node must share.
@@ -93,12 +101,6 @@ class TaskResources:
 
     gpus: float
     cpus: float
-
-    @property
-    def max_calls(self) -> int:
-        """Videos a worker process runs before it exits: 1 with GPUs (see the module's
-        docstring), else no limit (0)."""
-        return 1 if self.gpus > 0 else 0
 
     def slots(self, nodes: Iterable[dict[str, float]]) -> int:
         """How many videos the nodes (their total resources) run at once."""
@@ -124,10 +126,23 @@ def task_resources(config: Config, cluster_gpus: float) -> TaskResources:
 
 def task_config(config: Config, resources: TaskResources) -> Config:
     """The config a task runs with: a task that asked for no GPU runs on the CPU, even where
-    the node has a GPU (Ray leaves GPUs visible to such a task; using one would oversubscribe it)."""
+    the node has a GPU (workers see every GPU; using one unasked would oversubscribe it)."""
     if resources.gpus == 0 and config.device == "auto":
         return config.replace(device="cpu")
     return config
+
+
+def task_device(device: str, gpu_ids: Sequence[int | str], cuda_available: bool) -> str:
+    """The device of one video's task: the GPU Ray assigned to it, by its physical id.
+
+    Args:
+        device: The run's device: "auto", "cpu" or "cuda" ("cuda:N" pins a GPU: not on a cluster).
+        gpu_ids: `ray.get_gpu_ids()` in the task: the GPUs Ray assigned (empty when none).
+        cuda_available: Whether CUDA works in this worker.
+    """
+    if device == "cpu" or not gpu_ids or (device == "auto" and not cuda_available):
+        return "cpu" if device == "auto" else device
+    return f"cuda:{gpu_ids[0]}"
 
 
 def code_digest(root: Path = ROOT) -> str:
@@ -218,6 +233,7 @@ class TaskOutcome:
         host: The node's host name.
         node_id: Ray's id of the node.
         pid: The worker process (its log is Ray's `worker-*-<pid>.out` on that node).
+        device: The torch device the video ran on.
         model_error: The model could not be loaded there (the run stops, as a local run does).
     """
 
@@ -225,38 +241,44 @@ class TaskOutcome:
     host: str = ""
     node_id: str = ""
     pid: int = 0
+    device: str = ""
     model_error: str = ""
 
     @property
     def where(self) -> str:
-        """The node and worker for people: "host (node 1a2b3c4d, pid 123)"."""
-        return f"{self.host} (node {self.node_id[:8]}, pid {self.pid})" if self.host else ""
+        """The node, worker and device for people: "host (node 1a2b3c4d, pid 123, cuda:3)"."""
+        return f"{self.host} (node {self.node_id[:8]}, pid {self.pid}, {self.device})" if self.host else ""
 
 
-def here(row: SummaryRow, model_error: str = "") -> TaskOutcome:
+def here(row: SummaryRow, device: str, model_error: str = "") -> TaskOutcome:
     """`row` as this worker's outcome."""
     import ray
 
-    return TaskOutcome(row, socket.gethostname(), ray.get_runtime_context().get_node_id(), os.getpid(), model_error)
+    return TaskOutcome(row, socket.gethostname(), ray.get_runtime_context().get_node_id(), os.getpid(), device,
+                       model_error)
 
 
 _MODEL: dict[str, Any] = {}
 
 
 def video_task(job: Job, config: Config, output_folder: Path, position: int, count: int) -> TaskOutcome:
-    """A video's Ray task: `batch.run_job` in this worker, with the model kept for the worker's
-    next video (a GPU task's worker runs one video only)."""
-    from pipeline.cli import load_estimator
+    """A video's Ray task: `batch.run_job` in this worker, on the GPU Ray assigned, with the model
+    kept for the worker's next video (see the module's docstring)."""
+    import ray
+    import torch
 
-    threads = max(1, int(config.cpus_per_video))
-    key = repr(sorted(config.detection_settings().items())) + config.device + str(config.weights) + config.model
+    from pipeline.cli import load_estimator
+    from workers.device import release_device_memory
+
+    device = task_device(config.device, ray.get_gpu_ids(), torch.cuda.is_available())
+    config = config.replace(device=device)
+    key = repr((config.model, str(config.weights), device, sorted(config.detection_settings().items())))
 
     def model() -> Any:
         if key not in _MODEL:
-            _MODEL.clear()
-            import torch
-
-            torch.set_num_threads(threads)
+            _MODEL.clear()  # another model or GPU: drop the old one first
+            release_device_memory()
+            torch.set_num_threads(max(1, int(config.cpus_per_video)))
             _MODEL[key] = load_estimator(config)
         return _MODEL[key]
 
@@ -264,8 +286,10 @@ def video_task(job: Job, config: Config, output_folder: Path, position: int, cou
         row = run_job(job, config, model, Progress(), output_folder, position, count)
     except SyncError as error:  # from the model's loading only
         row = SummaryRow(input=job.relative.as_posix(), status="failed", error=one_line(error))
-        return here(row, model_error=one_line(error))
-    return here(row)
+        return here(row, device, model_error=one_line(error))
+    finally:
+        release_device_memory()  # the allocator's free blocks go back; the model stays
+    return here(row, device)
 
 
 def check_task(check: StorageCheck) -> tuple[str, list[str]]:
@@ -286,7 +310,9 @@ def import_ray() -> Any:
 
 def runtime_env() -> dict[str, Any]:
     """The tasks' environment: the project on the path, and the driver's cache locations."""
-    variables = {"PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    variables = {"PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+                 # Every GPU visible to every worker, so that a reused worker can follow Ray's assignment.
+                 "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
     variables.update({name: os.environ[name] for name in PASSED_ENVIRONMENT if os.environ.get(name)})
     if "TORCH_HOME" not in variables:  # where torchvision caches weights: the driver's, on every node
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
@@ -461,7 +487,7 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
         raise SyncError(f"no node of the Ray cluster at {address} has {resources.describe()} for one video; lower "
                         "--gpus-per-video or --cpus-per-video, or add nodes")
     check_storage(ray, run, config, nodes)
-    remote = ray.remote(max_calls=resources.max_calls)(video_task)
+    remote = ray.remote(max_calls=WORKER_VIDEOS)(video_task)
     options = {"num_gpus": resources.gpus, "num_cpus": resources.cpus, "max_retries": 0,
                "runtime_env": runtime_env()}
     job_config = task_config(config, resources)

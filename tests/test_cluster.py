@@ -24,7 +24,16 @@ import pytest
 
 from config import Config
 from pipeline.cli import get_args_parser, main
-from pipeline.cluster import StorageCheck, TaskResources, code_digest, task_config, task_resources
+from pipeline.cluster import (
+    WORKER_VIDEOS,
+    StorageCheck,
+    TaskResources,
+    code_digest,
+    runtime_env,
+    task_config,
+    task_device,
+    task_resources,
+)
 from tests.conftest import validate_report, validate_summary_rows
 from tests.helpers import VIDEOS, make_video
 from workers.ffmpeg import ffmpeg_exe
@@ -162,11 +171,21 @@ def test_task_resources_and_the_storage_check_without_a_cluster(tmp_path):
     assert task_resources(config.replace(gpus_per_video=0.5), cluster_gpus=4).gpus == 0.5
     half = TaskResources(gpus=0.5, cpus=4)
     assert half.slots([{"GPU": 1, "CPU": 16}, {"GPU": 2, "CPU": 4}, {"CPU": 64}]) == 2 + 1 + 0
-    assert half.max_calls == 1 and TaskResources(gpus=0, cpus=1).max_calls == 0
     assert task_config(config, TaskResources(0, 1)).device == "cpu"
     assert task_config(config, TaskResources(1, 1)).device == "auto"
+    # Each video on the GPU Ray assigned, by its physical id (workers see every GPU).
+    assert task_device("auto", [3], cuda_available=True) == "cuda:3"
+    assert task_device("cuda", ["5"], cuda_available=True) == "cuda:5"
+    assert task_device("auto", [3], cuda_available=False) == "cpu"
+    assert task_device("cuda", [3], cuda_available=False) == "cuda:3"  # then refused by name, no silent CPU
+    assert task_device("cpu", [3], cuda_available=True) == "cpu"
+    assert task_device("auto", [], cuda_available=True) == "cpu"
     with pytest.raises(ValueError, match="gpus_per_video is 0"):
         Config(input=tmp_path, output=tmp_path, device="cuda", gpus_per_video=0)
+    with pytest.raises(ValueError, match="gpus_per_video must be in 0.0..1.0"):
+        Config(input=tmp_path, output=tmp_path, gpus_per_video=2)
+    with pytest.raises(ValueError, match="pins one GPU"):
+        Config(input=tmp_path, output=tmp_path, cluster="ray", device="cuda:1")
 
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -235,7 +254,7 @@ def test_a_cluster_run_gives_the_reports_of_a_local_run(on_cluster, clips, local
     text = capsys.readouterr().err
     assert re.search(r"Ray cluster at \S+: 2 nodes take tasks, 2 GPUs, 2 CPUs; each video asks for 0 GPUs and 1 CPU",
                      text), text
-    nodes = set(re.findall(r"\] (?:done|FAILED) \S+ on \S+ \(node (\w+), pid \d+\)", text))
+    nodes = set(re.findall(r"\] (?:done|FAILED) \S+ on \S+ \(node (\w+), pid \d+, cpu\)", text))
     assert len(nodes) == 2, text  # both nodes took files
 
     # Run again: everything done is skipped without a task; the broken file is tried again.
@@ -243,16 +262,32 @@ def test_a_cluster_run_gives_the_reports_of_a_local_run(on_cluster, clips, local
     assert [row["status"] for row in read_summary(out) if row["input"] != "broken.mp4"] == ["skipped"] * (len(rows) - 1)
 
 
-def test_a_video_asking_for_a_gpu_runs_in_a_fresh_worker_process(on_cluster, tmp_path, capsys):
+def test_a_gpu_task_sees_every_gpu_and_is_told_its_own(on_cluster):
+    """Ray would set CUDA_VISIBLE_DEVICES per task, which a reused worker's CUDA would not follow."""
+    def probe():
+        return os.environ.get("CUDA_VISIBLE_DEVICES"), [str(i) for i in ray.get_gpu_ids()]
+
+    ray.init(address=on_cluster.address)
+    try:
+        task = ray.remote(probe).options(num_gpus=1, num_cpus=0, runtime_env=runtime_env())
+        assert ray.get(task.remote()) == (None, ["0"])
+        plain = ray.remote(probe).options(num_gpus=1, num_cpus=0)
+        assert ray.get(plain.remote()) == ("0", ["0"])  # what our runtime_env switches off
+    finally:
+        ray.shutdown()
+
+
+def test_workers_keep_their_model_for_the_next_video(on_cluster, tmp_path, capsys):
     source = tmp_path / "in"
     source.mkdir()
-    for name in "abc":
+    for name in "abcdef":
         make_video(source / f"{name}.mp4", seconds=0.3, fps="10", size="64x48")
     assert _main(source, tmp_path / "out", *MODEL_ARGS, "--cluster", "ray", "--gpus-per-video", "1") == 0
     text = capsys.readouterr().err
     assert "each video asks for 1 GPU and 1 CPU, so 2 at once" in text
-    pids = re.findall(r"\] done \S+ on .*pid (\d+)\)", text)
-    assert len(pids) == 3 and len(set(pids)) == 3, text  # max_calls=1: GPU memory ends with the video
+    pids = re.findall(r"\] done \S+ on .*pid (\d+), cpu\)", text)
+    assert len(pids) == 6 and len(set(pids)) < 6, text  # at most 2 at once: workers were reused
+    assert WORKER_VIDEOS > 1
 
 
 def test_a_killed_worker_and_a_removed_node_have_their_video_redone(on_cluster, tmp_path, capsys):
