@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-ray setup-dev run test lint bench bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-ray setup-dev run test lint bench bench-ray bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -56,6 +56,10 @@ lint: setup-dev
 
 bench: setup-dev
 	$(PY) -m pipeline.bench $(ARGS)
+
+# What a folder run on Ray costs against a local one, on a one-machine cluster (docs/BENCHMARKS.md, "Ray").
+bench-ray: setup-dev
+	$(PY) -m pipeline.bench_ray $(ARGS)
 
 # The GPU check (docs/BENCHMARKS.md, "GPU"): `make gpu-kit` here fills .gpu-kit-ffmpeg/ and .gpu-kit/ with what a
 # bare, offline GPU machine lacks; there, `bash tools/gpu_check.sh` (or `make bench-gpu`)
