@@ -407,7 +407,7 @@ def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict
                 label, seen = ray.get(ref)
             except ray.exceptions.RayError as error:
                 problems.append(f"node {_describe_node(node)} cannot run the project from {ROOT} (is the checkout "
-                                f"and its venv shared at the same path?): {one_line(error)}")
+                                f"and its venv shared at the same path?): {_first_line(error)}")
                 continue
             reply = run.output_folder / check.reply_name(node["NodeID"])
             if not seen and not reply.is_file():
@@ -514,24 +514,11 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
                 index = running.pop(ref)
-                job = run.jobs[index]
-                label = job.relative.as_posix()
-                try:
-                    outcome = ray.get(ref)
-                except ray.exceptions.RayError as error:
-                    if _system_failure(ray, error) and attempts.get(index, 0) < config.retries:
-                        attempts[index] = attempts.get(index, 0) + 1
-                        log.warning("%s: its worker or node died (%s); starting it again (retry %d of %d)", label,
-                                    _first_line(error), attempts[index], config.retries)
-                        remove_outputs(job.output)
-                        waiting.appendleft(index)
-                        continue
-                    remove_outputs(job.output)
-                    reason = "its worker or node died" if _system_failure(ray, error) else "its task failed"
-                    tries = attempts.get(index, 0) + 1
-                    message = f"{job.source}: {reason} ({_first_line(error)})" + (
-                        f", {tries} times" if tries > 1 else "")
-                    outcome = TaskOutcome(SummaryRow(input=label, status="failed", error=message))
+                outcome = _settle(ray, ref, run.jobs[index], attempts.get(index, 0), config.retries)
+                if outcome is None:  # its worker or node died: once more, first in line
+                    attempts[index] = attempts.get(index, 0) + 1
+                    waiting.appendleft(index)
+                    continue
                 if outcome.model_error:
                     raise SyncError(f"the model cannot be loaded on {outcome.where}: {outcome.model_error}")
                 rows[index] = outcome.row
@@ -552,6 +539,24 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
         raise
     finally:
         progress.close()
+
+
+def _settle(ray: Any, ref: Any, job: Job, retried: int, retries: int) -> TaskOutcome | None:
+    """A finished task's outcome, or None when it is to run again (its worker or node died and
+    it was retried fewer than `retries` times). Either way a dead task's partial outputs go."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as error:
+        remove_outputs(job.output)
+        died = _system_failure(ray, error)
+        if died and retried < retries:
+            log.warning("%s: its worker or node died (%s); starting it again (retry %d of %d)",
+                        job.relative.as_posix(), _first_line(error), retried + 1, retries)
+            return None
+        reason = "its worker or node died" if died else "its task failed"
+        times = f", {retried + 1} times" if retried else ""
+        return TaskOutcome(SummaryRow(input=job.relative.as_posix(), status="failed",
+                                      error=f"{job.source}: {reason} ({_first_line(error)}){times}"))
 
 
 def _log_finished(outcome: TaskOutcome, finished: int, total: int, done_here: int, left: int, seconds: float) -> None:

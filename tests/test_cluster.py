@@ -331,7 +331,8 @@ def _driver(source: Path, out: Path) -> subprocess.Popen:
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
-def test_ctrl_c_cancels_every_task_leaves_no_ffmpeg_and_exits_130(on_cluster, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_cancels_every_task_leaves_no_ffmpeg_and_exits_130(on_cluster, tmp_path, signum):
     source = tmp_path / "in"
     source.mkdir()
     for name in ("x", "y", "z"):
@@ -341,7 +342,7 @@ def test_ctrl_c_cancels_every_task_leaves_no_ffmpeg_and_exits_130(on_cluster, tm
     try:
         wait_for(lambda: len(ffmpeg_writing_to(out)) >= 2 and len(partial_files(out)) >= 2, 120,
                  "two videos being processed")
-        driver.send_signal(signal.SIGINT)
+        driver.send_signal(signum)  # ray.init replaces the SIGTERM handler; ours must be back
         pressed = time.monotonic()
         assert driver.wait(timeout=60) == 130
         assert time.monotonic() - pressed < 30
