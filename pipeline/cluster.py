@@ -480,8 +480,9 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
     totals = ray.cluster_resources()
     resources = task_resources(config, totals.get("GPU", 0.0))
     slots = resources.slots(node["Resources"] for node in nodes)
-    log.info("Ray cluster at %s: %d nodes take tasks, %g GPUs, %g CPUs; each video asks for %s, so %s at once",
-             address, len(nodes), totals.get("GPU", 0.0), totals.get("CPU", 0.0), resources.describe(),
+    log.info("Ray cluster at %s: %s, %g GPUs, %g CPUs; each video asks for %s, so %s at once",
+             address, "1 node takes tasks" if len(nodes) == 1 else f"{len(nodes)} nodes take tasks",
+             totals.get("GPU", 0.0), totals.get("CPU", 0.0), resources.describe(),
              slots if slots < 1_000_000 else "all")
     if slots == 0:
         raise SyncError(f"no node of the Ray cluster at {address} has {resources.describe()} for one video; lower "
