@@ -17,7 +17,7 @@ final name.
 GPU memory and worker reuse. By default Ray runs a task that asks for GPUs in a fresh worker
 process (`max_calls=1`, ray-project/ray#29624), so that whatever the process holds on the GPU
 ends with the task. That costs a process start, the imports and a model load for every video:
-5.5 s here (docs/BENCHMARKS.md, "Ray"), a fifth of the time an H200 spends on a one-minute
+5.5 s here (docs/BENCHMARKS.md, "Ray"), about a quarter of what an H200 spends on a one-minute
 clip. So a worker runs up to `WORKER_VIDEOS` videos with its model loaded once, and what it
 keeps on the GPU stays bounded: one model, on the GPU its current video was given; the caching
 allocator's free blocks are returned after every video; and the process, with its CUDA
