@@ -260,9 +260,12 @@ def write_page(build: Callable[[], object]) -> None:
 
 def describe(report: dict) -> str:
     """A finished report in a few words: frames, scored frames, total score."""
-    mean = report["score"]["mean"]
+    return _in_words(report["frames"], report["frames_scored"], report["score"]["mean"])
+
+
+def _in_words(frames: int | None, scored: int | None, mean: float | None) -> str:
     total = "no score" if mean is None else f"total score {mean:.2f}"
-    return f"{report['frames']} frames, {report['frames_scored']} scored, {total}"
+    return f"{frames} frames, {scored} scored, {total}"
 
 
 @dataclass(frozen=True)
@@ -327,9 +330,8 @@ def plan_folder_run(config: Config, input_folder: Path, output_folder: Path) -> 
 
 def describe_row(row: SummaryRow) -> str:
     """A done or skipped row in a few words: frames, scored frames, total score, seconds."""
-    total = "no score" if row.score is None else f"total score {row.score:.2f}"
     seconds = "" if row.processing_seconds is None else f", {format_duration(row.processing_seconds)}"
-    return f"{row.frames} frames, {row.frames_scored} scored, {total}{seconds}"
+    return _in_words(row.frames, row.frames_scored, row.score) + seconds
 
 
 def run_folder(

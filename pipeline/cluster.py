@@ -65,6 +65,7 @@ from pipeline.batch import (
     plan_folder_run,
     run_job,
     skipped_row,
+    this_node,
 )
 from pipeline.progress import Progress, format_duration
 from pipeline.resume import remove_outputs
@@ -124,16 +125,10 @@ def task_resources(config: Config, cluster_gpus: float) -> TaskResources:
     return TaskResources(gpus=gpus, cpus=config.cpus_per_video)
 
 
-def task_config(config: Config, resources: TaskResources) -> Config:
-    """The config a task runs with: a task that asked for no GPU runs on the CPU, even where
-    the node has a GPU (workers see every GPU; using one unasked would oversubscribe it)."""
-    if resources.gpus == 0 and config.device == "auto":
-        return config.replace(device="cpu")
-    return config
-
-
 def task_device(device: str, gpu_ids: Sequence[int | str], cuda_available: bool) -> str:
-    """The device of one video's task: the GPU Ray assigned to it, by its physical id.
+    """The device of one video's task: the GPU Ray assigned to it, by its physical id; the CPU
+    for a task that was assigned none, even where the node has GPUs (workers see every GPU, and
+    using one unasked would oversubscribe it).
 
     Args:
         device: The run's device: "auto", "cpu" or "cuda" ("cuda:N" pins a GPU: not on a cluster).
@@ -254,7 +249,7 @@ def here(row: SummaryRow, device: str, model_error: str = "") -> TaskOutcome:
     """`row` as this worker's outcome."""
     import ray
 
-    return TaskOutcome(row, socket.gethostname(), ray.get_runtime_context().get_node_id(), os.getpid(), device,
+    return TaskOutcome(row, this_node(), ray.get_runtime_context().get_node_id(), os.getpid(), device,
                        model_error)
 
 
@@ -297,7 +292,7 @@ def check_task(check: StorageCheck) -> tuple[str, list[str]]:
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
-    return f"{socket.gethostname()} (node {node_id[:8]})", check.problems(node_id)
+    return f"{this_node()} (node {node_id[:8]})", check.problems(node_id)
 
 
 def import_ray() -> Any:
@@ -491,7 +486,6 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
     remote = ray.remote(max_calls=WORKER_VIDEOS)(video_task)
     options = {"num_gpus": resources.gpus, "num_cpus": resources.cpus, "max_retries": 0,
                "runtime_env": runtime_env()}
-    job_config = task_config(config, resources)
     waiting = deque(todo)
     running: dict[Any, int] = {}
     slots_counted = time.monotonic()
@@ -510,7 +504,7 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
                 index = waiting.popleft()
                 job = run.jobs[index]
                 ref = remote.options(name=f"dancingskeletons {job.relative.as_posix()}", **options).remote(
-                    job, job_config, run.output_folder, index + 1, len(run.jobs))
+                    job, config, run.output_folder, index + 1, len(run.jobs))
                 running[ref] = index
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:

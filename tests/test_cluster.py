@@ -30,7 +30,6 @@ from pipeline.cluster import (
     TaskResources,
     code_digest,
     runtime_env,
-    task_config,
     task_device,
     task_resources,
 )
@@ -171,8 +170,6 @@ def test_task_resources_and_the_storage_check_without_a_cluster(tmp_path):
     assert task_resources(config.replace(gpus_per_video=0.5), cluster_gpus=4).gpus == 0.5
     half = TaskResources(gpus=0.5, cpus=4)
     assert half.slots([{"GPU": 1, "CPU": 16}, {"GPU": 2, "CPU": 4}, {"CPU": 64}]) == 2 + 1 + 0
-    assert task_config(config, TaskResources(0, 1)).device == "cpu"
-    assert task_config(config, TaskResources(1, 1)).device == "auto"
     # Each video on the GPU Ray assigned, by its physical id (workers see every GPU).
     assert task_device("auto", [3], cuda_available=True) == "cuda:3"
     assert task_device("cuda", ["5"], cuda_available=True) == "cuda:5"
