@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-ray setup-dev run test lint bench bench-ray bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-dev run test lint bench bench-ray bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -25,12 +25,18 @@ $(VENV)/.requirements-yolo: requirements-yolo.txt $(VENV)/.requirements
 	$(PY) -m pip install --quiet --no-deps -r requirements-yolo.txt
 	touch $@
 
+# The optional CPU runtimes for YOLO-pose (OpenVINO, ONNX Runtime). --no-deps keeps OpenVINO's
+# telemetry package out (see the file).
+$(VENV)/.requirements-cpu-fast: requirements-cpu-fast.txt $(VENV)/.requirements-yolo
+	$(PY) -m pip install --quiet --no-deps -r requirements-cpu-fast.txt
+	touch $@
+
 # The optional Ray engine for `--cluster ray` (a folder over several machines).
 $(VENV)/.requirements-ray: requirements-ray.txt $(VENV)/.requirements
 	$(PY) -m pip install --quiet -r requirements-ray.txt
 	touch $@
 
-$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements $(VENV)/.requirements-yolo $(VENV)/.requirements-ray
+$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements $(VENV)/.requirements-yolo $(VENV)/.requirements-cpu-fast $(VENV)/.requirements-ray
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -38,11 +44,13 @@ setup: $(VENV)/.requirements
 
 setup-yolo: $(VENV)/.requirements-yolo
 
+setup-cpu-fast: $(VENV)/.requirements-cpu-fast
+
 setup-ray: $(VENV)/.requirements-ray
 
 setup-dev: $(VENV)/.requirements-dev
 
-run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --cluster,$(ARGS)),setup-ray)
+run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --runtime openvino,$(ARGS))$(findstring --runtime onnxruntime,$(ARGS)),setup-cpu-fast) $(if $(findstring --cluster,$(ARGS)),setup-ray)
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 (or IN=folder/ OUT=outfolder/) [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
 	$(PY) -m pipeline "$(IN)" "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch-size $(BATCH)) $(ARGS)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.models import ModelDefaults, get_model
+from workers.runtimes import check_runtime_request
 from workers.score import ScoreParams
 
 _SCORE = ScoreParams()
@@ -22,7 +23,7 @@ _SCORE = ScoreParams()
 #: a missing output is redone anyway). Every other setting is part of a report's fingerprint,
 #: so a new field counts as result-changing until it is listed here.
 RUN_ONLY_SETTINGS = frozenset({
-    "input", "output", "poses", "video", "save_poses", "device", "batch_size", "queue_size",
+    "input", "output", "poses", "video", "save_poses", "device", "runtime", "batch_size", "queue_size",
     "queue_megabytes",
     "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval", "shard",
     "cluster", "gpus_per_video", "cpus_per_video", "retries",
@@ -47,6 +48,9 @@ class Config:
         weights: Local weights file; None for the model's default (downloaded and cached by
             torchvision); "random" for randomly initialised weights (tests only).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        runtime: What runs the model (workers.runtimes): "auto" (OpenVINO on the CPU when it is
+            installed and the model can be exported, else torch), "torch", "openvino" or
+            "onnxruntime" (the last two on the CPU; with device "auto" they imply it).
         batch_size: Frames per inference batch.
         score: Compute and show the score (and the end card); False draws skeletons only.
         verbose: Show tracebacks and ffmpeg's messages.
@@ -110,6 +114,7 @@ class Config:
     model: str = "keypointrcnn"
     weights: str | None = None
     device: str = "auto"
+    runtime: str = "auto"
     batch_size: int = 4
     score: bool = True
     verbose: bool = False
@@ -157,6 +162,7 @@ class Config:
         get_model(self.model)  # ValueError naming the registered models
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_runtime_request(self.runtime, self.model, get_model(self.model).runtimes, self.device)
         _check_range("batch_size", self.batch_size, 1, 256)
         _check_range("display_window", self.display_window, 1, 10_000)
         _check_range("queue_size", self.queue_size, 1, 1024)

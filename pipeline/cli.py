@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -20,6 +21,10 @@ from workers.encode import output_container
 from workers.errors import PoseCacheError, SyncError, UsageError
 from workers.models import model_names
 from workers.poses import read_poses_meta
+from workers.runtimes import RUNTIME_CHOICES
+
+if TYPE_CHECKING:
+    from pipeline.results import RunResult
 
 log = logging.getLogger("dancingskeletons")
 
@@ -64,6 +69,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "e.g. yolo11n-pose.pt)")
     parser.add_argument("--device", default=defaults.device,
                         help="auto, cpu, cuda or cuda:N; auto uses CUDA when available (default: auto)")
+    parser.add_argument("--runtime", default=defaults.runtime, choices=RUNTIME_CHOICES,
+                        help="what runs the model: torch; or, for --model yolo, an exported copy in openvino or "
+                             "onnxruntime on the CPU (`make setup-cpu-fast`; exported once, then cached under "
+                             "TORCH_HOME). auto picks openvino on the CPU when it is installed, else torch; on "
+                             "CUDA always torch (default: auto)")
     parser.add_argument("-b", "--batch-size", type=int, default=defaults.batch_size,
                         help=f"frames per inference batch, 1..256 (default: {defaults.batch_size})")
     parser.add_argument("--score", action=argparse.BooleanOptionalAction, default=defaults.score,
@@ -238,9 +248,16 @@ def _run(config: Config, bars: bool) -> int:
     log.info(
         "%s: %s, %.1f s (%.1f frames/s on %s, %s)",
         result.output or config.output.with_suffix(".json"), describe(report),
-        report["timings"]["total_seconds"], result.fps, result.device, result.encoder or "no video",
+        report["timings"]["total_seconds"], result.fps, _where(result), result.encoder or "no video",
     )
     return 0
+
+
+def _where(result: RunResult) -> str:
+    """Where the model ran, for the log: "cpu", "cuda:0", "cpu, openvino"."""
+    if result.runtime in (None, "torch"):
+        return result.device
+    return f"{result.device}, {result.runtime}"
 
 
 def _run_folder(config: Config, bars: bool) -> int:

@@ -121,7 +121,8 @@ def task_resources(config: Config, cluster_gpus: float) -> TaskResources:
     has GPUs and the device is not the CPU."""
     gpus = config.gpus_per_video
     if gpus is None:
-        gpus = 1.0 if cluster_gpus > 0 and config.device != "cpu" else 0.0
+        on_cpu = config.device == "cpu" or config.runtime in ("openvino", "onnxruntime")
+        gpus = 1.0 if cluster_gpus > 0 and not on_cpu else 0.0
     return TaskResources(gpus=gpus, cpus=config.cpus_per_video)
 
 

@@ -175,6 +175,7 @@ def build_report(
         },
         "model": result.model,
         "device": result.device,
+        "runtime": result.runtime,
         "encoder": result.encoder,
         "width": info.width,
         "height": info.height,

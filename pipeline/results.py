@@ -34,6 +34,7 @@ class RunResult:
         total_text: The end card's text ("" with scoring off).
         encoder: The H.264 encoder used, or None without a video.
         device: The model's device.
+        runtime: What ran the model ("torch", "openvino", "onnxruntime"); None for a replay.
         seconds: Wall-clock seconds of the whole run (probe to finished file).
         stages: Per stage: busy and waiting seconds and items.
         model: The pose model's name (the cached model's when replaying a pose cache).
@@ -56,6 +57,7 @@ class RunResult:
     seconds: float
     stages: dict[str, StageClock] = field(default_factory=dict)
     model: str = ""
+    runtime: str | None = "torch"
     persons: list[PersonResult] = field(default_factory=list)
     worst_moments: list[Moment] = field(default_factory=list)
     sync: SyncResult | None = None

@@ -177,6 +177,7 @@ def run_video(
         seconds=time.perf_counter() - started,
         stages=group.clocks,
         model=estimator.name,
+        runtime=estimator.runtime,
         persons=analysis.persons,
         worst_moments=analysis.worst_moments,
         sync=analysis.sync,

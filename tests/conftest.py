@@ -26,6 +26,22 @@ def validate_summary_rows(rows: list[dict]) -> None:
         validator.validate(row)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_torch_home(tmp_path_factory):
+    """TORCH_HOME in a folder of this session: the export cache (workers.export_cache) and any
+    torchvision weights stay out of the user's home, and every session starts without them,
+    as CI does."""
+    import os
+
+    before = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
+    yield
+    if before is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = before
+
+
 @pytest.fixture(autouse=True)
 def every_report_follows_its_schema(monkeypatch):
     """Every report and summary.csv a test writes in this process is validated as it is written."""

@@ -29,12 +29,15 @@ class PoseEstimator(Protocol):
     Attributes:
         name: Short model name, e.g. "keypointrcnn" (a replay: the cached model's).
         device: The torch device string the model runs on, e.g. "cpu" or "cuda:0".
+        runtime: What runs the model: "torch", "openvino" or "onnxruntime"
+            (workers.runtimes); None for a replay, where no model runs.
         replays_cache: Whether it replays a pose cache (`--poses`) instead of detecting:
             then every frame is read (no `--infer-every`) and no new cache is saved.
     """
 
     name: str
     device: str
+    runtime: str | None
     replays_cache: bool
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -58,6 +61,7 @@ class PoseModel:
 
     name: str = ""
     device: str = "cpu"
+    runtime: str | None = "torch"
     replays_cache: bool = False
 
     def check_complete(self, frames_decoded: int) -> None:
@@ -84,6 +88,7 @@ class ModelThread(PoseModel):
         self.estimator = estimator
         self.name = estimator.name
         self.device = estimator.device
+        self.runtime = estimator.runtime
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         # A daemon, like the stage threads: a batch still running at exit does not hold it up.
         self._thread = threading.Thread(target=self._serve, name=f"model-{estimator.name}", daemon=True)

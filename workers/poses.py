@@ -309,6 +309,7 @@ class CachedPoses(PoseModel):
     """
 
     device = "cpu"
+    runtime: str | None = None
     replays_cache = True
 
     def __init__(self, path: Path, meta: PoseCacheMeta, frames: Sequence[Detections] | PoseLog) -> None:

@@ -45,12 +45,14 @@ class ModelEntry:
         defaults: Its thresholds and weighting.
         builder: "module:Class" of the class whose `from_config(config)` loads it.
         summary: One line for help texts.
+        runtimes: What can run it (workers.runtimes), "torch" first.
     """
 
     name: str
     defaults: ModelDefaults
     builder: str
     summary: str
+    runtimes: tuple[str, ...] = ("torch",)
 
     def load(self, config: Config) -> PoseEstimator:
         """The model itself (on the caller's thread; see `build_estimator`)."""
@@ -123,4 +125,6 @@ register(ModelEntry(
     defaults=ModelDefaults(person_threshold=0.5, keypoint_threshold=0.5, keypoint_weighting="logit"),
     builder="workers.models.yolo:YoloPoseEstimator",
     summary="Ultralytics YOLOv8/YOLO11 pose checkpoint (optional package), COCO-17",
+    # Exported by Ultralytics; OpenVINO and ONNX Runtime run it on the CPU (workers.runtimes).
+    runtimes=("torch", "openvino", "onnxruntime"),
 ))

@@ -11,11 +11,14 @@ sigmoid of the model's keypoint-visibility logit).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,11 +30,16 @@ import torch
 from workers.data import Detections
 from workers.device import resolve_device
 from workers.errors import ModelError
+from workers.export_cache import ExportKey, cached_export, file_sha256, read_meta
 from workers.infer import PoseModel
+from workers.models import get_model
+from workers.runtimes import Runtime, block_openvino_telemetry, choose_runtime, distribution_version
 from workers.skeleton import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
     from config import Config
+
+log = logging.getLogger("dancingskeletons")
 
 #: Inference size (longer side, pixels) when the checkpoint does not name its training size.
 DEFAULT_IMAGE_SIZE = 640
@@ -93,6 +101,22 @@ def import_ultralytics() -> ModuleType:
     return ultralytics
 
 
+def checkpoint_path(weights: str | None) -> Path:
+    """The checkpoint file `weights` names, checked to exist and to be a .pt.
+
+    Raises:
+        ModelError: weights is None, the file is missing, or it is not a .pt.
+    """
+    if weights is None:
+        raise ModelError(f"the yolo model has no default weights; pass {WEIGHTS_HINT}")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file not found; pass {WEIGHTS_HINT}")
+    if path.suffix != ".pt":
+        raise ModelError(f"{path}: not a PyTorch checkpoint (.pt); pass an Ultralytics pose .pt")
+    return path
+
+
 def load_model(weights: str | None) -> Any:
     """Load an Ultralytics pose checkpoint and check that it is a 17-keypoint person model.
 
@@ -107,22 +131,12 @@ def load_model(weights: str | None) -> Any:
         ModelError: weights is None, the file is missing or unreadable, or it is not a
             COCO-17 person pose model.
     """
-    if weights is None:
-        raise ModelError(f"the yolo model has no default weights; pass {WEIGHTS_HINT}")
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file not found; pass {WEIGHTS_HINT}")
-    if path.suffix != ".pt":
-        raise ModelError(f"{path}: not a PyTorch checkpoint (.pt); pass an Ultralytics pose .pt")
-    source = str(path)
+    source = str(checkpoint_path(weights))
     ultralytics = import_ultralytics()
     try:
         model = ultralytics.YOLO(source)
     except Exception as error:  # noqa: BLE001 - unpickling and checkpoint errors come in many types
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise ModelError(
-            f"{source}: not a readable Ultralytics checkpoint ({type(error).__name__}: {first})"
-        ) from None
+        raise ModelError(f"{source}: not a readable Ultralytics checkpoint ({_one_line(error)})") from None
     kpt_shape = list(getattr(model.model, "kpt_shape", None) or [])
     if model.task != "pose" or kpt_shape != [NUM_KEYPOINTS, 3]:
         raise ModelError(
@@ -135,6 +149,12 @@ def load_model(weights: str | None) -> Any:
     return model
 
 
+def _one_line(error: BaseException) -> str:
+    """"Type: first line of the message"."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def trained_image_size(model: Any) -> int:
     """The image size (pixels) the checkpoint was trained at; DEFAULT_IMAGE_SIZE if unknown."""
     args = getattr(model.model, "args", None)
@@ -142,6 +162,119 @@ def trained_image_size(model: Any) -> int:
     if isinstance(size, (list, tuple)) and size:
         size = max(size)
     return size if isinstance(size, int) and size > 0 else DEFAULT_IMAGE_SIZE
+
+#: Ultralytics' export settings by format (part of the cache key). Dynamic shapes keep
+#: Ultralytics' rectangular letterbox (a static square export pads every frame to 640x640, about
+#: 1.6x the work); f32 weights (fp16 weights would change the numbers); ONNX without onnxslim
+#: (not installed; the graph runs as traced).
+EXPORT_SETTINGS: dict[str, dict[str, Any]] = {
+    "openvino": {"dynamic": True, "half": False},
+    "onnx": {"dynamic": True, "half": False, "simplify": False},
+}
+#: OpenVINO's compile settings. Its CPU default on processors with bfloat16 (e.g. AMD Zen 4) is
+#: bf16, which measured slower than f32 there and moves keypoints by about 0.5 px
+#: (docs/BENCHMARKS.md, "CPU runtimes").
+OPENVINO_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def export_key(path: Path, runtime: Runtime) -> ExportKey:
+    """The cache key of `path` exported for `runtime`.
+
+    No image size: the export takes any (dynamic shapes); it is traced at the checkpoint's
+    trained size, which the checkpoint (hence its hash) decides.
+    """
+    versions = {name: distribution_version(name) for name in ("ultralytics", "torch", *runtime.versions)}
+    settings = {"format": runtime.export_format, **EXPORT_SETTINGS[str(runtime.export_format)]}
+    return ExportKey(runtime=runtime.name, weights_sha256=file_sha256(path), settings=settings, versions=versions)
+
+
+def export_checkpoint(path: Path, runtime: Runtime, folder: Path) -> dict[str, Any]:
+    """Export a checked pose checkpoint for `runtime` into `folder`, offline.
+
+    Ultralytics writes an export beside its checkpoint, so the checkpoint is copied into
+    `folder` first (the user's folder may be read-only).
+
+    Returns:
+        What the cache records: the model file's name in the folder, the model's stride,
+        trained image size and class names.
+
+    Raises:
+        ModelError: The checkpoint is not a pose model (see `load_model`).
+        Exception: The exporter's own errors.
+    """
+    if runtime.name == "openvino":
+        block_openvino_telemetry()
+    source = folder / "checkpoint" / "model.pt"
+    source.parent.mkdir()
+    shutil.copyfile(path, source)
+    model = load_model(str(source))
+    size = trained_image_size(model)
+    meta = {"stride": int(max(model.model.stride)), "image_size": size,
+            "names": {str(index): name for index, name in model.names.items()}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's TracerWarnings and deprecation notices
+        exported = Path(model.export(format=runtime.export_format, imgsz=size, device="cpu",
+                                     **EXPORT_SETTINGS[str(runtime.export_format)]))
+    meta["file"] = exported.name
+    shutil.move(exported, folder / exported.name)
+    shutil.rmtree(source.parent)
+    return meta
+
+
+def load_exported(config: Config, runtime: Runtime) -> YoloPoseEstimator:
+    """The estimator on `runtime`, from the export cache (exported first if needed).
+
+    The model runs once on a small blank frame before it is returned, so that a runtime that
+    cannot run here fails now, not in the middle of a video.
+
+    Raises:
+        ModelError: The checkpoint is not usable, or the export or the runtime failed; the
+            message says which.
+    """
+    path = checkpoint_path(config.weights)
+    ultralytics = import_ultralytics()
+    if runtime.name == "openvino":
+        block_openvino_telemetry()
+    try:
+        key = export_key(path, runtime)
+        folder = cached_export(key, partial(export_checkpoint, path, runtime))
+    except ModelError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the exporters fail in many ways
+        raise ModelError(f"{path}: could not export it for {runtime.name} ({_one_line(error)})") from None
+    meta = read_meta(folder)
+    try:
+        model = ultralytics.YOLO(str(folder / meta["file"]), task="pose")
+        names = {int(index): name for index, name in meta["names"].items()}
+        size = config.model_min_size or meta["image_size"]
+        estimator = YoloPoseEstimator(
+            model, "cpu", -(-size // meta["stride"]) * meta["stride"], config.person_threshold_in_effect,
+            max_persons=config.max_persons, names=names, runtime=runtime.name,
+        )
+        estimator.predict([np.zeros((64, 64, 3), np.uint8)])
+        if runtime.name == "openvino":
+            _compile_openvino(model, folder / meta["file"])
+            estimator.predict([np.zeros((64, 64, 3), np.uint8)])
+    except Exception as error:  # noqa: BLE001 - the runtimes fail in many ways
+        raise ModelError(f"{folder}: {runtime.name} cannot run the exported model here "
+                         f"({_one_line(error)})") from None
+    return estimator
+
+
+def _compile_openvino(model: Any, export: Path) -> None:
+    """Compile the OpenVINO model again with OPENVINO_CONFIG, in place of Ultralytics' own.
+
+    Ultralytics compiles with a latency hint only, which leaves OpenVINO's precision default
+    (bf16 where the CPU has it). Its backend runs `ov_compiled_model` on every batch.
+    """
+    import openvino
+
+    backend = model.predictor.model.backend
+    if not hasattr(backend, "ov_compiled_model"):
+        raise TypeError(f"expected Ultralytics' OpenVINO backend, got {type(backend).__name__}")
+    core = openvino.Core()
+    backend.compile_model = partial(core.compile_model, device_name="CPU", config=OPENVINO_CONFIG)
+    backend.ov_compiled_model = backend.compile_model(core.read_model(next(export.glob("*.xml"))))
 
 
 class YoloPoseEstimator(PoseModel):
@@ -157,6 +290,8 @@ class YoloPoseEstimator(PoseModel):
         person_threshold: Persons with a box score at or below this are not returned.
         half: Run in fp16 (CUDA only).
         max_persons: Most persons returned per frame.
+        names: The model's class names by index; None to ask the model.
+        runtime: What runs the model: "torch", "openvino" or "onnxruntime" (workers.runtimes).
     """
 
     name = "yolo"
@@ -169,13 +304,16 @@ class YoloPoseEstimator(PoseModel):
         person_threshold: float = 0.5,
         half: bool = False,
         max_persons: int = 30,
+        names: dict[int, str] | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.model = model
         self.device = device
+        self.runtime = runtime
         self.image_size = image_size
         self.person_threshold = person_threshold
         self.half = half and device.startswith("cuda")
-        person = next(index for index, name in model.names.items() if name == "person")
+        person = next(index for index, name in (names or model.names).items() if name == "person")
         self._predict_args = {
             "imgsz": image_size,
             "conf": person_threshold,
@@ -190,17 +328,31 @@ class YoloPoseEstimator(PoseModel):
 
     @classmethod
     def from_config(cls, config: Config) -> YoloPoseEstimator:
-        """Build the model from the config: weights, device, image size, person threshold.
+        """Build the model from the config: weights, runtime, device, image size, threshold.
 
         Persons at or below the person threshold are never scored or drawn, so the model's
         NMS drops them (the results for the others do not change: NMS never lets a weaker
         box suppress a stronger one).
 
+        With an exported runtime (see `workers.runtimes.choose_runtime`) the model runs from
+        the export cache on the CPU. When `auto` chose it and it fails, the model runs in
+        torch after one warning line; asked for by name, it fails.
+
         Raises:
-            ModelError: See `load_model`.
+            ModelError: See `load_model`; or the runtime asked for by name failed.
             DeviceError: CUDA was asked for and is not available.
         """
-        device = resolve_device(config.device)
+        exported = config.runtime not in ("auto", "torch")
+        device = resolve_device("cpu" if exported else config.device)
+        runtime = choose_runtime(config.runtime, get_model(cls.name).runtimes, device)
+        if runtime.exported:
+            checkpoint_path(config.weights)
+            try:
+                return load_exported(config, runtime)
+            except ModelError as error:
+                if exported:
+                    raise
+                log.warning("%s; running the model in torch instead", error)
         model = load_model(config.weights)
         stride = int(max(model.model.stride))
         size = config.model_min_size or trained_image_size(model)
