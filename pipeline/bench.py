@@ -33,7 +33,7 @@ from workers.decode import VideoReader
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe
 from workers.infer import PoseEstimator, PoseModel
-from workers.models import build_estimator
+from workers.models import build_estimator, get_model
 from workers.models.keypoint_rcnn import cached_weights_path
 from workers.probe import probe
 from workers.skeleton import STANDING_POSE
@@ -69,6 +69,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="Keypoint R-CNN weights (default: torchvision's cached file, else random weights)")
     parser.add_argument("--yolo-weights", default=str(SHARED_YOLO),
                         help="YOLO-pose weights (default: ../shared/models/yolo11n-pose.pt)")
+    parser.add_argument("--runtimes", default="torch,openvino,onnxruntime",
+                        help="comma-separated runtimes for the models that have them (yolo); those not installed "
+                             "are skipped (default: torch,openvino,onnxruntime)")
     parser.add_argument("--device", default="auto", help="device (default: auto)")
     parser.add_argument("-b", "--batch-size", type=int, default=4, help="batch size (default: 4)")
     parser.add_argument("--min-size", type=int, default=None, dest="model_min_size",
@@ -282,24 +285,26 @@ def stand_in_settings(weights: str | None) -> dict[str, Any]:
     return {"person_threshold": 0.0, "max_persons": 2} if weights == "random" else {}
 
 
-def bench_model(model: str, source: Path | None, args: argparse.Namespace, folder: Path) -> None:
+def bench_model(model: str, source: Path | None, args: argparse.Namespace, folder: Path,
+                runtime: str = "torch") -> None:
     weights = weights_for(model, args)
     frames = args.frames
     if model == "keypointrcnn" and not torch.cuda.is_available():
         frames = min(frames, args.cpu_rcnn_frames)
     clip = make_clip(source, frames, folder / model)
     untrained = stand_in_settings(weights)
-    config = Config(
-        input=clip, output=folder / f"{model}.mp4", model=model, weights=weights,
-        device=args.device, batch_size=args.batch_size, model_min_size=args.model_min_size,
-        end_card_seconds=0.0, progress=False, save_poses=False, **untrained,
-    )
-    info = probe(clip)
+    label = model if runtime == "torch" else f"{model} on {runtime}"
     try:
+        config = Config(
+            input=clip, output=folder / f"{model}-{runtime}.mp4", model=model, weights=weights,
+            device=args.device, runtime=runtime, batch_size=args.batch_size, model_min_size=args.model_min_size,
+            end_card_seconds=0.0, progress=False, save_poses=False, **untrained,
+        )
         estimator = build_estimator(config)
     except Exception as error:  # noqa: BLE001 - a model that cannot load here is reported and skipped
-        print(f"\n{model}: skipped ({error})")
+        print(f"\n{label}: skipped ({error})")
         return
+    info = probe(clip)
     images = [frame.image for frame in VideoReader(info)]
     estimator.predict(images[: args.batch_size])  # warm-up
     start = time.perf_counter()
@@ -310,11 +315,11 @@ def bench_model(model: str, source: Path | None, args: argparse.Namespace, folde
     model_seconds = time.perf_counter() - start
     del images
     result = run_video(config, estimator, info)
-    sequential_seconds = run_sequential(config.replace(output=folder / f"{model}-sequential.mp4"), estimator)
+    sequential_seconds = run_sequential(config.replace(output=folder / f"{model}-{runtime}-sequential.mp4"), estimator)
     count = len(result.frames)
     model_fps = count / model_seconds
     shown = Path(weights).name if weights not in (None, "random") else weights or "torchvision's"
-    print(f"\n{model} (weights {shown}{', 2 persons a frame' if untrained else ''}), {count} frames "
+    print(f"\n{label} (weights {shown}{', 2 persons a frame' if untrained else ''}), {count} frames "
           f"{info.width}x{info.height} @ {float(info.fps):g} fps, batch {config.batch_size}, "
           f"device {estimator.device}, encoder {result.encoder}")
     print(f"  model alone      {model_fps:8.2f} frames/s")
@@ -376,7 +381,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"clip: the first frames of {source.name if source else 'a generated 1280x720 testsrc2 clip with audio'}")
         bench_ceiling(args, Path(folder))
         for model in filter(None, (name.strip() for name in args.models.split(","))):
-            bench_model(model, source, args, Path(folder))
+            runtimes = [name.strip() for name in args.runtimes.split(",") if name.strip()]
+            for runtime in [r for r in runtimes if r in get_model(model).runtimes] or ["torch"]:
+                bench_model(model, source, args, Path(folder), runtime)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (max RSS of the bench process, all runs and the model-alone frame buffers) {peak_mb:.0f} MB")
     return 0
