@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.models import ModelDefaults, get_model
-from workers.runtimes import check_runtime_request
+from workers.runtimes import check_runtime_request, is_exported
 from workers.score import ScoreParams
 
 _SCORE = ScoreParams()
@@ -196,6 +196,9 @@ class Config:
             _check_range("gpus_per_video", self.gpus_per_video, 0.0, 1.0)
             if self.gpus_per_video == 0 and self.device.startswith("cuda"):
                 raise ValueError(f"device {self.device} needs a GPU, but gpus_per_video is 0")
+            if self.gpus_per_video > 0 and is_exported(self.runtime):
+                raise ValueError(f"runtime {self.runtime} runs the model on the CPU, but gpus_per_video is "
+                                 f"{self.gpus_per_video:g}; use 0")
         _check_range("cpus_per_video", self.cpus_per_video, 0.0, 1024.0)
         _check_range("retries", self.retries, 0, 100)
         if not isinstance(self.mirror, bool):

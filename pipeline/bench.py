@@ -11,6 +11,7 @@ frames for comparison, each stage's busy and waiting time, the real-time factor,
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import subprocess
@@ -73,6 +74,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="comma-separated runtimes for the models that have them (yolo); those not installed "
                              "are skipped (default: torch,openvino,onnxruntime)")
     parser.add_argument("--device", default="auto", help="device (default: auto)")
+    parser.add_argument("--openvino-precision", default=None, choices=("f32", "bf16", "f16"),
+                        help="OpenVINO's inference precision for this benchmark (default: the tool's, f32)")
+    parser.add_argument("--preset", default=Config.x264_preset, dest="x264_preset",
+                        help=f"libx264 preset of the timed runs (default: {Config.x264_preset})")
+    parser.add_argument("--no-video", action="store_false", dest="video",
+                        help="time the model runs without drawing and encoding (default: with video)")
     parser.add_argument("-b", "--batch-size", type=int, default=4, help="batch size (default: 4)")
     parser.add_argument("--min-size", type=int, default=None, dest="model_min_size",
                         help="model input size (default: each model's)")
@@ -298,39 +305,58 @@ def bench_model(model: str, source: Path | None, args: argparse.Namespace, folde
         config = Config(
             input=clip, output=folder / f"{model}-{runtime}.mp4", model=model, weights=weights,
             device=args.device, runtime=runtime, batch_size=args.batch_size, model_min_size=args.model_min_size,
-            end_card_seconds=0.0, progress=False, save_poses=False, **untrained,
+            x264_preset=args.x264_preset, video=args.video, end_card_seconds=0.0, progress=False, save_poses=False,
+            **untrained,
         )
+        load_started = time.perf_counter()
         estimator = build_estimator(config)
+        load_seconds = time.perf_counter() - load_started
     except Exception as error:  # noqa: BLE001 - a model that cannot load here is reported and skipped
         print(f"\n{label}: skipped ({error})")
         return
     info = probe(clip)
     images = [frame.image for frame in VideoReader(info)]
     estimator.predict(images[: args.batch_size])  # warm-up
+    model_cpu = _cpu_seconds()
     start = time.perf_counter()
     for i in range(0, len(images), args.batch_size):
         estimator.predict(images[i : i + args.batch_size])
     if estimator.device.startswith("cuda"):
         torch.cuda.synchronize()
     model_seconds = time.perf_counter() - start
+    model_cpu = (_cpu_seconds() - model_cpu) / max(1, len(images))
     del images
+    cpu_before = _cpu_seconds()
     result = run_video(config, estimator, info)
-    sequential_seconds = run_sequential(config.replace(output=folder / f"{model}-{runtime}-sequential.mp4"), estimator)
+    cpu_per_frame = (_cpu_seconds() - cpu_before) / max(1, len(result.frames))
+    sequential_seconds = (
+        run_sequential(config.replace(output=folder / f"{model}-{runtime}-sequential.mp4"), estimator)
+        if config.video else None
+    )
     count = len(result.frames)
     model_fps = count / model_seconds
     shown = Path(weights).name if weights not in (None, "random") else weights or "torchvision's"
     print(f"\n{label} (weights {shown}{', 2 persons a frame' if untrained else ''}), {count} frames "
           f"{info.width}x{info.height} @ {float(info.fps):g} fps, batch {config.batch_size}, "
-          f"device {estimator.device}, encoder {result.encoder}")
-    print(f"  model alone      {model_fps:8.2f} frames/s")
+          f"device {estimator.device}, encoder {result.encoder}{f' {config.x264_preset}' if config.video else ''}")
+    print(f"  model alone      {model_fps:8.2f} frames/s   CPU {1000 * model_cpu:.0f} ms a frame   "
+          f"loaded in {load_seconds:.2f} s")
     print(f"  pipeline         {result.fps:8.2f} frames/s   efficiency {result.fps / model_fps:.3f}   "
-          f"real-time factor {result.fps / float(info.fps):.3f}")
-    print(f"  sequential loop  {count / sequential_seconds:8.2f} frames/s   "
-          f"pipeline speed-up {sequential_seconds / result.seconds:.2f}x")
+          f"real-time factor {result.fps / float(info.fps):.3f}   CPU {1000 * cpu_per_frame:.0f} ms a frame "
+          f"(this process and its ffmpeg)")
+    if sequential_seconds is not None:
+        print(f"  sequential loop  {count / sequential_seconds:8.2f} frames/s   "
+              f"pipeline speed-up {sequential_seconds / result.seconds:.2f}x")
     print(f"  {'stage':<12}{'busy s':>9}{'waiting s':>11}{'items':>7}")
     for name, clock in result.stages.items():
         print(f"  {name:<12}{clock.busy:9.2f}{clock.waiting:11.2f}{clock.items:7d}")
     print(f"  whole-video analysis: {_analysis(result)}")
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process and of its finished child processes."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _analysis(result) -> str:
@@ -363,6 +389,10 @@ def sweep(model: str, source: Path, setting: str, values: list[int], args: argpa
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.openvino_precision is not None:
+        from workers.models import yolo
+
+        yolo.OPENVINO_CONFIG["INFERENCE_PRECISION_HINT"] = args.openvino_precision
     cuda = torch.cuda.is_available()
     device_name = torch.cuda.get_device_name(0) if cuda else f"{platform.machine()} CPU"
     print(f"date {date.today()}  {device_name}  torch {torch.__version__}  torch threads {torch.get_num_threads()}")

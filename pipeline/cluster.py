@@ -70,6 +70,7 @@ from pipeline.batch import (
 from pipeline.progress import Progress, format_duration
 from pipeline.resume import remove_outputs
 from workers.errors import SyncError, UsageError
+from workers.runtimes import is_exported
 
 log = logging.getLogger("dancingskeletons")
 
@@ -121,7 +122,7 @@ def task_resources(config: Config, cluster_gpus: float) -> TaskResources:
     has GPUs and the device is not the CPU."""
     gpus = config.gpus_per_video
     if gpus is None:
-        on_cpu = config.device == "cpu" or config.runtime in ("openvino", "onnxruntime")
+        on_cpu = config.device == "cpu" or is_exported(config.runtime)
         gpus = 1.0 if cluster_gpus > 0 and not on_cpu else 0.0
     return TaskResources(gpus=gpus, cpus=config.cpus_per_video)
 

@@ -29,3 +29,22 @@ def test_the_memory_bench_runs_a_long_video_through_and_finds_the_lag(capsys):
     assert "memory over a 0.2-minute video (360 frames" in out and "bytes a frame" in out
     assert "#1 -50 ms, #2 +50 ms" in out  # the stand-in's second dancer is 3 frames (100 ms) late
     assert re.search(r"whole-video analysis: tracks [\d.]+ s, timing [\d.]+ s, sync [\d.]+ s \([\d.]+% of", out)
+
+
+def test_the_bench_times_yolo_on_each_runtime_installed(capsys):
+    import importlib.util
+
+    import pytest
+
+    from tests.helpers import need_shared
+
+    need_shared("models", "yolo11n-pose.pt")
+    if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("openvino") is None:
+        pytest.skip("ultralytics or openvino is not installed (make setup-cpu-fast)")
+    args = ["--models", "yolo", "--runtimes", "torch,openvino", "--frames", "8", "--ceiling-frames", "12",
+            "--no-video", "--openvino-precision", "f32"]
+    assert main(get_args_parser().parse_args(args)) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nyolo \(weights yolo11n-pose.pt\), 8 frames .*encoder None", out)
+    assert re.search(r"\nyolo on openvino \(weights yolo11n-pose.pt\), 8 frames", out)
+    assert len(re.findall(r"model alone +[\d.]+ frames/s   CPU \d+ ms a frame   loaded in [\d.]+ s", out)) == 2

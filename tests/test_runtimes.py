@@ -69,6 +69,8 @@ def test_auto_picks_openvino_on_the_cpu_where_it_is_installed_else_torch(monkeyp
     ({"model": "yolo", "runtime": "onnxruntime", "device": "cuda"},
      "runtime onnxruntime runs the model on the CPU, but device cuda was asked for"),
     ({"model": "yolo", "runtime": "tensorrt"}, "runtime must be one of auto, torch, openvino, onnxruntime"),
+    ({"model": "yolo", "runtime": "openvino", "cluster": "ray", "gpus_per_video": 0.5},
+     "runtime openvino runs the model on the CPU, but gpus_per_video is 0.5; use 0"),
 ])
 def test_config_refuses_a_runtime_the_model_or_device_cannot_use(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -76,6 +76,11 @@ def get_runtime(name: str) -> Runtime:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {name!r}") from None
 
 
+def is_exported(requested: str) -> bool:
+    """Whether `--runtime` names an exported runtime (which runs on the CPU only); False for auto."""
+    return requested in _REGISTRY and _REGISTRY[requested].exported
+
+
 def distribution_version(name: str) -> str:
     """An installed distribution's version; "" when it is not installed."""
     try:

@@ -33,7 +33,13 @@ from workers.errors import ModelError
 from workers.export_cache import ExportKey, cached_export, file_sha256, read_meta
 from workers.infer import PoseModel
 from workers.models import get_model
-from workers.runtimes import Runtime, block_openvino_telemetry, choose_runtime, distribution_version
+from workers.runtimes import (
+    Runtime,
+    block_openvino_telemetry,
+    choose_runtime,
+    distribution_version,
+    is_exported,
+)
 from workers.skeleton import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
@@ -342,11 +348,12 @@ class YoloPoseEstimator(PoseModel):
             ModelError: See `load_model`; or the runtime asked for by name failed.
             DeviceError: CUDA was asked for and is not available.
         """
-        exported = config.runtime not in ("auto", "torch")
+        exported = is_exported(config.runtime)
         device = resolve_device("cpu" if exported else config.device)
         runtime = choose_runtime(config.runtime, get_model(cls.name).runtimes, device)
         if runtime.exported:
-            checkpoint_path(config.weights)
+            checkpoint_path(config.weights)  # a missing checkpoint or package is an error on any runtime
+            import_ultralytics()
             try:
                 return load_exported(config, runtime)
             except ModelError as error:
