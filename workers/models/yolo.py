@@ -169,10 +169,11 @@ def trained_image_size(model: Any) -> int:
         size = max(size)
     return size if isinstance(size, int) and size > 0 else DEFAULT_IMAGE_SIZE
 
+
 #: Ultralytics' export settings by format (part of the cache key). Dynamic shapes keep
-#: Ultralytics' rectangular letterbox (a static square export pads every frame to 640x640, about
-#: 1.6x the work); f32 weights (fp16 weights would change the numbers); ONNX without onnxslim
-#: (not installed; the graph runs as traced).
+#: Ultralytics' rectangular letterbox (a static export pads every frame to a 640x640 square:
+#: 1.67x the pixels of the park clip's 640x384); f32 weights (fp16 weights would change the
+#: numbers); ONNX without onnxslim (not installed; the graph runs as traced).
 EXPORT_SETTINGS: dict[str, dict[str, Any]] = {
     "openvino": {"dynamic": True, "half": False},
     "onnx": {"dynamic": True, "half": False, "simplify": False},
