@@ -297,6 +297,21 @@ def test_openvino_that_fails_falls_back_to_torch_with_one_warning_or_fails_when_
         get_model("yolo").load(yolo_config("openvino"))
 
 
+@pytest.mark.skipif(not _installed("ultralytics"), reason="ultralytics is not installed (requirements-yolo.txt)")
+def test_without_openvino_the_cpu_run_says_how_to_make_it_faster(monkeypatch, caplog):
+    monkeypatch.setattr(Runtime, "installed", lambda self: self.name == "torch")
+    with caplog.at_level(logging.INFO, logger="dancingskeletons"):
+        estimator = get_model("yolo").load(yolo_config("auto", device="cpu"))
+    assert estimator.runtime == "torch"
+    assert [record.getMessage() for record in caplog.records] == [
+        "the yolo model runs in torch on the CPU; `make setup-cpu-fast` installs OpenVINO, which runs it faster "
+        '(docs/BENCHMARKS.md, "CPU runtimes")']
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dancingskeletons"):
+        get_model("yolo").load(yolo_config("torch", device="cpu"))  # torch asked for: nothing to say
+    assert caplog.records == []
+
+
 @needs_onnxruntime
 def test_the_report_says_which_runtime_ran(tmp_path):
     from pipeline.cli import main

@@ -34,10 +34,12 @@ from workers.export_cache import ExportKey, cached_export, file_sha256, read_met
 from workers.infer import PoseModel
 from workers.models import get_model
 from workers.runtimes import (
+    INSTALL_HINT,
     Runtime,
     block_openvino_telemetry,
     choose_runtime,
     distribution_version,
+    get_runtime,
     is_exported,
 )
 from workers.skeleton import NUM_KEYPOINTS
@@ -361,6 +363,9 @@ class YoloPoseEstimator(PoseModel):
                 if exported:
                     raise
                 log.warning("%s; running the model in torch instead", error)
+        elif device == "cpu" and config.runtime == "auto" and not get_runtime("openvino").installed():
+            log.info("the yolo model runs in torch on the CPU; `%s` installs OpenVINO, which runs it faster "
+                     "(docs/BENCHMARKS.md, \"CPU runtimes\")", INSTALL_HINT)
         model = load_model(config.weights)
         stride = int(max(model.model.stride))
         size = config.model_min_size or trained_image_size(model)
