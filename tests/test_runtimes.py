@@ -165,6 +165,20 @@ def test_another_version_or_setting_is_another_entry():
     assert len(names) == 4 and all(name.startswith("openvino-") for name in names)
 
 
+def test_an_upgrade_replaces_the_entry_of_the_same_weights_and_keeps_the_others(tmp_path):
+    export = StandInExporter()
+    old = cached_export(KEY, export, tmp_path)
+    other_weights = cached_export(ExportKey(KEY.runtime, "cd" * 32, KEY.settings, KEY.versions), export, tmp_path)
+    other_runtime = cached_export(ExportKey("onnxruntime", KEY.weights_sha256, KEY.settings, KEY.versions), export,
+                                  tmp_path)
+    (tmp_path / "openvino-not-an-entry").mkdir()
+    newer = cached_export(ExportKey(KEY.runtime, KEY.weights_sha256, KEY.settings,
+                                    {**KEY.versions, "openvino": "2026.5.0"}), export, tmp_path)
+    assert not old.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [other_weights.name, other_runtime.name, newer.name, "openvino-not-an-entry"])
+
+
 def test_a_failed_export_leaves_nothing_behind(tmp_path):
     def fails(folder: Path) -> dict:
         (folder / "half-written.xml").write_text("<ne")

@@ -5,7 +5,8 @@ it, its manifest (the whole key, and every file's size and SHA-256) written last
 into place, so a reader never sees half an export. Before use, the manifest is read back and
 every file checked against it: an entry that fails (damaged, truncated, from another key) is
 rebuilt, never used. A new weights file, export setting or runtime version is a new key,
-hence a new entry.
+hence a new entry; the entry it replaces (same weights, same runtime) is removed once the new one
+is in place.
 
 The cache lives beside torch's hub cache (`$TORCH_HOME`, by default ~/.cache/torch):
 `dancingskeletons/exports/`.
@@ -162,4 +163,20 @@ def cached_export(key: ExportKey, build: Callable[[Path], dict[str, Any]], root:
             raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    _remove_superseded(root, key)
     return folder
+
+
+def _remove_superseded(root: Path, key: ExportKey) -> None:
+    """Remove the entries of the same weights for the same runtime made with other settings or
+    versions (an upgrade's leftovers, never used again); a folder that is not an entry is left."""
+    for other in root.glob(f"{key.runtime}-*"):
+        if other.name == key.folder_name() or not other.is_dir():
+            continue
+        try:
+            made_for = json.loads((other / MANIFEST).read_text())["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if made_for.get("runtime") == key.runtime and made_for.get("weights_sha256") == key.weights_sha256:
+            log.info("%s: removed, made for other settings or versions of the same weights", other)
+            shutil.rmtree(other, ignore_errors=True)
