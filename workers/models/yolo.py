@@ -213,6 +213,7 @@ def export_checkpoint(path: Path, runtime: Runtime, folder: Path) -> dict[str, A
     """
     if runtime.name == "openvino":
         block_openvino_telemetry()
+    log.info("%s: exporting it for %s, once (cached under %s)", path, runtime.name, folder.parent)
     source = folder / "checkpoint" / "model.pt"
     source.parent.mkdir()
     shutil.copyfile(path, source)
