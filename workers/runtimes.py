@@ -52,10 +52,6 @@ class Runtime:
         """Whether its module can be imported here (without importing it)."""
         return importlib.util.find_spec(self.module) is not None
 
-    def version(self) -> str:
-        """Its version, e.g. "2026.4.1" ("" when it is not installed)."""
-        return distribution_version(self.versions[0])
-
 
 _REGISTRY: dict[str, Runtime] = {}
 

@@ -211,8 +211,6 @@ def export_checkpoint(path: Path, runtime: Runtime, folder: Path) -> dict[str, A
         ModelError: The checkpoint is not a pose model (see `load_model`).
         Exception: The exporter's own errors.
     """
-    if runtime.name == "openvino":
-        block_openvino_telemetry()
     log.info("%s: exporting it for %s, once (cached under %s)", path, runtime.name, folder.parent)
     source = folder / "checkpoint" / "model.pt"
     source.parent.mkdir()
@@ -231,20 +229,24 @@ def export_checkpoint(path: Path, runtime: Runtime, folder: Path) -> dict[str, A
     return meta
 
 
-def load_exported(config: Config, runtime: Runtime) -> YoloPoseEstimator:
+def load_exported(config: Config, runtime: Runtime, path: Path) -> YoloPoseEstimator:
     """The estimator on `runtime`, from the export cache (exported first if needed).
 
     The model runs once on a small blank frame before it is returned, so that a runtime that
     cannot run here fails now, not in the middle of a video.
 
+    Args:
+        config: The run's settings (threshold, input size, most persons).
+        runtime: An exported runtime.
+        path: The checkpoint (see `checkpoint_path`).
+
     Raises:
         ModelError: The checkpoint is not usable, or the export or the runtime failed; the
             message says which.
     """
-    path = checkpoint_path(config.weights)
-    ultralytics = import_ultralytics()
     if runtime.name == "openvino":
-        block_openvino_telemetry()
+        block_openvino_telemetry()  # before anything imports openvino: the export or the loading
+    ultralytics = import_ultralytics()
     try:
         key = export_key(path, runtime)
         folder = cached_export(key, partial(export_checkpoint, path, runtime))
@@ -356,10 +358,10 @@ class YoloPoseEstimator(PoseModel):
         device = resolve_device("cpu" if exported else config.device)
         runtime = choose_runtime(config.runtime, get_model(cls.name).runtimes, device)
         if runtime.exported:
-            checkpoint_path(config.weights)  # a missing checkpoint or package is an error on any runtime
+            path = checkpoint_path(config.weights)  # a missing checkpoint or package is an error on any runtime
             import_ultralytics()
             try:
-                return load_exported(config, runtime)
+                return load_exported(config, runtime, path)
             except ModelError as error:
                 if exported:
                     raise
