@@ -238,6 +238,34 @@ folder = Path.home() / "intel"
 folder.mkdir(exist_ok=True)
 (folder / "openvino_telemetry_was_imported").touch()
 '''
+#: Where ONNX Runtime's Linux telemetry keeps its device id and event cache.
+ORT_TELEMETRY_FOLDER = Path(".cache") / "Microsoft" / "DeveloperTools" / ".onnxruntime"
+#: Settings that switch telemetry off or that its CI detection reads: left out of the subprocesses.
+TELEMETRY_SETTINGS = ("ORT_DISABLE_TELEMETRY", "CI", "TF_BUILD", "JENKINS_URL", "GITHUB_ACTIONS", "BUILD_BUILDID")
+
+
+def _run_at_home(tmp_path: Path, home: str, code: str, fake_site: Path | None = None) -> Path:
+    """Run Python code in a subprocess whose HOME is a new folder; return that folder."""
+    folder = tmp_path / home
+    folder.mkdir()
+    env = {name: value for name, value in os.environ.items() if name not in TELEMETRY_SETTINGS}
+    paths = [str(fake_site)] if fake_site else []
+    env.update(HOME=str(folder), TORCH_HOME=str(tmp_path / "torch"), PYTHONPATH=os.pathsep.join([*paths, str(ROOT)]))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def _load(runtime: str) -> str:
+    """Code that loads the yolo model on `runtime` (exporting it) and runs it once."""
+    return f"""
+        from config import Config
+        from workers.models import get_model
+        estimator = get_model("yolo").load(Config(input="in.mp4", output="out.mp4", model="yolo",
+                                                  weights={str(WEIGHTS)!r}, runtime={runtime!r}))
+        assert estimator.runtime == {runtime!r}
+    """
 
 
 @needs_openvino
@@ -248,28 +276,31 @@ def test_the_openvino_export_writes_nothing_under_home_intel(tmp_path):
     fake = tmp_path / "site"
     (fake / "openvino_telemetry").mkdir(parents=True)
     (fake / "openvino_telemetry" / "__init__.py").write_text(FAKE_TELEMETRY)
-
-    def run(home: Path, code: str) -> subprocess.CompletedProcess:
-        home.mkdir()
-        env = {**os.environ, "HOME": str(home), "TORCH_HOME": str(tmp_path / "torch"),
-               "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
-        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
-
-    control = run(tmp_path / "control", "import openvino_telemetry")
-    assert control.returncode == 0 and (tmp_path / "control" / "intel").is_dir()
-    export = run(tmp_path / "home", f"""
+    control = _run_at_home(tmp_path, "control", "import openvino_telemetry", fake)
+    assert (control / "intel").is_dir()
+    home = _run_at_home(tmp_path, "home", _load("openvino") + """
         import sys
-        from config import Config
-        from workers.models import get_model
-        estimator = get_model("yolo").load(Config(input="in.mp4", output="out.mp4", model="yolo",
-                                                  weights={str(WEIGHTS)!r}, runtime="openvino"))
-        print(estimator.runtime, sys.modules.get("openvino_telemetry", "never imported"))
-    """)
-    assert export.returncode == 0, export.stderr
-    assert export.stdout.split() == ["openvino", "None"]
-    assert not (tmp_path / "home" / "intel").exists()
+        assert sys.modules["openvino_telemetry"] is None
+    """, fake)
+    assert not (home / "intel").exists()
     assert list((tmp_path / "torch" / "dancingskeletons" / "exports").glob("openvino-*/manifest.json"))
+
+
+@needs_onnxruntime
+def test_onnx_runtime_writes_no_device_id_and_sends_nothing(tmp_path):
+    """ONNX Runtime's own telemetry, off through its own setting: the control (a plain session on
+    the same exported model) shows what it writes otherwise."""
+    need_shared("models", "yolo11n-pose.pt")
+    home = _run_at_home(tmp_path, "home", _load("onnxruntime"))
+    assert not (home / ORT_TELEMETRY_FOLDER).exists()
+    model = next((tmp_path / "torch" / "dancingskeletons" / "exports").glob("onnxruntime-*/model.onnx"))
+    control = _run_at_home(tmp_path, "control", f"""
+        import onnxruntime
+        onnxruntime.InferenceSession({str(model)!r}, providers=["CPUExecutionProvider"])
+    """)
+    if not (control / ORT_TELEMETRY_FOLDER).exists():
+        pytest.skip("this ONNX Runtime collects nothing even without the opt-out (no telemetry in its build)")
+    assert (control / ORT_TELEMETRY_FOLDER / "deviceid").is_file()
 
 
 def _broken_export(path: Path, runtime: Runtime, folder: Path) -> dict:

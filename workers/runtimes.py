@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 
@@ -130,17 +131,24 @@ def choose_runtime(requested: str, supported: tuple[str, ...], device: str) -> R
     return runtime
 
 
-def block_openvino_telemetry() -> None:
-    """Keep OpenVINO's telemetry from ever being imported in this process.
+def switch_off_telemetry() -> None:
+    """Keep the exported runtimes from collecting or sending usage data in this process.
+
+    Must run before either is first imported.
 
     OpenVINO's model converter reports usage through the separate `openvino-telemetry`
-    package, which sends events and writes ~/intel/ (a client id, statistics and, for its
-    own opt-out, a consent file). When that package cannot be imported, the converter uses
-    its built-in no-op stub instead (openvino.tools.ovc.telemetry_utils). The extra installs
-    OpenVINO without it, and this makes the import fail even where it is installed. Must run
-    before openvino is first imported.
+    package, which sends events and writes ~/intel/ (a client id, statistics and, for its own
+    opt-out, a consent file). When that package cannot be imported, the converter uses its
+    built-in no-op stub instead (openvino.tools.ovc.telemetry_utils). The extra installs
+    OpenVINO without it, and this makes the import fail even where it is installed.
+
+    ONNX Runtime's Linux build sends telemetry events (1DS) and keeps a device id and an event
+    cache under ~/.cache/Microsoft/DeveloperTools/.onnxruntime/. `ORT_DISABLE_TELEMETRY=1`,
+    read once when it starts, is its own full opt-out: nothing is created, written or sent
+    (microsoft/onnxruntime#27379).
     """
     sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 
 register(Runtime(name="torch", module="torch", export_format=None, versions=("torch",)))

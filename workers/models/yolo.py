@@ -36,11 +36,11 @@ from workers.models import get_model
 from workers.runtimes import (
     INSTALL_HINT,
     Runtime,
-    block_openvino_telemetry,
     choose_runtime,
     distribution_version,
     get_runtime,
     is_exported,
+    switch_off_telemetry,
 )
 from workers.skeleton import NUM_KEYPOINTS
 
@@ -244,8 +244,7 @@ def load_exported(config: Config, runtime: Runtime, path: Path) -> YoloPoseEstim
         ModelError: The checkpoint is not usable, or the export or the runtime failed; the
             message says which.
     """
-    if runtime.name == "openvino":
-        block_openvino_telemetry()  # before anything imports openvino: the export or the loading
+    switch_off_telemetry()  # before the export or the loading imports the runtime
     ultralytics = import_ultralytics()
     try:
         key = export_key(path, runtime)
