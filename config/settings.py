@@ -90,9 +90,17 @@ class Config:
         log_file: Also append the run's log (one line per file, errors, progress lines) to
             this file; None for stderr only.
         log_interval: Seconds between progress log lines when stderr is not a terminal.
-        persons: Whom the per-person timing analysis scores: "auto" (the performers: the
-            main group, not bystanders; see `workers.track.select_performers`), "all", or a
-            number N >= 1 (the N most prominent people; a string of digits is accepted).
+        persons: Whom the per-person timing analysis scores: "auto" (the performers: those
+            who move together above chance, not bystanders or passers-by; see
+            `workers.analysis`), "all", or a number N >= 1 (the N most prominent people; a
+            string of digits is accepted).
+        max_gap_s: Longest absence (hidden, or out of the frame) after which a person is
+            still recognised and keeps the id, seconds (`workers.identity`).
+        identity_lookahead_s: How long a new tracklet is watched before its identity is decided,
+            seconds; the drawing waits that long, holding the frames in memory.
+        lookahead_megabytes: Most memory the frames held for the look-ahead may take: for
+            large frames the look-ahead is shortened to fit (a 4K video at 60 fps gets about
+            0.7 s of the default 1 s).
         mirror: Compare people also as mirror images (left and right swapped), so that two
             people facing each other and moving as mirror images count as in sync.
         shard: A folder run's share, "I/N" (1 <= I <= N): every N-th of the planned files,
@@ -145,6 +153,9 @@ class Config:
     log_file: Path | None = None
     log_interval: float = 60.0
     persons: str | int = "auto"
+    max_gap_s: float = 3.0
+    identity_lookahead_s: float = 1.0
+    lookahead_megabytes: int = 1024
     mirror: bool = False
     shard: str | None = None
     cluster: str | None = None
@@ -201,6 +212,9 @@ class Config:
                                  f"{self.gpus_per_video:g}; use 0")
         _check_range("cpus_per_video", self.cpus_per_video, 0.0, 1024.0)
         _check_range("retries", self.retries, 0, 100)
+        _check_range("max_gap_s", self.max_gap_s, 0.01, 600.0)
+        _check_range("identity_lookahead_s", self.identity_lookahead_s, 0.01, 60.0)
+        _check_range("lookahead_megabytes", self.lookahead_megabytes, 1, 1 << 20)
         if not isinstance(self.mirror, bool):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
         if self.keypoint_weighting not in (None, "relu", "logit"):
@@ -233,6 +247,13 @@ class Config:
         """Frames a queue holds for frames of this size: `queue_size`, fewer for large frames."""
         frame_megabytes = width * height * 3 / 2**20
         return max(2, min(self.queue_size, int(self.queue_megabytes // frame_megabytes)))
+
+    def lookahead_frames(self, width: int, height: int, fps: float) -> int:
+        """Frames held for the identity look-ahead: `identity_lookahead_s`, fewer where frames
+        of this size would take more than `lookahead_megabytes` (at least 2)."""
+        frame_megabytes = width * height * 3 / 2**20
+        wanted = max(1, round(self.identity_lookahead_s * fps))
+        return max(2, min(wanted, int(self.lookahead_megabytes // frame_megabytes)))
 
     def detection_settings(self) -> dict[str, object]:
         """The settings that change what the model detects (recorded in the pose cache)."""

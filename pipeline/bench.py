@@ -125,7 +125,7 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
     writer = VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
                          encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
                          crf=config.crf, nice=config.ffmpeg_nice)
-    annotate = Annotator(config, fps=float(info.fps))
+    annotate = Annotator(config, fps=float(info.fps), frame_size=(info.width, info.height))
     batch = []
     frames = iter(VideoReader(info, nice=config.ffmpeg_nice))
     while True:
@@ -134,11 +134,13 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
             batch.append(frame)
         if batch and (frame is None or len(batch) == config.batch_size):
             for item, found in zip(batch, estimator.predict([f.image for f in batch])):
-                annotate(item, found)
-                writer.write(item.image)
+                for finished in annotate(item, found):
+                    writer.write(finished.image)
             batch = []
         if frame is None:
             break
+    for finished in annotate.close():
+        writer.write(finished.image)
     writer.finish()
     return time.perf_counter() - start
 

@@ -79,9 +79,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--score", action=argparse.BooleanOptionalAction, default=defaults.score,
                         help="compute and show the similarity score and the end card (default: on)")
     parser.add_argument("--persons", default=defaults.persons, metavar="auto|all|N",
-                        help="whom the per-person timing analysis scores: auto = the performers (the main group: "
-                             "comparable size, present most of the video, moving; not bystanders), all = everyone, "
-                             "N = the N most prominent people (default: auto)")
+                        help="whom the per-person timing analysis scores: auto = the performers (those present most "
+                             "of the video who move together above chance; not bystanders or passers-by), all = "
+                             "everyone, N = the N most prominent people (default: auto)")
+    parser.add_argument("--max-gap", type=float, default=defaults.max_gap_s, dest="max_gap_s", metavar="SECONDS",
+                        help="longest absence (hidden behind someone, or out of the frame) after which a person is "
+                             f"recognised again and keeps the id, 0.01..600 (default: {defaults.max_gap_s:g})")
     parser.add_argument("--mirror", action="store_true",
                         help="people moving as mirror images of each other (facing each other) count as in sync "
                              "(default: off)")

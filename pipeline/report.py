@@ -20,14 +20,16 @@ import numpy as np
 
 from config import Config
 from pipeline.plot import frame_column, plot_figure, write_plot
-from pipeline.results import FrameResult, PersonResult, RunResult
+from pipeline.results import FrameResult, Group, IdentitySummary, PersonResult, RunResult
 from pipeline.resume import FORMAT, OutputFiles, expected_files, fingerprint, input_identity
 from workers.files import write_csv, write_json
+from workers.identity import METHOD as IDENTITY_METHOD
+from workers.identity import TrackletSpan
 from workers.sync import SyncResult, SyncScore
 from workers.timing import Moment
 
 #: The per-frame CSV's header.
-CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed")
+CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed", "ids")
 
 #: The pipeline stages whose timings a report holds (null for a stage that did not run).
 STAGES = ("decode", "infer", "score_draw", "encode")
@@ -52,16 +54,17 @@ def score_statistics(scores: Iterable[float | None]) -> dict[str, float | int | 
     return {"count": int(values.size), **{name: float(value) for name, value in zip(names, numbers)}}
 
 
-def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
+def person_entries(persons: Sequence[PersonResult], fps: float) -> list[dict]:
     """The `persons` entries of the report: one per tracked person, ids ascending.
 
     Args:
         persons: `RunResult.persons`.
+        fps: Frames per second (for the gaps' times).
 
     Returns:
         One dict per person with id, frames, first_frame, last_frame, box ([x0, y0, x1, y1]
         pixels, to 0.1), scored, reason, lag_ms, lag_confidence, lag_ms_windows ([{start_s, end_s, lag_ms}]),
-        score, timing_score, mirrored_with.
+        score, timing_score, mirrored_with, sync, group, tracklets and gaps.
     """
     return [
         {
@@ -81,9 +84,55 @@ def person_entries(persons: Sequence[PersonResult]) -> list[dict]:
             "timing_score": person.timing_score,
             "mirrored_with": list(person.mirrored_with),
             "sync": sync_entry(person.sync),
+            "group": person.group,
+            "tracklets": [tracklet_entry(span) for span in person.tracklets],
+            "gaps": [{"start_frame": first, "end_frame": last, "start_s": first / fps, "end_s": (last + 1) / fps}
+                     for first, last in person.gaps],
         }
         for person in sorted(persons, key=lambda person: person.id)
     ]
+
+
+def tracklet_entry(span: TrackletSpan) -> dict:
+    """One of a person's tracklets as the report gives it, with its join's cost and terms."""
+    join = span.join
+    return {
+        "start_frame": span.first_frame,
+        "end_frame": span.last_frame,
+        "frames": span.frames,
+        "join": None if join is None else {
+            "gap_frames": join.gap_frames, "cost": join.cost,
+            **{term: join.terms.get(term) for term in ("position", "velocity", "shape", "colour")},
+        },
+    }
+
+
+def pair_entries(sync: SyncResult | None) -> list[dict]:
+    """`sync.pairs`: every compared pair's synchrony and whether they move together."""
+    if sync is None:
+        return []
+    empty = dict.fromkeys(("score", "chance_mean", "chance_p95", "p_value", "above_chance"))
+    return [{"ids": list(pair.ids), **(sync_entry(pair.score) or empty), "likeness": pair.likeness,
+             "likeness_p_value": pair.likeness_p_value, "moves_together": pair.moves_together, "lag_ms": pair.lag_ms}
+            for pair in sync.pairs]
+
+
+def group_entries(groups: Sequence[Group]) -> list[dict]:
+    """`groups`: the groups of performers, largest first."""
+    return [{"number": group.number, "members": list(group.members), "reason": group.reason,
+             "moves_together": group.moves_together, "sync": sync_entry(group.sync)} for group in groups]
+
+
+def identity_entry(identity: IdentitySummary, config: Config, fps: float) -> dict:
+    """`identity`: how the ids were made, and what a reader should know about them."""
+    cuts = [{"frame": frame, "seconds": frame / fps} for frame in identity.scene_cuts]
+    note = None
+    if cuts:
+        times = ", ".join(f"{cut['seconds']:.2f} s" for cut in cuts)
+        note = (f"identities were not carried across {len(cuts)} camera cut{'s' if len(cuts) > 1 else ''} "
+                f"(at {times}): the same person after a cut has a new id")
+    return {"method": IDENTITY_METHOD, "lookahead_s": identity.lookahead_s, "max_gap_s": config.max_gap_s,
+            "tracklets": identity.tracklets, "joins": identity.joins, "scene_cuts": cuts, "note": note}
 
 
 def sync_entry(score: SyncScore | None) -> dict | None:
@@ -114,6 +163,7 @@ def sync_summary(persons: Sequence[PersonResult], mirror: bool, sync: SyncResult
         "windows": [] if sync is None else [
             {"start_s": start, "end_s": end, "score": score} for start, end, score in sync.windows
         ],
+        "pairs": pair_entries(sync),
     }
 
 
@@ -192,8 +242,10 @@ def build_report(
             "per_frame": score_statistics(scores),
         },
         "persons_tracked": True,
-        "persons": person_entries(result.persons),
+        "identity": identity_entry(result.identity, config, fps),
+        "persons": person_entries(result.persons, fps),
         "sync": sync_summary(result.persons, config.mirror, result.sync),
+        "groups": group_entries(result.groups),
         "worst_moments": moment_entries(result.worst_moments),
         "settings": config.as_dict(),
         "fingerprint": fingerprint(config),
@@ -214,14 +266,15 @@ def _number(value: float | None, digits: int = 6) -> str:
 
 
 def frame_rows(frames: Iterable[FrameResult]) -> Iterator[list[str]]:
-    """The CSV rows (without the header): frame, seconds, persons, score, displayed.
+    """The CSV rows (without the header): frame, seconds, persons, score, displayed, ids.
 
-    A frame without a score or a displayed value has an empty cell there. A generator, so
-    that a long video's rows are never all in memory at once.
+    A frame without a score or a displayed value has an empty cell there; `ids` are the ids of
+    the frame's persons (those drawn), separated by spaces. A generator, so that a long
+    video's rows are never all in memory at once.
     """
     for frame in frames:
         yield [str(frame.index), _number(frame.timestamp), str(frame.persons), _number(frame.score),
-               _number(frame.displayed)]
+               _number(frame.displayed), " ".join(str(person_id) for person_id in frame.ids)]
 
 
 def write_reports(result: RunResult, config: Config, probe_seconds: float = 0.0) -> dict:

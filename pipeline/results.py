@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.stages import StageClock
-from workers.analysis import PersonResult
+from workers.analysis import Group, IdentitySummary, PersonResult
 from workers.data import VideoInfo
 from workers.records import FrameResult, FrameTable
 from workers.sync import SyncResult
 from workers.timing import Moment
 
-__all__ = ["FrameResult", "FrameTable", "PersonResult", "RunResult"]
+__all__ = ["FrameResult", "FrameTable", "Group", "IdentitySummary", "PersonResult", "RunResult"]
 
 
 @dataclass
@@ -44,6 +44,8 @@ class RunResult:
             or None with scoring off or no performer.
         analysis_seconds: Seconds of the whole-video analysis (inside `seconds`) by part:
             "tracks", "timing", "sync" (those that ran).
+        groups: The groups of performers, largest first (see `workers.analysis.Group`).
+        identity: How the ids were made: tracklets, joins, camera cuts.
     """
 
     info: VideoInfo
@@ -62,6 +64,8 @@ class RunResult:
     worst_moments: list[Moment] = field(default_factory=list)
     sync: SyncResult | None = None
     analysis_seconds: dict[str, float] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)
+    identity: IdentitySummary = IdentitySummary()
 
     @property
     def fps(self) -> float:

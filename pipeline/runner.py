@@ -64,9 +64,10 @@ def run_video(
             config.output, info.width, info.height, info.fps,
             audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
         )
-    annotator = Annotator(config, draw=writer is not None, fps=float(info.fps), directory=config.output.parent)
     replaying = estimator.replays_cache
     found_per_frame = PoseLog(config.output.parent) if config.save_poses and not replaying else None
+    annotator = Annotator(config, draw=writer is not None, fps=float(info.fps), directory=config.output.parent,
+                          frame_size=(info.width, info.height), raw_log=found_per_frame)
     batches = AdaptiveBatches(estimator, config.batch_size)
     group = StageGroup()
     group.on_stop(reader.kill)
@@ -102,19 +103,25 @@ def run_video(
         every = 1 if replaying else config.infer_every
         for frame, found in detect_frames(group.drain(decoded, clock), predict, every, config.batch_size):
             clock.finished_item()
-            if found_per_frame is not None:
-                found_per_frame.append(found)
             group.put(detected, (frame, found), clock)
         estimator.check_complete(clock.items)
         group.put(detected, END, clock)
 
     def score_and_draw(clock: StageClock) -> None:
+        def send(finished: list[Frame]) -> None:
+            for frame in finished:
+                clock.finished_item()
+                if writer is not None:
+                    group.put(drawn, frame.image, clock)
+
+        # The annotator holds each frame until its persons' ids are decided (the identity look-ahead).
         for frame, found in group.drain(detected, clock):
             with clock.working():
-                annotator(frame, found)
-            clock.finished_item()
-            if writer is not None:
-                group.put(drawn, frame.image, clock)
+                finished = annotator(frame, found)
+            send(finished)
+        with clock.working():
+            finished = annotator.close()
+        send(finished)
         if writer is None:
             return
         if config.score and config.end_card_seconds > 0:
@@ -181,5 +188,7 @@ def run_video(
         persons=analysis.persons,
         worst_moments=analysis.worst_moments,
         sync=analysis.sync,
-        analysis_seconds=dict(analysis.seconds),
+        analysis_seconds=annotator.analysis_seconds,
+        groups=analysis.groups,
+        identity=analysis.identity,
     )

@@ -56,3 +56,62 @@ def test_with_scoring_off_only_the_tracks_come_out(tmp_path):
 def test_an_empty_video_has_no_persons(tmp_path):
     result = analyse(PoseLog(tmp_path))
     assert result.persons == [] and result.sync is None
+
+
+# Who performs: the groups of people who move together (--persons auto). With 39 surrogates, as
+# the tool runs: the smallest p-value of 9 (0.1) never counts as above chance.
+
+def grouped(log, **overrides):
+    return analyse(log, sync=SyncParams(), **overrides)
+
+
+def other_dance(t: float, dx: float) -> np.ndarray:
+    """Another choreography: the same body, arms and knees on other curves."""
+    return dancer(1.7 * t + 11.3, dx)
+
+
+def test_two_lines_doing_different_choreography_are_two_groups(tmp_path):
+    log = recorded(8, lambda t: [dancer(t, 100), dancer(t - 2 / FPS, 250),
+                                 other_dance(t, 400), other_dance(t - 3 / FPS, 550)], tmp_path)
+    result = grouped(log)
+    assert [g.members for g in result.groups] == [(1, 2), (3, 4)]
+    assert all(g.moves_together and g.sync is not None for g in result.groups)
+    assert [p.group for p in result.persons] == [1, 1, 2, 2]
+    # Each group's lags are against its own members: the late one of each pair by its delay.
+    lags = {p.id: p.lag_ms for p in result.persons}
+    assert lags[2] - lags[1] == pytest.approx(2 * 1000 / FPS, abs=0.5 * 1000 / FPS)
+    assert lags[4] - lags[3] == pytest.approx(3 * 1000 / FPS, abs=0.5 * 1000 / FPS)
+    pairs = {pair.ids: pair for pair in result.sync.pairs}
+    assert pairs[1, 2].moves_together and pairs[3, 4].moves_together
+    assert not any(pairs[a, b].moves_together for a in (1, 2) for b in (3, 4))
+
+
+def test_a_canon_further_apart_than_the_lag_search_is_two_groups(tmp_path):
+    # The second pair dances the same steps 2 s later: beyond the +-500 ms a lag is searched in.
+    log = recorded(10, lambda t: [dancer(t, 100), dancer(t, 250), dancer(t - 2, 400), dancer(t - 2, 550)], tmp_path)
+    assert [g.members for g in grouped(log).groups] == [(1, 2), (3, 4)]
+
+
+def test_someone_present_but_not_moving_with_the_group_is_left_out(tmp_path):
+    log = recorded(8, lambda t: [dancer(t, 100), dancer(t - 2 / FPS, 250), other_dance(t, 400)], tmp_path)
+    result = grouped(log)
+    assert [g.members for g in result.groups] == [(1, 2)]
+    third = result.persons[2]
+    assert not third.scored and third.reason.startswith("not moving with the group") and third.lag_ms is None
+    assert result.persons[0].reason.startswith("performer (group 1)") and "moves with #2" in result.persons[0].reason
+
+
+def test_when_nobody_moves_together_the_people_present_are_analysed_together(tmp_path):
+    log = recorded(8, lambda t: [dancer(t, 100), other_dance(t, 400)], tmp_path)
+    result = grouped(log)
+    assert len(result.groups) == 1 and not result.groups[0].moves_together
+    assert [p.scored for p in result.persons] == [True, True]
+    assert "nobody moves together above chance" in result.persons[0].reason
+    assert result.sync.group is not None and not result.sync.group.above_chance
+
+
+def test_persons_all_keeps_overriding_the_groups(tmp_path):
+    log = recorded(8, lambda t: [dancer(t, 100), dancer(t, 250), other_dance(t, 400)], tmp_path)
+    result = grouped(log, persons="all")
+    assert [p.scored for p in result.persons] == [True, True, True]
+    assert [(g.members, g.reason) for g in result.groups] == [((1, 2, 3), "chosen with --persons all")]

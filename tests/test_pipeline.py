@@ -60,7 +60,8 @@ def test_skeletons_are_drawn_where_the_keypoints_are():
     image = np.zeros((200, 300, 3), np.uint8)
     frame = Frame(index=0, timestamp=0.0, image=image)
     annotator = Annotator(Config(input="in.mp4", output="out.mp4", score=False))
-    annotator(frame, detections([pose(40, 100, 100)]))
+    assert annotator(frame, detections([pose(40, 100, 100)])) == []  # held until its ids are decided
+    assert annotator.close() == [frame]
     keypoints = np.round(pose(40, 100, 100)).astype(int)
     for x, y in keypoints:  # a dot on every keypoint (all 17 are confident)
         assert image[y, x].any(), (x, y)

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ def _run(tmp_path, source, estimator=None, **changes):
 
 
 class DancingPair(PoseModel):
-    """Two people making the same non-periodic arm moves at the same time."""
+    """Two people making the same non-periodic arm moves at the same time; the right one is
+    hidden for 0.8 s (frames 20-27 at 10 fps), so that its two tracklets are joined."""
 
     name = "dancing-pair"
     device = "cpu"
@@ -62,6 +64,8 @@ class DancingPair(PoseModel):
             t = self.frames / 10
             people = []
             for centre in (0.3, 0.7):
+                if centre == 0.7 and 20 <= self.frames < 28:
+                    continue
                 keypoints = pose(height / 5, width * centre, height / 2)
                 keypoints[[9, 10], 1] -= height / 8 * np.array([np.sin(2.1 * t), np.sin(1.3 * t + 1)])  # wrists
                 keypoints[[7, 8], 0] += height / 12 * np.array([np.cos(1.7 * t), np.sin(2.9 * t)])  # elbows
@@ -69,6 +73,21 @@ class DancingPair(PoseModel):
             out.append(detections(people))
             self.frames += 1
         return out
+
+
+def make_scene_video(path: Path, size: str, *scenes: tuple[str, float]) -> Path:
+    """(lavfi source, seconds) scenes one after the other, 10 fps: a camera cut between each.
+    A source with options of its own ends with ":" ("color=c=gray:")."""
+    from workers.ffmpeg import ffmpeg_exe
+
+    inputs = []
+    for source, seconds in scenes:
+        separator = "" if source.endswith(":") else "="
+        inputs += ["-f", "lavfi", "-i", f"{source}{separator}size={size}:rate=10:duration={seconds}"]
+    joined = "".join(f"[{k}:v]" for k in range(len(scenes))) + f"concat=n={len(scenes)}:v=1:a=0"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *inputs, "-filter_complex", joined,
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -89,35 +108,47 @@ def test_score_statistics_leave_unscored_frames_out():
 
 def test_person_entries_follow_the_tracks_in_id_order():
     from pipeline.results import PersonResult
+    from workers.identity import Join, TrackletSpan
     from workers.sync import SyncScore
     from workers.timing import WindowLag
 
+    join = Join(gap_frames=12, cost=0.4, terms={"position": 0.3, "colour": 0.5})
     persons = [
         PersonResult(3, 5, 2, 9, False, "present in 10% of frames"),
-        PersonResult(1, 50, 0, 49, True, "performer", lag_ms=-20.0,
+        PersonResult(1, 50, 0, 61, True, "performer", lag_ms=-20.0,
                      windows=(WindowLag(0.0, 4.0, -20.0, 0.9), WindowLag(1.0, 5.0, None, None)),
                      score=9.5, timing_score=8.75, mirrored_with=(3,), box=(10.04, 20.0, 110.26, 320.5),
-                     sync=SyncScore(8.7, 1.2, 2.5, 0.025, True), lag_confidence=0.45),
+                     sync=SyncScore(8.7, 1.2, 2.5, 0.025, True), lag_confidence=0.45, group=1,
+                     tracklets=(TrackletSpan(4, 0, 29, 30, None), TrackletSpan(7, 42, 61, 20, join)),
+                     gaps=((30, 41),)),
     ]
-    assert person_entries(persons) == [
-        {"id": 1, "frames": 50, "first_frame": 0, "last_frame": 49, "box": [10.0, 20.0, 110.3, 320.5],
+    assert person_entries(persons, fps=10.0) == [
+        {"id": 1, "frames": 50, "first_frame": 0, "last_frame": 61, "box": [10.0, 20.0, 110.3, 320.5],
          "scored": True, "reason": "performer",
          "lag_ms": -20.0, "lag_confidence": 0.45,
          "lag_ms_windows": [{"start_s": 0.0, "end_s": 4.0, "lag_ms": -20.0},
                                              {"start_s": 1.0, "end_s": 5.0, "lag_ms": None}],
          "score": 9.5, "timing_score": 8.75, "mirrored_with": [3],
-         "sync": {"score": 8.7, "chance_mean": 1.2, "chance_p95": 2.5, "p_value": 0.025, "above_chance": True}},
+         "sync": {"score": 8.7, "chance_mean": 1.2, "chance_p95": 2.5, "p_value": 0.025, "above_chance": True},
+         "group": 1,
+         "tracklets": [{"start_frame": 0, "end_frame": 29, "frames": 30, "join": None},
+                       {"start_frame": 42, "end_frame": 61, "frames": 20,
+                        "join": {"gap_frames": 12, "cost": 0.4, "position": 0.3, "velocity": None, "shape": None,
+                                 "colour": 0.5}}],
+         "gaps": [{"start_frame": 30, "end_frame": 41, "start_s": 3.0, "end_s": 4.2}]},
         {"id": 3, "frames": 5, "first_frame": 2, "last_frame": 9, "box": None, "scored": False,
          "reason": "present in 10% of frames", "lag_ms": None, "lag_confidence": None, "lag_ms_windows": [],
          "score": None,
-         "timing_score": None, "mirrored_with": [], "sync": None},
+         "timing_score": None, "mirrored_with": [], "sync": None, "group": None, "tracklets": [], "gaps": []},
     ]
-    assert person_entries([]) == []
+    assert person_entries([], fps=10.0) == []
 
 
 def test_frame_rows_leave_missing_values_empty():
-    frames = [FrameResult(0, 0.0, 2, 7.25, 7.25, "Similarity score: 07"), FrameResult(1, 0.1, 0, None, None, None)]
-    assert list(frame_rows(frames)) == [["0", "0.000000", "2", "7.250000", "7.250000"], ["1", "0.100000", "0", "", ""]]
+    frames = [FrameResult(0, 0.0, 2, 7.25, 7.25, "Similarity score: 07", ids=(1, 3)),
+              FrameResult(1, 0.1, 0, None, None, None)]
+    assert list(frame_rows(frames)) == [["0", "0.000000", "2", "7.250000", "7.250000", "1 3"],
+                                        ["1", "0.100000", "0", "", "", ""]]
 
 
 @pytest.mark.parametrize("name, heading", [("report", "## `<stem>.json`"), ("summary", "### `OUT_DIR/summary.csv`")])
@@ -155,10 +186,23 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     seen = check_against_schema(report)
     # Two people dancing together for 6 s (enough distinct time shifts for p < 0.05): the synchrony
     # keys, which the clip above is too short and too still for.
-    dancing = make_video(tmp_path / "dancing.mp4", seconds=6, fps="10", size="96x64")
+    # The right one is hidden for 0.8 s: a join and a gap. (A plain background: the stand-in's
+    # skeletons are not in the picture, so a test pattern would give them changing colours.)
+    dancing = make_scene_video(tmp_path / "dancing.mp4", "96x64", ("color=c=gray:", 6))
     _, moving = _run(tmp_path / "dancing", dancing, DancingPair())
     moving_report = write_reports(moving, Config(input=dancing, output=tmp_path / "dancing" / "out" / "clip.mp4"))
     seen |= check_against_schema(moving_report)
+    # A camera cut at 1 s.
+    cut = make_scene_video(tmp_path / "cut.mp4", "96x64", ("testsrc", 1), ("smptebars", 1))
+    cut_config, cut_result = _run(tmp_path / "cut", cut, video=False)
+    cut_report = write_reports(cut_result, cut_config)
+    seen |= check_against_schema(cut_report)
+    assert [c["frame"] for c in cut_report["identity"]["scene_cuts"]] == [10]
+    assert "not carried across 1 camera cut (at 1.00 s)" in cut_report["identity"]["note"]
+    assert {p["first_frame"] for p in cut_report["persons"]} == {0, 10}  # new ids after the cut
+    joined = [p for p in moving_report["persons"] if len(p["tracklets"]) == 2]
+    assert len(joined) == 1 and joined[0]["gaps"][0]["start_frame"] == 20 and joined[0]["gaps"][0]["end_frame"] == 27
+    assert joined[0]["tracklets"][1]["join"]["cost"] < 1.0
     assert seen == {key for key, _, _ in schemas.keys(schemas.load("report"))}, "schema keys a full report lacks"
     assert moving_report["sync"]["score"] >= 9.5 and moving_report["sync"]["above_chance"] is True
     assert [p["sync"]["score"] >= 9.5 for p in moving_report["persons"]] == [True, True]
@@ -184,8 +228,13 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     assert tuple(rows[0]) == CSV_COLUMNS
     assert len(rows) == 1 + 15
     assert [int(row[0]) for row in rows[1:]] == list(range(15))
-    assert rows[5] == ["4", "0.400000", "1", "", "10.000000"]  # one person: unscored, the average still shown
+    assert rows[5] == ["4", "0.400000", "1", "", "10.000000", "1"]  # one person: unscored, the average still shown
     assert float(rows[2][3]) == pytest.approx(10.0)
+    assert rows[1][5] == "1 2"  # the ids drawn, the same as the report's and the pose cache's
+    from workers.poses import load_poses
+
+    _, cached = load_poses(tmp_path / "out" / "clip.poses.npz")
+    assert cached.ids(0).tolist() == [1, 2] and cached.ids(4).tolist() == [1]
 
     with Image.open(tmp_path / "out" / "clip.png") as image:
         image.verify()

@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import pose
 from tests.test_annotate import FPS, SCALE, dancer
-from workers.sync import SyncParams, analyse_sync, surrogate_offsets
+from workers.sync import SyncParams, pairwise_sync, surrogate_offsets
 from workers.timing import mirror_poses
 
 SECONDS = 10.0
@@ -33,8 +33,8 @@ def poses(*movers) -> list[np.ndarray]:
 
 def sync(arrays: list[np.ndarray], mirrored=frozenset(), chunk_frames: int = 4096):
     ids = list(range(1, len(arrays) + 1))
-    return analyse_sync(ids, len(arrays[0]), lambda start, stop: [a[start:stop] for a in arrays], FPS,
-                        mirrored_pairs=mirrored, chunk_frames=chunk_frames)
+    return pairwise_sync(ids, len(arrays[0]), lambda start, stop: [a[start:stop] for a in arrays], FPS,
+                         mirrored_pairs=mirrored, chunk_frames=chunk_frames).result()
 
 
 def delayed(frames: int):
@@ -106,3 +106,18 @@ def test_bad_knobs_are_refused():
         SyncParams(full_correlation=0.0)
     with pytest.raises(ValueError, match="significance"):
         SyncParams(significance=1.0)
+
+
+def test_pairs_say_who_moves_together_whatever_the_lag_and_groups_score_on_their_own():
+    arrays = poses(lambda t: dancer(t, 120), lambda t: dancer(t - 12 / FPS, 420),  # 480 ms late
+                   lambda t: other_dancer(t, 720), lambda t: other_dancer(t, 1020))
+    pairwise = pairwise_sync([1, 2, 3, 4], len(arrays[0]), lambda start, stop: [a[start:stop] for a in arrays], FPS)
+    together = {pair.ids: pair.moves_together for pair in pairwise.pairs()}
+    assert together == {(1, 2): True, (3, 4): True, (1, 3): False, (1, 4): False, (2, 3): False, (2, 4): False}
+    late = pairwise.pair(2, 1)
+    assert late.ids == (1, 2) and late.lag_ms == pytest.approx(480, abs=20) and late.likeness > 0.9
+    assert not late.score.above_chance  # too late to be in sync, yet the same movement
+    split = pairwise.result([[1, 2], [3, 4]])
+    assert split.persons[3].score == pytest.approx(10.0) and split.persons[1].score < 1.0
+    assert split.group.score == pytest.approx(pairwise.combine([(0, 1), (2, 3)]).score)
+    assert len(split.pairs) == 6

@@ -1,25 +1,42 @@
 """The whole-video analysis: from every frame's tracked persons to each person's results.
 
-Runs once, after the last frame: the track summaries, who the performers are, their timing
-(`workers.timing`), their synchrony against chance (`workers.sync`) and the worst moments.
-It reads the recorded frames a chunk at a time, so its memory does not grow with the video.
-No threads; the score stage calls it (`workers.annotate.Annotator.finish`).
+Runs once, after the last frame: the track summaries, who the performers are and in which
+groups, their timing (`workers.timing`), their synchrony against chance (`workers.sync`) and
+the worst moments. It reads the recorded frames a chunk at a time, so its memory does not grow
+with the video. No threads; the score stage calls it (`workers.annotate.Annotator.finish`).
+
+Who performs (`--persons auto`): the people present for at least half of the video are
+compared pair by pair (`workers.sync.pairwise_sync`); two of them *move together* when their
+movement's likeness, at the best lag within the lag search, is above chance. The groups are the
+connected sets of people who move together (two lines doing different choreography are two
+groups; so are the two halves of a canon more than the lag search apart), and the performers
+are their members. Each group's lags are measured against its own members. When nobody moves
+together above chance, the people present, tall enough and moving (`select_performers`) are
+analysed as one group, so that unrelated movers still get their (chance-level) scores.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from workers.data import CHUNK_FRAMES
+from workers.identity import IdentityJoiner, TrackletSpan
 from workers.poses import PoseLog
 from workers.score import ScoreParams, distance_to_score
-from workers.sync import SyncParams, SyncResult, SyncScore, analyse_sync
+from workers.sync import PairSync, PairwiseSync, SyncParams, SyncResult, SyncScore, pairwise_sync
 from workers.timing import Moment, PersonTiming, TimingParams, WindowLag, analyse_timing_stream, worst_moments
-from workers.track import TrackSummarizer, select_performers
+from workers.track import TrackSummarizer, TrackSummary, select_performers
+
+#: Share of the frames a person must be present in to be compared with the others.
+MIN_PRESENCE = 0.5
+#: Seconds left out of the analysis on each side of a person's absence (`unsure_edges`).
+EDGE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,13 @@ class PersonResult:
         mirrored_with: Ids of the performers compared with this one as mirror images.
         box: The median box over the frames the person was found in, (x0, y0, x1, y1)
             pixels, so that a reader can tell who is who; None when unknown.
-        sync: Synchrony with the other performers, calibrated against chance
+        sync: Synchrony with the other performers of its group, calibrated against chance
             (`workers.sync`), or None (not scored, or nothing to compare).
+        group: The number of the person's group (1 = the largest), or None.
+        tracklets: The tracklets joined into this person (`workers.identity`), in order;
+            empty when unknown.
+        gaps: (first frame, last frame) of each absence of at least 0.1 s between the
+            person's first and last frame (`TrackSummarizer.gaps`).
     """
 
     id: int
@@ -61,6 +83,47 @@ class PersonResult:
     box: tuple[float, float, float, float] | None = None
     sync: SyncScore | None = None
     lag_confidence: float | None = None
+    group: int | None = None
+    tracklets: tuple[TrackletSpan, ...] = ()
+    gaps: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """People analysed together: their lags are against each other.
+
+    Attributes:
+        number: 1 for the largest group, then by size (ties: the lowest id first).
+        members: Their ids, ascending.
+        reason: Why they are a group: "moves together above chance", "nobody moves together
+            above chance: the people present, tall enough and moving", or "chosen with
+            --persons".
+        moves_together: Whether the group comes from movement above chance.
+        sync: The group's synchrony over its own pairs, or None.
+    """
+
+    number: int
+    members: tuple[int, ...]
+    reason: str
+    moves_together: bool
+    sync: SyncScore | None = None
+
+
+@dataclass(frozen=True)
+class IdentitySummary:
+    """How the identities were made.
+
+    Attributes:
+        tracklets: Tracklets the tracker produced.
+        joins: Tracklets joined to an earlier person.
+        scene_cuts: Frames at which a camera cut was detected; nobody's id is carried across.
+        lookahead_s: How long a new tracklet was watched before its identity was decided.
+    """
+
+    tracklets: int = 0
+    joins: int = 0
+    scene_cuts: tuple[int, ...] = ()
+    lookahead_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,14 +134,19 @@ class VideoAnalysis:
         persons: One `PersonResult` per track, ids ascending.
         worst_moments: The stretches with the lowest group pose score, worst first (empty
             with scoring off or fewer than two performers with comparable poses).
-        sync: The performers' synchrony, or None with scoring off or no performer.
+        sync: The performers' synchrony (and every compared pair's), or None with scoring
+            off or no one to compare.
         seconds: Seconds spent on each part: "tracks", "timing", "sync" (those that ran).
+        groups: The groups analysed, largest first.
+        identity: How the ids were made.
     """
 
     persons: list[PersonResult] = field(default_factory=list)
     worst_moments: list[Moment] = field(default_factory=list)
     sync: SyncResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)
+    identity: IdentitySummary = IdentitySummary()
 
 
 def analyse_video(
@@ -91,21 +159,24 @@ def analyse_video(
     timing: TimingParams,
     sync: SyncParams,
     chunk_frames: int = CHUNK_FRAMES,
+    identity: IdentityJoiner | None = None,
 ) -> VideoAnalysis:
-    """Every track's summary, the performers' timing and synchrony, the worst moments.
+    """Every track's summary, the groups, the performers' timing and synchrony, the worst moments.
 
     Args:
-        tracked: Every frame's persons with their track ids, in order.
+        tracked: Every frame's persons with their ids, in order.
         fps: Frames per second of the video.
         score: Whether scoring is on; off, nobody is a performer and only tracks come out.
-        persons: Whom to analyse: "auto", "all" or a count (see `select_performers`).
+        persons: Whom to analyse: "auto" (who moves together, see the module's docstring),
+            "all" or a count (see `select_performers`).
         keypoint_min_score: Keypoints at or below this score count as absent.
         timing: The timing analysis's knobs (the score constants included).
         sync: The synchrony score's knobs.
         chunk_frames: Frames read at a time.
+        identity: The joiner that made the ids, for each person's tracklets; None if unknown.
 
     Returns:
-        The persons, worst moments, synchrony and the seconds each part took.
+        The persons, worst moments, synchrony, groups and the seconds each part took.
     """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -113,28 +184,70 @@ def analyse_video(
     for start in range(0, len(tracked), chunk_frames):
         summarizer.add(tracked.rows(max(0, start - summarizer.margin), start + chunk_frames), own_from=start)
     tracks = summarizer.summaries()
+    gaps = summarizer.gaps()
+    spans = identity.persons() if identity is not None else {}
+    summary = IdentitySummary(
+        tracklets=0 if identity is None else identity.tracklet_count,
+        joins=sum(span.join is not None for person in spans.values() for span in person),
+        scene_cuts=() if identity is None else tuple(identity.scene_cuts),
+        lookahead_s=0.0 if identity is None else identity.lookahead / identity.fps,
+    )
     seconds["tracks"] = time.perf_counter() - started
     if not tracks:
-        return VideoAnalysis(seconds=seconds)
-    if score:
-        selection = select_performers(tracks, persons)
-    else:
-        selection = {person_id: (False, "scoring off (--no-score)") for person_id in tracks}
-    performers = [person_id for person_id, (scored, _) in selection.items() if scored]
-    timings: dict[int, PersonTiming] = {}
-    group_sync = None
-    if performers:
-        def read(start: int, stop: int) -> list[np.ndarray]:
-            poses = tracked.rows(start, stop).poses(keypoint_min_score, only=set(performers))
-            return [poses[person_id] for person_id in performers]
+        return VideoAnalysis(seconds=seconds, identity=summary)
 
-        started = time.perf_counter()
-        timings = analyse_timing_stream(performers, len(tracked), read, fps, timing, chunk_frames=chunk_frames)
-        seconds["timing"] = time.perf_counter() - started
-        started = time.perf_counter()
-        mirrored = {(person_id, other) for person_id, result in timings.items() for other in result.mirrored_with}
-        group_sync = analyse_sync(performers, len(tracked), read, fps, None, mirrored, sync, chunk_frames=chunk_frames)
+    unsure = unsure_edges(tracks, gaps, len(tracked), max(1, round(EDGE_S * fps)))
+
+    def read_of(ids: Sequence[int]):
+        def read(start: int, stop: int) -> list[np.ndarray]:
+            poses = tracked.rows(start, stop).poses(keypoint_min_score, only=set(ids))
+            for person_id in ids:
+                for low, high in unsure.get(person_id, ()):
+                    if low < stop and high > start:
+                        poses[person_id][max(low, start) - start:min(high, stop) - start] = np.nan
+            return [poses[person_id] for person_id in ids]
+        return read
+
+    def mirrored_among(ids: Sequence[int]) -> set[tuple[int, int]]:
+        if not timing.mirror or len(ids) < 2:
+            return set()
+        found = analyse_timing_stream(ids, len(tracked), read_of(ids), fps, timing, chunk_frames=chunk_frames)
+        return {(person_id, other) for person_id, result in found.items() for other in result.mirrored_with}
+
+    pairwise: PairwiseSync | None = None
+    groups: list[Group] = []
+    started = time.perf_counter()
+    if not score:
+        selection = {person_id: (False, "scoring off (--no-score)") for person_id in tracks}
+    elif persons == "auto":
+        candidates = [i for i in sorted(tracks) if tracks[i].presence >= MIN_PRESENCE]
+        if len(candidates) >= 2:
+            pairwise = pairwise_sync(candidates, len(tracked), read_of(candidates), fps, None,
+                                     mirrored_among(candidates), sync, chunk_frames=chunk_frames)
+        selection, groups = choose_groups(tracks, [] if pairwise is None else pairwise.pairs())
+    else:
+        selection = select_performers(tracks, persons)
+        chosen = tuple(i for i, (scored, _) in selection.items() if scored)
+        groups = [Group(1, chosen, f"chosen with --persons {persons}", False)] if chosen else []
+    performers = sorted(i for group in groups for i in group.members)
+    if pairwise is None and performers:
+        pairwise = pairwise_sync(performers, len(tracked), read_of(performers), fps, None,
+                                 mirrored_among(performers), sync, chunk_frames=chunk_frames)
+    group_sync = None
+    if pairwise is not None:
+        group_sync = pairwise.result([group.members for group in groups])
+        groups = [Group(g.number, g.members, g.reason, g.moves_together, pairwise.result([g.members]).group)
+                  for g in groups]
+    timings: dict[int, PersonTiming] = {}
+    if score:
         seconds["sync"] = time.perf_counter() - started
+        started = time.perf_counter()
+        for group in groups:
+            members = list(group.members)
+            timings.update(analyse_timing_stream(members, len(tracked), read_of(members), fps, timing,
+                                                 chunk_frames=chunk_frames))
+        seconds["timing"] = time.perf_counter() - started
+    group_of = {i: group.number for group in groups for i in group.members}
     results = []
     for person_id, track in tracks.items():
         scored, reason = selection[person_id]
@@ -149,9 +262,83 @@ def analyse_video(
             mirrored_with=() if result is None else result.mirrored_with,
             sync=None if group_sync is None else group_sync.persons.get(person_id),
             lag_confidence=None if result is None else result.lag_confidence,
+            group=group_of.get(person_id),
+            tracklets=tuple(spans.get(person_id, ())),
+            gaps=tuple(gaps.get(person_id, ())),
         ))
     moments = group_worst_moments(timings, fps, timing.score)
-    return VideoAnalysis(results, moments, group_sync, seconds)
+    ordered: dict[str, float] = {part: seconds[part] for part in ("tracks", "timing", "sync") if part in seconds}
+    return VideoAnalysis(results, moments, group_sync, ordered, groups, summary)
+
+
+def unsure_edges(tracks: Mapping[int, TrackSummary], gaps: Mapping[int, Sequence[tuple[int, int]]], frames: int,
+                 edge: int) -> dict[int, list[tuple[int, int]]]:
+    """Where each person's keypoints are left out of the analysis: `edge` frames on each side
+    of an absence (a gap, or before entering and after leaving the picture mid-video).
+
+    A person who comes out from behind someone, or into the picture, is partly visible for a
+    few frames, and the pose model's keypoints there jump (on the composites of
+    `tests/composites.py`, by a third of a torso length and more); one such frame makes two
+    large velocities that outweigh seconds of dancing in a window's correlation.
+
+    Returns:
+        {id: [(first frame, end frame exclusive), ...]}.
+    """
+    zones: dict[int, list[tuple[int, int]]] = {}
+    for person_id, track in tracks.items():
+        found = [(low - edge, low) for low, _ in gaps.get(person_id, ())]
+        found += [(high + 1, high + 1 + edge) for _, high in gaps.get(person_id, ())]
+        if track.first_frame > 0:
+            found.append((track.first_frame, track.first_frame + edge))
+        if track.last_frame < frames - 1:
+            found.append((track.last_frame + 1 - edge, track.last_frame + 1))
+        zones[person_id] = [(max(0, low), min(frames, high)) for low, high in found]
+    return zones
+
+
+def choose_groups(
+    tracks: Mapping[int, TrackSummary], pairs: Sequence[PairSync]
+) -> tuple[dict[int, tuple[bool, str]], list[Group]]:
+    """The performers and their groups, from who moves together (see the module's docstring).
+
+    Args:
+        tracks: {id: TrackSummary} of every person.
+        pairs: The compared pairs (those present long enough), with `moves_together`.
+
+    Returns:
+        {id: (performer, reason)} for every person, and the groups, largest first.
+    """
+    ids = sorted(tracks)
+    together = [pair for pair in pairs if pair.moves_together]
+    position = {person_id: k for k, person_id in enumerate(ids)}
+    count, labels = connected_components(coo_matrix(
+        (np.ones(len(together)), ([position[p.ids[0]] for p in together], [position[p.ids[1]] for p in together])),
+        shape=(len(ids), len(ids))), directed=False)
+    components = [tuple(ids[k] for k in range(len(ids)) if labels[k] == c) for c in range(count)]
+    components = sorted((c for c in components if len(c) >= 2), key=lambda c: (-len(c), c[0]))
+    fallback = select_performers(tracks, "auto")
+    if not components:
+        chosen = tuple(i for i in ids if fallback[i][0])
+        reason = "nobody moves together above chance: the people present, tall enough and moving"
+        return ({i: (scored, f"{why} (nobody moves together above chance)" if scored else why)
+                 for i, (scored, why) in fallback.items()},
+                [Group(1, chosen, reason, False)] if chosen else [])
+    groups = [Group(n, members, "moves together above chance", True) for n, members in enumerate(components, 1)]
+    number = {i: group.number for group in groups for i in group.members}
+    compared = {i for pair in pairs for i in pair.ids}
+    selection: dict[int, tuple[bool, str]] = {}
+    for person_id in ids:
+        scored_before, details = fallback[person_id]
+        if person_id in number:
+            partners = sorted({other for pair in together if person_id in pair.ids for other in pair.ids} - {person_id})
+            selection[person_id] = (True, f"performer (group {number[person_id]}): present in "
+                                          f"{tracks[person_id].presence:.0%} of frames, moves with "
+                                          f"{', '.join(f'#{i}' for i in partners)}")
+        elif person_id in compared:
+            selection[person_id] = (False, "not moving with the group" + ("" if scored_before else f"; {details}"))
+        else:  # too briefly present to be compared (select_performers says so)
+            selection[person_id] = (False, details)
+    return selection, groups
 
 
 def group_worst_moments(timings: Mapping[int, PersonTiming], fps: float, params: ScoreParams) -> list[Moment]:

@@ -6,18 +6,26 @@ frames and persons.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from pathlib import Path
+
+import numpy as np
 
 from config import Config
 from workers.analysis import PersonResult, VideoAnalysis, analyse_video
 from workers.data import CHUNK_FRAMES, Detections, Frame
 from workers.draw import draw_label, draw_person_labels, draw_skeletons
+from workers.identity import IdentityJoiner, IdentityParams, scene_change, scene_thumbnail
 from workers.poses import PoseLog
 from workers.records import FrameResult, FrameTable
-from workers.score import RunningScore, ScoreParams, frame_score, persons_above
+from workers.score import RunningScore, ScoreParams, frame_score, order_above
 from workers.sync import SyncParams, SyncResult
 from workers.timing import Moment, TimingParams, current_lags
 from workers.track import Tracker, TrackSummarizer, select_performers
+
+#: What a held frame keeps of its picture when nothing is drawn.
+_NO_PICTURE = np.zeros((1, 1, 3), np.uint8)
 
 
 def score_params(config: Config) -> ScoreParams:
@@ -37,28 +45,51 @@ def timing_params(config: Config) -> TimingParams:
     return TimingParams(mirror=config.mirror, score=score_params(config))
 
 
+def identity_params(config: Config, fps: float, frame_size: tuple[int, int] | None = None) -> IdentityParams:
+    """The joining knobs a config asks for; the look-ahead shortened where holding that many
+    frames of `frame_size` (width, height) would pass `config.lookahead_megabytes`."""
+    lookahead_s = config.identity_lookahead_s
+    if frame_size is not None:
+        frames = config.lookahead_frames(*frame_size, fps)
+        lookahead_s = min(lookahead_s, frames / fps)
+    return IdentityParams(lookahead_s=lookahead_s, max_gap_s=config.max_gap_s)
+
+
 class Annotator:
     """Tracks, scores and draws frames in order (the score + draw stage without threads).
 
-    Each person gets a track id (colour and "#id" label follow it). With scoring on and
-    `fps` given, every `hop_s` the trailing `window_s` of tracked poses is analysed and each
-    analysed person's label shows its current lag ("#2 +120 ms") until the next update. After
-    the last frame, `finish` analyses the whole video (`workers.analysis.analyse_video`).
+    Each person gets one id for the whole video (colour and "#id" label follow it): the
+    tracker's tracklets are joined by `workers.identity.IdentityJoiner`, which decides a new
+    tracklet's identity within its look-ahead. So a frame is drawn, recorded and returned only
+    once that many later frames have been seen: `__call__` returns the frames finished by the
+    frame it is given (none at first), and `close` the rest after the last frame. The ids drawn
+    are the ids recorded, analysed and reported. With scoring on and `fps` given, every `hop_s`
+    the trailing `window_s` of tracked poses is analysed and each analysed person's label shows
+    its current lag ("#2 +120 ms") until the next update. After `close`, `finish` analyses the
+    whole video (`workers.analysis.analyse_video`).
 
     Args:
         config: The run's settings.
         draw: Draw on the frames; False only scores them (no video is made).
         fps: Frames per second of the video; None turns the live lag off (and `finish`
-            then needs it).
+            then needs it; the joining then assumes 30).
         directory: Where the per-frame records live on disk (temporary files that no one
             sees); None for the system's temporary folder.
+        frame_size: (width, height) of the frames, so that the frames held for the look-ahead
+            stay within `config.lookahead_megabytes`; None does not limit them.
+        raw_log: Where every frame's detections (all of the model's, with the person ids of
+            those above the threshold, 0 for the others) are recorded for the pose cache;
+            None records nothing.
     """
 
     #: Frames read at a time by the whole-video analysis.
     CHUNK_FRAMES = CHUNK_FRAMES
+    #: A thumbnail change (`workers.identity.scene_change`) at or above this is a camera cut.
+    SCENE_CUT = 30.0
 
     def __init__(self, config: Config, draw: bool = True, fps: float | None = None,
-                 directory: Path | None = None) -> None:
+                 directory: Path | None = None, frame_size: tuple[int, int] | None = None,
+                 raw_log: PoseLog | None = None) -> None:
         self.config = config
         self.draw = draw
         self.fps = None if fps is None else float(fps)
@@ -66,19 +97,72 @@ class Annotator:
         self.timing = timing_params(config)
         self.running = RunningScore(self.params)
         self.results = FrameTable(directory)
-        # One tracker per Annotator, and one Annotator per video: ids never carry over.
-        self.tracker = Tracker(max_missing=max(1, round(self.fps)) if self.fps else 30)
-        self.tracked = PoseLog(directory)  # every frame's persons and ids, on disk
+        # One tracker and joiner per Annotator, and one Annotator per video: ids never carry over.
+        joining_fps = self.fps or 30.0
+        self.joiner = IdentityJoiner(joining_fps, config.keypoint_min_score,
+                                     identity_params(config, joining_fps, frame_size))
+        self.tracker = Tracker(max_missing=self.joiner.tracker_missing,
+                               ambiguity_margin=self.joiner.params.tracker_margin)
+        self.tracked = PoseLog(directory)  # every frame's persons and person ids, on disk
+        self.raw_log = raw_log
         self.live_lags: dict[int, float | None] = {}
         self.sync_params = SyncParams(timing=self.timing)
         self._analysis: VideoAnalysis | None = None
+        self._held: deque[tuple[Frame, Detections, np.ndarray]] = deque()
+        self._thumbnail: np.ndarray | None = None
+        self._joining_seconds = 0.0
 
-    def __call__(self, frame: Frame, detections: Detections) -> None:
-        """Track and score `frame`, draw on its image in place, and record the result."""
-        persons = persons_above(detections, self.params.person_threshold)
-        found_ids = self.tracker.update(persons)
-        self.tracked.append(persons, found_ids)
-        ids = tuple(int(person_id) for person_id in found_ids)
+    def __call__(self, frame: Frame, detections: Detections) -> list[Frame]:
+        """Track `frame`'s persons; score, draw on and record the frames whose ids are decided.
+
+        Returns:
+            The frames finished now, oldest first (drawn in place; with `draw` off, their
+            index and time only, with a 1x1 picture).
+        """
+        order = order_above(detections, self.params.person_threshold)
+        persons = detections.select(order)
+        started = time.thread_time()  # CPU time: the stage shares the interpreter with the others
+        cut = self._camera_cut(frame.image)
+        if cut:
+            self.tracker.reset()
+        tracklet_ids = self.tracker.update(persons)
+        self.joiner.push(persons, tracklet_ids, frame.image, cut=cut)
+        self._joining_seconds += time.thread_time() - started
+        if not self.draw:  # nothing will be drawn: hold the frame's place, not its picture
+            frame = Frame(frame.index, frame.timestamp, _NO_PICTURE)
+        self._held.append((frame, detections, order))
+        return self._release()
+
+    def close(self) -> list[Frame]:
+        """After the last frame: score, draw on and record the frames still held."""
+        self.joiner.close()
+        return self._release()
+
+    def _camera_cut(self, image: np.ndarray) -> bool:
+        thumbnail = scene_thumbnail(image)
+        previous, self._thumbnail = self._thumbnail, thumbnail
+        return (previous is not None and previous.shape == thumbnail.shape
+                and scene_change(previous, thumbnail) >= self.SCENE_CUT)
+
+    def _release(self) -> list[Frame]:
+        done = []
+        while self.joiner.ready():
+            started = time.thread_time()
+            person_ids = self.joiner.pop()
+            self._joining_seconds += time.thread_time() - started
+            frame, detections, order = self._held.popleft()
+            self._finish(frame, detections.select(order), person_ids)
+            if self.raw_log is not None:
+                raw_ids = np.zeros(len(detections), dtype=np.int64)
+                raw_ids[order] = person_ids
+                self.raw_log.append(detections, raw_ids)
+            done.append(frame)
+        return done
+
+    def _finish(self, frame: Frame, persons: Detections, person_ids: np.ndarray) -> None:
+        """Score, draw on and record one frame whose persons have their final ids."""
+        self.tracked.append(persons, person_ids)
+        ids = tuple(int(person_id) for person_id in person_ids)
         score = text = displayed = None
         if self.config.score:
             score = frame_score(persons, self.params)
@@ -130,11 +214,13 @@ class Annotator:
         """`finish`'s whole result (done once)."""
         if self.fps is None:
             raise ValueError("finish needs the video's fps: give it to Annotator(fps=...)")
+        if self._held or not self.joiner.closed:
+            self.close()  # records the frames still held; a caller that wants them calls close first
         if self._analysis is None:
             self._analysis = analyse_video(
                 self.tracked, self.fps, score=self.config.score, persons=self.config.persons,
                 keypoint_min_score=self.config.keypoint_min_score, timing=self.timing, sync=self.sync_params,
-                chunk_frames=self.CHUNK_FRAMES,
+                chunk_frames=self.CHUNK_FRAMES, identity=self.joiner,
             )
         return self._analysis
 
@@ -145,8 +231,9 @@ class Annotator:
 
     @property
     def analysis_seconds(self) -> dict[str, float]:
-        """Seconds the whole-video analysis spent on each part ("tracks", "timing", "sync")."""
-        return {} if self._analysis is None else dict(self._analysis.seconds)
+        """Seconds the whole-video analysis spent on each part ("tracks", "timing", "sync"), and
+        the CPU seconds of the tracking and joining frame by frame ("joining")."""
+        return {} if self._analysis is None else {**self._analysis.seconds, "joining": self._joining_seconds}
 
     def end_card_text(self) -> str:
         """The original's total score text ("" with scoring off)."""

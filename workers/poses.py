@@ -9,6 +9,7 @@ Format (`<output stem>.poses.npz`, a compressed NumPy archive, readable with `nu
 | `box_scores` | (persons,) float32 | person confidence (the model's scale) |
 | `keypoints` | (persons, 17, 2) float32 | x, y in pixels, COCO-17 order |
 | `keypoint_scores` | (persons, 17) float32 | keypoint confidence (the model's scale) |
+| `ids` | (persons,) int64 | each person's id as drawn and reported; 0 below the person threshold (older caches: none) |
 | `meta` | () str | JSON: format, model, settings, frames, fps, width, height, input |
 
 Frame k's persons are rows `sum(counts[:k])` to `sum(counts[:k+1])`. Model outputs are
@@ -155,7 +156,7 @@ def save_poses(path: Path, detections: Sequence[Detections] | PoseLog, meta: Pos
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             counts = (np.diff(rows.offsets).astype(np.int32) for rows in log.chunks())
             _write_member(archive, "counts", np.dtype(np.int32), (len(log),), counts)
-            for name in DETECTION_FIELDS:
+            for name in (*DETECTION_FIELDS, "ids"):
                 field = PERSON_RECORD[name]
                 shape = (log.records, *field.shape)
                 parts = (rows.records[name] for rows in log.chunks())
@@ -199,18 +200,19 @@ def load_poses(path: Path) -> tuple[PoseCacheMeta, PoseLog]:
     try:
         with zipfile.ZipFile(path) as archive:
             meta = _read_meta(archive)
-            streams = {name: archive.open(name + ".npy") for name in ("counts", *DETECTION_FIELDS)}
+            optional = ("ids",) if "ids.npy" in archive.namelist() else ()
+            streams = {name: archive.open(name + ".npy") for name in ("counts", *DETECTION_FIELDS, *optional)}
             try:
                 readers = {name: _NpyReader(stream) for name, stream in streams.items()}
                 total = readers["counts"].rows
-                if any(readers[name].rows != readers["keypoints"].rows for name in DETECTION_FIELDS):
+                if any(readers[name].rows != readers["keypoints"].rows for name in (*DETECTION_FIELDS, *optional)):
                     raise ValueError("the person arrays differ in length")
                 for first in range(0, total, CHUNK_FRAMES):
                     counts = readers["counts"].read(min(CHUNK_FRAMES, total - first)).astype(np.int64)
                     if (counts < 0).any() or counts.sum() > readers["keypoints"].left:
                         raise ValueError("person counts that do not match the persons stored")
                     records = np.zeros(int(counts.sum()), PERSON_RECORD)
-                    for name in DETECTION_FIELDS:
+                    for name in (*DETECTION_FIELDS, *optional):
                         records[name] = readers[name].read(len(records))
                     log.extend(PoseRows(first, counts, records))
                 if readers["keypoints"].left:

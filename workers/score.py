@@ -160,11 +160,15 @@ def distance_to_score(distance: float, params: ScoreParams) -> float:
     return float(np.clip(score, 0.0, params.score_max))
 
 
+def order_above(detections: Detections, threshold: float) -> np.ndarray:
+    """Indices of the detections whose box score is above `threshold`, most confident first."""
+    keep = np.flatnonzero(detections.box_scores > threshold)
+    return keep[np.argsort(-detections.box_scores[keep], kind="stable")]
+
+
 def persons_above(detections: Detections, threshold: float) -> Detections:
     """The detections whose box score is above `threshold`, most confident first."""
-    keep = np.flatnonzero(detections.box_scores > threshold)
-    order = keep[np.argsort(-detections.box_scores[keep], kind="stable")]
-    return detections.select(order)
+    return detections.select(order_above(detections, threshold))
 
 
 def frame_score(persons: Detections, params: ScoreParams) -> float | None:

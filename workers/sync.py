@@ -67,6 +67,10 @@ class SyncParams:
         max_surrogate_windows: Windows (evenly spread) that the surrogates are computed on;
             bounds the cost on long videos.
         significance: p-value below which the movement counts as above chance.
+        together_likeness: Two people move together when their likeness is above chance and
+            covers at least this share of the way from chance to `full_correlation` (a weak
+            but steady likeness, such as a dancer's and a passer-by's on the park clip, 0.15 of
+            the way, is not a group).
         timing: The timing analysis's knobs: windows, lag search, which channels count,
             timing scale.
     """
@@ -76,6 +80,7 @@ class SyncParams:
     surrogates: int = 39
     max_surrogate_windows: int = 60
     significance: float = 0.05
+    together_likeness: float = 0.25
     timing: TimingParams = TimingParams()
 
     def __post_init__(self) -> None:
@@ -111,16 +116,20 @@ class SyncResult:
     """The group's synchrony, each performer's, and the group's over time.
 
     Attributes:
-        group: Over all pairs of performers, or None with fewer than two or no usable window.
-        persons: {id: SyncScore or None} for every performer.
+        group: Over the pairs of performers within a group (all pairs when they are one
+            group), or None with fewer than two or no usable window.
+        persons: {id: SyncScore or None} for every performer, over the pairs with the others
+            of its group.
         windows: (start_s, end_s, group score or None) per analysis window.
         method: A one-line description of the method, for the report.
+        pairs: Every pair of the persons compared (`PairSync`), ids ascending.
     """
 
     group: SyncScore | None
     persons: dict[int, SyncScore | None]
     windows: tuple[tuple[float, float, float | None], ...]
     method: str = METHOD
+    pairs: tuple[PairSync, ...] = ()
 
 
 def surrogate_offsets(frames: int, reach: int, count: int) -> list[int]:
@@ -161,8 +170,10 @@ def _read_wrapped(source: PoseSource, start: int, stop: int, frames: int, count:
 
 
 def _best(curve: np.ndarray) -> tuple[float, float] | None:
-    """(highest value, its shift from the centre in frames) of a similarity curve, or None."""
-    if not np.isfinite(curve).any():
+    """(highest value, its shift from the centre in frames) of a similarity curve, or None when
+    fewer than half of the shifts could be measured (a person absent for much of the window:
+    the best of the few shifts left says nothing about the lag)."""
+    if np.isfinite(curve).sum() * 2 < len(curve):
         return None
     best = int(np.nanargmax(curve))
     return float(curve[best]), float(best - (len(curve) - 1) // 2)
@@ -189,7 +200,144 @@ class _Features:
         return self._mirrored[person]
 
 
-def analyse_sync(
+@dataclass(frozen=True)
+class PairSync:
+    """Two performers' synchrony, and whether they move together at all.
+
+    Attributes:
+        ids: The two ids, ascending.
+        score: Their synchrony with its chance level, or None (no usable window).
+        likeness: Mean over the windows of their best velocity correlation within the lag
+            search (r; the score before the timing factor), or None.
+        likeness_p_value: Share of surrogates with at least that likeness (with one added
+            to both counts), or None.
+        moves_together: Likeness above chance (`likeness_p_value` below the significance
+            level) and at least `SyncParams.together_likeness` of the way from chance to the
+            same movement: the same movement, whatever the lag within the search.
+        lag_ms: Mean over the windows of the absolute lag between the two, milliseconds, or None.
+    """
+
+    ids: tuple[int, int]
+    score: SyncScore | None
+    likeness: float | None
+    likeness_p_value: float | None
+    moves_together: bool
+    lag_ms: float | None
+
+
+#: Per window or surrogate: (best correlation r, lag in frames), or None where there is none.
+_Found = tuple[float, float] | None
+
+
+class PairwiseSync:
+    """Every pair's observed and surrogate results, combined over any set of pairs.
+
+    Made by `pairwise_sync`; the group, per-person and per-window scores of any grouping of the
+    ids come from the same pair results (`result`), so splitting performers into groups costs
+    nothing more.
+    """
+
+    def __init__(self, ids: Sequence[int], observed: dict[tuple[int, int], list[_Found]],
+                 surrogate: dict[tuple[int, int], list[list[_Found]]], surrogates: int,
+                 windows: list[tuple[int, int]], fps: float, params: SyncParams) -> None:
+        self.ids = list(ids)
+        self.windows = windows
+        self.fps = fps
+        self.params = params
+        self._observed = observed  # keyed by positions in ids, a < b
+        self._surrogate = surrogate
+        self._surrogates = surrogates
+        self._scale_frames = params.timing.timing_scale_ms * fps / 1000.0
+        self._chance: dict[tuple[tuple[int, int], ...], list[tuple[float, float, float]]] = {}
+
+    def _key(self, a: int, b: int) -> tuple[int, int]:
+        i, j = self.ids.index(a), self.ids.index(b)
+        return (i, j) if i < j else (j, i)
+
+    def _statistic(self, results: Sequence[_Found]) -> tuple[float, float, float] | None:
+        """(mean r, mean |lag| in frames, mean r * timing factor) over the results present."""
+        present = [r for r in results if r is not None]
+        if not present:
+            return None
+        values = np.array(present)
+        factor = np.exp(-np.abs(values[:, 1]) / self._scale_frames)
+        return float(values[:, 0].mean()), float(np.abs(values[:, 1]).mean()), float((values[:, 0] * factor).mean())
+
+    def _score_of(self, r: float, lag: float, chance_r: float) -> float:
+        likeness = np.clip((r - chance_r) / max(self.params.full_correlation - chance_r, 1e-9), 0.0, 1.0)
+        return float(10.0 * likeness * np.exp(-abs(lag) / self._scale_frames))
+
+    def _nulls(self, members: Sequence[tuple[int, int]]) -> list[tuple[float, float, float]]:
+        key = tuple(members)
+        if key not in self._chance:  # the same for every window of the same members
+            found = [self._statistic([r for pair in members for r in self._surrogate[pair][o]])
+                     for o in range(self._surrogates)]
+            self._chance[key] = [n for n in found if n is not None]
+        return self._chance[key]
+
+    def combine(self, members: Sequence[tuple[int, int]], window: int | None = None) -> SyncScore | None:
+        """The synchrony over these pairs (positions in `ids`), over all windows or one."""
+        seen = self._statistic([r for pair in members for r in (
+            self._observed[pair] if window is None else self._observed[pair][window:window + 1])])
+        nulls = self._nulls(members)
+        if seen is None or not nulls:
+            return None
+        chance_r = float(np.mean([n[0] for n in nulls]))
+        chance = np.array([self._score_of(n[0], n[1], chance_r) for n in nulls])
+        # The statistic the p-value compares: r * timing factor, averaged (direction-aware, lag-aware).
+        reached = sum(n[2] >= seen[2] for n in nulls)
+        p_value = (1 + reached) / (1 + len(nulls))
+        return SyncScore(
+            score=self._score_of(seen[0], seen[1], chance_r),
+            chance_mean=float(chance.mean()),
+            chance_p95=float(np.percentile(chance, 95)),
+            p_value=float(p_value),
+            above_chance=bool(p_value < self.params.significance),
+        )
+
+    def pair(self, a: int, b: int) -> PairSync:
+        """The synchrony of ids a and b, and whether they move together."""
+        key = self._key(a, b)
+        seen = self._statistic(self._observed[key])
+        nulls = self._nulls([key])
+        likeness = p_value = lag_ms = None
+        together = False
+        if seen is not None:
+            likeness, lag_ms = seen[0], seen[1] * 1000.0 / self.fps
+            if nulls:
+                p_value = (1 + sum(n[0] >= seen[0] for n in nulls)) / (1 + len(nulls))
+                chance_r = float(np.mean([n[0] for n in nulls]))
+                share = (likeness - chance_r) / max(self.params.full_correlation - chance_r, 1e-9)
+                together = p_value < self.params.significance and share >= self.params.together_likeness
+        first, second = sorted((a, b))
+        return PairSync((first, second), self.combine([key]), likeness, p_value, together, lag_ms)
+
+    def pairs(self) -> list[PairSync]:
+        """Every pair, ids ascending."""
+        ids = sorted(self.ids)
+        return [self.pair(a, b) for k, a in enumerate(ids) for b in ids[k + 1:]]
+
+    def result(self, groups: Sequence[Sequence[int]] | None = None) -> SyncResult:
+        """The scores with the performers split into groups (default: one group of all ids):
+        a performer's over the pairs of its own group, the group's and each window's over the
+        pairs within any group; `pairs` holds every pair of `ids`."""
+        groups = [self.ids] if groups is None else groups
+        members = [self._key(a, b) for group in groups for k, a in enumerate(group) for b in group[k + 1:]]
+        persons: dict[int, SyncScore | None] = {person_id: None for person_id in self.ids}
+        for group in groups:
+            for person_id in group:
+                own = [self._key(person_id, other) for other in group if other != person_id]
+                persons[person_id] = self.combine(own) if own else None
+        over_time = tuple(
+            (start / self.fps, end / self.fps,
+             None if not members or (found := self.combine(members, w)) is None else found.score)
+            for w, (start, end) in enumerate(self.windows)
+        )
+        group_score = self.combine(members) if members else None
+        return SyncResult(group_score, persons, over_time, pairs=tuple(self.pairs()))
+
+
+def pairwise_sync(
     ids: Sequence[int],
     frames: int,
     source: PoseSource,
@@ -198,15 +346,15 @@ def analyse_sync(
     mirrored_pairs: AbstractSet[tuple[int, int]] = frozenset(),
     params: SyncParams = SyncParams(),
     chunk_frames: int = CHUNK_FRAMES,
-) -> SyncResult:
-    """Synchrony of the performers, per performer and as a group, calibrated against chance.
+) -> PairwiseSync:
+    """Every pair's likeness and lag per window, and the same against the surrogates.
 
     Args:
-        ids: The performers' ids, in the order `source` returns them.
+        ids: The persons' ids, in the order `source` returns them.
         frames: Frames in the video, T.
-        source: Reads a stretch of every performer's poses (see `workers.timing.PoseSource`).
+        source: Reads a stretch of every person's poses (see `workers.timing.PoseSource`).
         fps: Frames per second.
-        scales: Each performer's torso length over the whole video, pixels (NaN: unknown);
+        scales: Each person's torso length over the whole video, pixels (NaN: unknown);
             None reads them (`workers.timing.torso_scales`).
         mirrored_pairs: Pairs of ids compared as mirror images (the timing analysis's choice
             under `--mirror`).
@@ -214,29 +362,29 @@ def analyse_sync(
         chunk_frames: Frames of window starts read together.
 
     Returns:
-        The scores; every one None with fewer than two performers.
+        The pair results, ready to be combined (no pair with fewer than two ids or no window).
     """
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps!r}")
     count = len(ids)
     timing = params.timing
     windows = analysis_windows(frames, fps, timing.window_s, timing.hop_s)
-    if count < 2 or not windows:
-        return SyncResult(None, {person_id: None for person_id in ids},
-                          tuple((s / fps, e / fps, None) for s, e in windows))
+    pairs = [(a, b) for a in range(count) for b in range(a + 1, count)]
+    if not pairs or not windows:
+        return PairwiseSync(ids, {pair: [] for pair in pairs}, {pair: [] for pair in pairs}, 0, windows, fps, params)
     if scales is None:
         scales = torso_scales(source, frames, count, chunk_frames)
     reach = int(np.ceil(timing.max_lag_s * fps)) + 1
     half = max(1, round(params.velocity_span_s * fps / 2))
-    pairs = [(a, b) for a in range(count) for b in range(a + 1, count)]
-    flipped = {(a, b): tuple(sorted((ids[a], ids[b]))) in {tuple(sorted(p)) for p in mirrored_pairs}
-               for a, b in pairs}
+    mirrored = {tuple(sorted(p)) for p in mirrored_pairs}
+    flipped = {(a, b): tuple(sorted((ids[a], ids[b]))) in mirrored for a, b in pairs}
+
     def curve(reference: np.ndarray, partner: np.ndarray, start: int, end: int) -> np.ndarray:
         min_valid = max(2, int(np.ceil(timing.min_valid_fraction * (end - start))))
         return shift_correlations(reference, partner, min_valid, timing.min_channel_std, timing.min_channels)
 
     # Observed: per window and pair, (r, lag in frames) or None; windows a block at a time.
-    observed: dict[tuple[int, int], list[tuple[float, float] | None]] = {pair: [] for pair in pairs}
+    observed: dict[tuple[int, int], list[_Found]] = {pair: [] for pair in pairs}
     for block, low, high in window_blocks(windows, chunk_frames):
         stretches = read_padded(source, low - reach - half, high + reach + half, frames, count)
         features = _Features(stretches, scales, fps, params.velocity_span_s, half)  # frames low-reach..high+reach-1
@@ -252,8 +400,7 @@ def analyse_sync(
                                           np.linspace(0, len(windows) - 1, min(len(windows),
                                                                               params.max_surrogate_windows))})]
     # surrogate[pair][o] = list over sampled windows of (r, lag) or None
-    surrogate: dict[tuple[int, int], list[list[tuple[float, float] | None]]] = {
-        pair: [[] for _ in offsets] for pair in pairs}
+    surrogate: dict[tuple[int, int], list[list[_Found]]] = {pair: [[] for _ in offsets] for pair in pairs}
     for start, end in sample:
         own_stretches = read_padded(source, start - reach - half, end + reach + half, frames, count)
         own_features = _Features(own_stretches, scales, fps, params.velocity_span_s, half)
@@ -263,53 +410,4 @@ def analyse_sync(
             for a, b in pairs:
                 own = own_features.of(b, flipped[a, b])[reach:-reach]
                 surrogate[a, b][o].append(_best(curve(own, moved_features.of(a, False), start, end)))
-
-    scale_frames = timing.timing_scale_ms * fps / 1000.0
-
-    def statistic(results: list[tuple[float, float] | None]) -> tuple[float, float, float] | None:
-        """(mean r, mean |lag| in frames, mean r * timing factor) over the results present."""
-        present = [r for r in results if r is not None]
-        if not present:
-            return None
-        values = np.array(present)
-        factor = np.exp(-np.abs(values[:, 1]) / scale_frames)
-        return float(values[:, 0].mean()), float(np.abs(values[:, 1]).mean()), float((values[:, 0] * factor).mean())
-
-    def score_of(r: float, lag: float, chance_r: float) -> float:
-        likeness = np.clip((r - chance_r) / max(params.full_correlation - chance_r, 1e-9), 0.0, 1.0)
-        return float(10.0 * likeness * np.exp(-abs(lag) / scale_frames))
-
-    chance_of: dict[tuple[tuple[int, int], ...], list[tuple[float, float, float]]] = {}
-
-    def combine(members: list[tuple[int, int]], window: int | None = None) -> SyncScore | None:
-        def gather(per_pair: list[tuple[float, float] | None] | list) -> list:
-            return per_pair if window is None else per_pair[window:window + 1]
-
-        seen = statistic([r for pair in members for r in gather(observed[pair])])
-        key = tuple(members)
-        if key not in chance_of:  # the same for every window of the same members
-            found = [statistic([r for pair in members for r in surrogate[pair][o]]) for o in range(len(offsets))]
-            chance_of[key] = [n for n in found if n is not None]
-        nulls = chance_of[key]
-        if seen is None or not nulls:
-            return None
-        chance_r = float(np.mean([n[0] for n in nulls]))
-        chance = np.array([score_of(n[0], n[1], chance_r) for n in nulls])
-        # The statistic the p-value compares: r * timing factor, averaged (direction-aware, lag-aware).
-        reached = sum(n[2] >= seen[2] for n in nulls)
-        p_value = (1 + reached) / (1 + len(nulls))
-        return SyncScore(
-            score=score_of(seen[0], seen[1], chance_r),
-            chance_mean=float(chance.mean()),
-            chance_p95=float(np.percentile(chance, 95)),
-            p_value=float(p_value),
-            above_chance=bool(p_value < params.significance),
-        )
-
-    group = combine(pairs)
-    persons = {ids[k]: combine([pair for pair in pairs if k in pair]) for k in range(count)}
-    over_time = tuple(
-        (start / fps, end / fps, None if (found := combine(pairs, w)) is None else found.score)
-        for w, (start, end) in enumerate(windows)
-    )
-    return SyncResult(group, persons, over_time)
+    return PairwiseSync(ids, observed, surrogate, len(offsets), windows, fps, params)

@@ -1,10 +1,13 @@
-"""Tracking and performer selection: a stable id per person, and who counts as a performer.
+"""Tracklets and performer selection: short, sure pieces of one person's track; who performs.
 
-Pure math, no I/O. `Tracker` gives every detection of a frame the id of the person it
+Pure math, no I/O. `Tracker` gives every detection of a frame the id of the tracklet it
 continues, matching consecutive frames by box overlap and keypoint distance with a constant-
-velocity prediction, so people who cross or hide for a moment keep their id. Over the whole
-video, `track_poses` and `summarize_tracks` turn the per-frame ids into one pose sequence and
-one summary per id, and `select_performers` decides from the summaries whom to score.
+velocity prediction. It is conservative: where a match is ambiguous (another person's
+detection, or another tracklet, is nearly as good a match) the tracklet ends and a new one
+starts, so that a tracklet never changes person; `workers.identity` joins the tracklets of one
+person over the whole video. Over the whole video, `track_poses` and `summarize_tracks` turn the
+per-frame ids into one pose sequence and one summary per id, and `select_performers` decides
+from the summaries whom to score.
 """
 
 from __future__ import annotations
@@ -67,9 +70,12 @@ class Tracker:
     where it was last seen and where its constant velocity predicts it now, and the cheaper
     counts. A pair is allowed only when
     d <= max_distance + distance_growth * (frames missing), so a person hidden longer may
-    reappear further away. Unmatched detections start new ids (1, 2, 3, ... in the order of
-    the detections); an id is never given again. The result does not depend on the order
-    of the detections except for exact ties.
+    reappear further away. A matched pair is refused as ambiguous when another detection is
+    within `ambiguity_margin` of the track's cost, or another track within it of the
+    detection's: the track ends there (it is never continued) and the detection starts a new
+    one. Unmatched detections start new ids (1, 2, 3, ... in the order of the detections); an
+    id is never given again. The result does not depend on the order of the detections except
+    for exact ties.
 
     Args:
         max_missing: Frames a person may be absent and still keep the id (about 1 s).
@@ -78,6 +84,8 @@ class Tracker:
             frames, in box sizes.
         distance_growth: How much `max_distance` grows per missing frame, in box sizes.
         velocity_smoothing: Weight of the newest velocity in its running average, (0, 1].
+        ambiguity_margin: How much cheaper than every alternative a match must be, in cost
+            units; None never ends a track for ambiguity.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class Tracker:
         max_distance: float = 0.5,
         distance_growth: float = 0.02,
         velocity_smoothing: float = 0.5,
+        ambiguity_margin: float | None = None,
     ) -> None:
         if not (isinstance(max_missing, (int, np.integer)) and max_missing >= 0):
             raise ValueError(f"max_missing must be an integer >= 0 frames, got {max_missing!r}")
@@ -98,11 +107,14 @@ class Tracker:
             raise ValueError(f"distance_growth must be >= 0 box sizes per frame, got {distance_growth!r}")
         if not 0.0 < velocity_smoothing <= 1.0:
             raise ValueError(f"velocity_smoothing must be in (0, 1], got {velocity_smoothing!r}")
+        if ambiguity_margin is not None and not ambiguity_margin >= 0:
+            raise ValueError(f"ambiguity_margin must be >= 0 cost units or None, got {ambiguity_margin!r}")
         self.max_missing = int(max_missing)
         self.iou_weight = float(iou_weight)
         self.max_distance = float(max_distance)
         self.distance_growth = float(distance_growth)
         self.velocity_smoothing = float(velocity_smoothing)
+        self.ambiguity_margin = ambiguity_margin
         self._tracks: list[_Track] = []
         self._frame = 0
         self._next_id = 1
@@ -121,17 +133,35 @@ class Tracker:
         self._tracks = [t for t in self._tracks if frame - t.last_frame - 1 <= self.max_missing]
         ids = np.zeros(len(persons), dtype=np.int64)
         matched: set[int] = set()
+        ended: set[int] = set()
         if self._tracks and len(persons):
             cost = self._cost(persons, frame)
             for row, col in zip(*linear_sum_assignment(cost)):
-                if cost[row, col] < _FORBIDDEN:
-                    self._follow(self._tracks[row], persons, col, frame)
-                    ids[col] = self._tracks[row].id
-                    matched.add(int(col))
+                if cost[row, col] >= _FORBIDDEN:
+                    continue
+                if self._ambiguous(cost, row, col):
+                    ended.add(int(row))
+                    continue
+                self._follow(self._tracks[row], persons, col, frame)
+                ids[col] = self._tracks[row].id
+                matched.add(int(col))
+        self._tracks = [track for row, track in enumerate(self._tracks) if row not in ended]
         for col in range(len(persons)):
             if col not in matched:
                 ids[col] = self._start(persons, col, frame)
         return ids
+
+    def reset(self) -> None:
+        """End every track (a camera cut): the next frame's persons all start new ids."""
+        self._tracks = []
+
+    def _ambiguous(self, cost: np.ndarray, row: int, col: int) -> bool:
+        """Whether another detection for this track, or another track for this detection,
+        comes within `ambiguity_margin` of the pair's cost."""
+        if self.ambiguity_margin is None:
+            return False
+        others = np.concatenate([np.delete(cost[row], col), np.delete(cost[:, col], row)])
+        return bool(others.size) and float(others.min()) - float(cost[row, col]) < self.ambiguity_margin
 
     def _cost(self, persons: Detections, frame: int) -> np.ndarray:
         """(tracks, detections) matching cost, `_FORBIDDEN` where the gate refuses the pair."""
@@ -256,18 +286,22 @@ class TrackSummarizer:
     Args:
         fps: Frames per second.
         interval_s: Time over which displacement is measured, in seconds.
+        min_gap_s: Shortest absence `gaps` lists, in seconds (at least 2 frames): the
+            model's one-frame misses are not gaps a reader wants to see.
     """
 
-    def __init__(self, fps: float, interval_s: float = 0.5) -> None:
+    def __init__(self, fps: float, interval_s: float = 0.5, min_gap_s: float = 0.1) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps!r}")
         self.fps = float(fps)
         self.margin = max(1, round(interval_s * fps))
+        self.min_gap = max(2, round(min_gap_s * fps))
         self._frames = 0
         self._heights: dict[int, list[np.ndarray]] = {}
         self._boxes: dict[int, list[np.ndarray]] = {}
         self._motions: dict[int, list[np.ndarray]] = {}
         self._spans: dict[int, list[int]] = {}  # id: [first frame, last frame]
+        self._gaps: dict[int, list[tuple[int, int]]] = {}  # id: absences (first, last frame)
 
     def add(self, rows: PoseRows, own_from: int | None = None) -> None:
         """Count frames `own_from`.. of `rows` (default: all); earlier ones only pair with them."""
@@ -282,8 +316,17 @@ class TrackSummarizer:
             mine = own & (person_ids == person_id)
             self._heights.setdefault(person_id, []).append(heights[mine])
             self._boxes.setdefault(person_id, []).append(rows.records["boxes"][mine])
-            span = self._spans.setdefault(person_id, [int(frame[mine].min()), 0])
-            span[1] = int(frame[mine].max())
+            seen = np.unique(frame[mine])
+            span = self._spans.get(person_id)
+            if span is not None:
+                seen = np.concatenate([[span[1]], seen])
+            else:
+                span = self._spans[person_id] = [int(seen[0]), 0]
+            jumps = np.flatnonzero(np.diff(seen) > self.min_gap)
+            if jumps.size:
+                self._gaps.setdefault(person_id, []).extend(
+                    (int(seen[k]) + 1, int(seen[k + 1]) - 1) for k in jumps.tolist())
+            span[1] = int(seen[-1])
         keypoints = rows.records["keypoints"].astype(np.float64)
         for person_id in np.unique(person_ids).tolist():
             # Each id over its own span of these frames only: a crowd's passers-by are each
@@ -304,6 +347,11 @@ class TrackSummarizer:
             per_height = per_height[(later >= own_from) & np.isfinite(per_height)]
             if per_height.size:
                 self._motions.setdefault(person_id, []).append(per_height)
+
+    def gaps(self) -> dict[int, list[tuple[int, int]]]:
+        """{id: [(first, last frame) of each absence of at least `min_gap` frames]} between the
+        id's first and last frame, in order; ids without such an absence are left out."""
+        return {person_id: list(gaps) for person_id, gaps in sorted(self._gaps.items())}
 
     def summaries(self) -> dict[int, TrackSummary]:
         """{id: TrackSummary} of every id seen in the frames counted, ids ascending."""
