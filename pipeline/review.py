@@ -42,6 +42,8 @@ TIMELINE_WIDTH, TIMELINE_HEIGHT = 1000, 220
 TIMELINE_POINTS = 1500
 #: Longer side of a thumbnail and of a person's crop, pixels.
 THUMB_SIZE, CROP_SIZE = 240, 96
+#: The track timeline's rows: the first row's top and each row's height, in SVG units.
+TRACK_TOP, TRACK_ROW = 4, 16
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,82 @@ def _timeline(report: dict, frames: dict[str, np.ndarray]) -> dict:
             "lag_reach": reach, "lag_zero": lag_top + lag_height / 2, "duration": duration}
 
 
+def _tracks(report: dict) -> dict:
+    """What the track timeline SVG draws: a row per person with its tracklets as bars, its
+    absences as breaks, a mark where a tracklet was joined to the one before (its cost in the
+    tooltip), and the camera cuts as dashed lines."""
+    fps = report["fps"] or 1.0
+    duration = max(report["duration_seconds"], 1e-6)
+
+    def x(frame: float) -> float:
+        return TIMELINE_WIDTH * frame / fps / duration
+
+    rows = []
+    for k, person in enumerate(report["persons"]):
+        y = TRACK_TOP + k * TRACK_ROW
+        bars = [{"x": x(t["start_frame"]), "width": max(0.8, x(t["end_frame"] + 1) - x(t["start_frame"]))}
+                for t in person.get("tracklets") or []]
+        if not bars:  # reports of earlier versions: the person's whole span
+            bars = [{"x": x(person["first_frame"]),
+                     "width": max(0.8, x(person["last_frame"] + 1) - x(person["first_frame"]))}]
+        breaks = [{"x": x(g["start_frame"]), "width": max(0.8, x(g["end_frame"] + 1) - x(g["start_frame"]))}
+                  for g in person.get("gaps") or []]
+        joins = [{"x": x(t["start_frame"]), "title": _join_title(person["id"], t["join"], fps)}
+                 for t in person.get("tracklets") or [] if t["join"] is not None]
+        rows.append({"id": person["id"], "colour": _hex(person["id"]), "y": y, "scored": person["scored"],
+                     "bars": bars, "breaks": breaks, "joins": joins})
+    cuts = [{"x": x(cut["frame"]), "seconds": cut["seconds"]}
+            for cut in (report.get("identity") or {}).get("scene_cuts", [])]
+    return {"width": TIMELINE_WIDTH, "height": TRACK_TOP + max(1, len(rows)) * TRACK_ROW + 4, "rows": rows,
+            "cuts": cuts, "row": TRACK_ROW, "duration": duration}
+
+
+def _join_title(person_id: int, join: dict, fps: float) -> str:
+    terms = ", ".join(f"{name} {join[name]:.2f}" for name in ("position", "velocity", "shape", "colour")
+                      if join.get(name) is not None)
+    return (f"#{person_id} again after {join['gap_frames'] / fps:.2f} s: join cost {join['cost']:.2f} "
+            f"(below 1 joins; {terms})")
+
+
+def _heat_map(report: dict) -> dict | None:
+    """The pairwise synchrony as a matrix: ids, and per cell its score, colour and whether the
+    pair moves together; None with fewer than two people compared."""
+    pairs = (report.get("sync") or {}).get("pairs") or []
+    ids = sorted({i for pair in pairs for i in pair["ids"]})
+    if len(ids) < 2:
+        return None
+    found = {tuple(pair["ids"]): pair for pair in pairs}
+    group_of = {person["id"]: person.get("group") for person in report["persons"]}
+    cells = []
+    for a in ids:
+        row = []
+        for b in ids:
+            pair = found.get((min(a, b), max(a, b))) if a != b else None
+            score = None if pair is None else pair["score"]
+            row.append({"score": score, "together": bool(pair and pair["moves_together"]),
+                        "background": _heat_colour(score) if pair is not None else "#eee",
+                        "title": "" if pair is None else _pair_title(pair)})
+        cells.append({"id": a, "colour": _hex(a), "group": group_of.get(a), "cells": row})
+    return {"ids": [{"id": i, "colour": _hex(i)} for i in ids], "rows": cells}
+
+
+def _heat_colour(score: float | None) -> str:
+    """White (0, chance) to deep green (10, the same movement at the same time)."""
+    if score is None:
+        return "#f4f4f4"
+    share = min(max(score / 10.0, 0.0), 1.0)
+    r, g, b = (round(255 + (end - 255) * share) for end in (26, 152, 80))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _pair_title(pair: dict) -> str:
+    a, b = pair["ids"]
+    likeness = "--" if pair["likeness"] is None else f"{pair['likeness']:.2f}"
+    lag = "--" if pair["lag_ms"] is None else f"{pair['lag_ms']:.0f} ms"
+    verdict = "move together" if pair["moves_together"] else "do not move together above chance"
+    return f"#{a} and #{b} {verdict}: likeness {likeness}, lag {lag}"
+
+
 def _frame_columns(path: Path) -> dict[str, np.ndarray]:
     columns: dict[str, list[float]] = {"seconds": [], "score": [], "displayed": []}
     try:
@@ -270,6 +348,8 @@ def build_video_page(report_path: Path, index: Path | None = None) -> Path | Non
         video=_href(files.video, page) if listed.get("video") and files.video.is_file() else None,
         thumb=_href(thumb, page) if thumb else None,
         timeline=_timeline(report, frames), index=_href(index, page) if index else None,
+        tracks=_tracks(report), heat=_heat_map(report), groups=report.get("groups") or [],
+        identity=report.get("identity"),
         frame_seconds=1.0 / report["fps"] if report["fps"] else 0.0,
     )
     return _write(page, text)

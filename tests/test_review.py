@@ -80,3 +80,43 @@ def test_a_person_whose_box_lies_outside_the_frame_gets_a_crop(done, tmp_path):
     shutil.rmtree(files.media)
     build_video_page(files.json)
     assert (files.media / f"person-{report['persons'][0]['id']}.jpg").is_file()
+
+
+def test_the_track_timeline_and_the_heat_map_come_from_the_report():
+    from pipeline.review import TIMELINE_WIDTH, _heat_map, _tracks
+
+    join = {"gap_frames": 10, "cost": 0.42, "position": 0.3, "velocity": None, "shape": 0.5, "colour": 0.46}
+    report = {
+        "fps": 10.0, "duration_seconds": 10.0,
+        "identity": {"scene_cuts": [{"frame": 80, "seconds": 8.0}]},
+        "persons": [
+            {"id": 1, "first_frame": 0, "last_frame": 79, "scored": True, "group": 1, "gaps": [],
+             "tracklets": [{"start_frame": 0, "end_frame": 79, "frames": 80, "join": None}]},
+            {"id": 2, "first_frame": 0, "last_frame": 49, "scored": True, "group": 1,
+             "gaps": [{"start_frame": 20, "end_frame": 29, "start_s": 2.0, "end_s": 3.0}],
+             "tracklets": [{"start_frame": 0, "end_frame": 19, "frames": 20, "join": None},
+                           {"start_frame": 30, "end_frame": 49, "frames": 20, "join": join}]},
+            {"id": 3, "first_frame": 5, "last_frame": 9, "scored": False, "group": None, "gaps": [],
+             "tracklets": [{"start_frame": 5, "end_frame": 9, "frames": 5, "join": None}]},
+        ],
+        "sync": {"pairs": [
+            {"ids": [1, 2], "score": 8.0, "likeness": 0.9, "lag_ms": 40.0, "moves_together": True},
+            {"ids": [1, 3], "score": 0.0, "likeness": 0.1, "lag_ms": None, "moves_together": False},
+            {"ids": [2, 3], "score": None, "likeness": None, "lag_ms": None, "moves_together": False},
+        ]},
+    }
+    tracks = _tracks(report)
+    second = tracks["rows"][1]
+    assert [bar["x"] for bar in second["bars"]] == [0.0, TIMELINE_WIDTH * 0.3]
+    assert second["bars"][1]["width"] == pytest.approx(TIMELINE_WIDTH * 0.2)
+    assert second["breaks"] == [{"x": TIMELINE_WIDTH * 0.2, "width": pytest.approx(TIMELINE_WIDTH * 0.1)}]
+    assert len(second["joins"]) == 1 and "join cost 0.42" in second["joins"][0]["title"]
+    assert "after 1.00 s" in second["joins"][0]["title"]
+    assert tracks["cuts"] == [{"x": TIMELINE_WIDTH * 0.8, "seconds": 8.0}]
+    heat = _heat_map(report)
+    assert [row["id"] for row in heat["rows"]] == [1, 2, 3]
+    cell = heat["rows"][0]["cells"][1]
+    assert cell["score"] == 8.0 and cell["together"] and "#1 and #2 move together" in cell["title"]
+    assert heat["rows"][1]["cells"][0]["score"] == 8.0  # symmetric
+    assert heat["rows"][0]["cells"][0]["title"] == ""  # the diagonal is empty
+    assert _heat_map({**report, "sync": {"pairs": []}}) is None

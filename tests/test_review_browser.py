@@ -145,12 +145,23 @@ def test_the_video_page_plays_and_seeks(browser, results):
     page.click("button.moment >> nth=0")
     assert _wait_seeked(page, moment["start_s"]) == pytest.approx(moment["start_s"], abs=frame)
 
+    page.locator("#timeline").scroll_into_view_if_needed()
     box = page.locator("#timeline").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
     half = report["duration_seconds"] * 0.5
     assert _wait_seeked(page, half) == pytest.approx(half, abs=report["duration_seconds"] / box["width"] + frame)
     playhead = float(page.get_attribute("#playhead", "x1"))
     assert playhead == pytest.approx(500, abs=5)  # the playhead follows (viewBox is 1000 wide)
+
+    # The track timeline: a row per person; a click there seeks too.
+    assert page.locator("#tracks g.track").count() == len(report["persons"])
+    page.locator("#tracks").scroll_into_view_if_needed()
+    box = page.locator("#tracks").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+    quarter = report["duration_seconds"] * 0.25
+    assert _wait_seeked(page, quarter) == pytest.approx(quarter, abs=report["duration_seconds"] / box["width"] + frame)
+    compared = {i for pair in report["sync"]["pairs"] for i in pair["ids"]}
+    assert page.locator("#heatmap tbody td").count() == len(compared) ** 2
 
     persons = page.locator("#persons tbody tr")
     assert persons.count() == len(report["persons"])
