@@ -1,0 +1,359 @@
+"""Known-answer footage for identities: dancers composited from ../shared's park clip, with the truth.
+
+The dancer on the park clip's roof (his jumping jacks, played forwards then backwards: 8 s at
+30 fps) is cut out as a rectangle with his own background and laid on a grey canvas several
+times, each copy moving along a known path and, where it says so, some frames late; the woman
+who walks through the park clip is a passer-by. Layers are stacked back to front, so where two
+rectangles overlap the front one hides the other completely, as a dancer in front hides one
+behind. Every copy is the same man: look-alikes, told apart only by where they go and, where
+one is late, by their pose.
+
+The truth of each frame is each layer's box: the person's box in its rectangle, found by the
+same model on the rectangle alone, moved with the rectangle; a person counts as seen where at
+least half of that box is neither covered by a layer in front nor outside the canvas.
+
+    python -m tests.composites [FOLDER]     # every case through YOLO11n-pose: the table of docs/SYNC.md
+
+needs ../shared (the clip and the model) and the optional ultralytics package.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workers.ffmpeg import ffmpeg_exe
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PARK = SHARED / "videos" / "park_two_people_vp9_audio.mp4"
+WEIGHTS = SHARED / "models" / "yolo11n-pose.pt"
+
+FPS = 30
+CANVAS = (1200, 400)
+FRAMES = 240  # 8 s: the dance forwards (4 s), then backwards
+#: The dancer's rectangle on the canvas (the roof crop, 520x480, scaled by 3/4).
+DANCER = (390, 360)
+#: The passer-by's rectangle (a 380x500 window that follows her, scaled by 3/4).
+WALKER = (286, 376)
+_DANCER_GRAPH = ("crop=520:480:330:0,trim=end_frame=120,setpts=PTS-STARTPTS,split[f][r];[r]reverse[b];"
+                 f"[f][b]concat=n=2:v=1:a=0,scale={DANCER[0]}:{DANCER[1]},setsar=1")
+#: The walker's centre x in the park clip at frames 40, 50, ..., 180 (YOLO11n-pose boxes).
+_WALKER_CENTRES = (1522, 1498, 1389, 1322, 1223, 1127, 1031, 919, 835, 722, 623, 502, 436, 304, 205)
+_WALKER_FIRST, _WALKER_LAST = 45, 175
+
+
+def _piecewise(points: Sequence[tuple[float, float]], variable: str) -> str:
+    """An ffmpeg expression through (value of `variable`, result) points, flat outside them."""
+    (first, value), rest = points[0], points[1:]
+    expression = f"{points[-1][1]}"
+    for (t0, v0), (t1, v1) in reversed(list(zip(points, rest))):
+        expression = f"if(lt({variable},{t1}),{v0}+({v1}-({v0}))*({variable}-({t0}))/{t1 - t0},{expression})"
+    return f"if(lt({variable},{first}),{value},{expression})"
+
+
+def _walker_graph() -> str:
+    frames = range(40, 181, 10)
+    crop_x = [(f - _WALKER_FIRST, min(max(0, c - 190), 1768 - 380)) for f, c in zip(frames, _WALKER_CENTRES)]
+    return (f"trim=start_frame={_WALKER_FIRST}:end_frame={_WALKER_LAST},setpts=PTS-STARTPTS,"
+            f"crop=380:500:'{_piecewise(crop_x, 'n')}':480,scale={WALKER[0]}:{WALKER[1]},setsar=1,"
+            f"loop=loop=-1:size={_WALKER_LAST - _WALKER_FIRST},trim=end_frame={FRAMES}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One person on the canvas.
+
+    Attributes:
+        name: The true identity ("A", "B", ..., "walker").
+        path: (seconds, x, y) of the rectangle's top-left corner, piecewise linear, flat
+            before the first and after the last point.
+        source: "dancer" or "walker".
+        delay: Frames the dancer is late (the first frame repeats).
+    """
+
+    name: str
+    path: tuple[tuple[float, float, float], ...]
+    source: str = "dancer"
+    delay: int = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return DANCER if self.source == "dancer" else WALKER
+
+    def corner(self, seconds: np.ndarray) -> np.ndarray:
+        """(len(seconds), 2) top-left corners at these times."""
+        times = [p[0] for p in self.path]
+        return np.stack([np.interp(seconds, times, [p[1] for p in self.path]),
+                         np.interp(seconds, times, [p[2] for p in self.path])], axis=1)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A composite: its layers back to front, and the case without the event to compare with."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    baseline: str | None = None
+
+    @property
+    def dancers(self) -> list[str]:
+        return [layer.name for layer in self.layers if layer.source == "dancer"]
+
+
+LEFT, RIGHT, TOP = 60.0, 750.0, 20.0
+P1, P2, P3 = 30.0, 405.0, 780.0
+
+
+def _still(x: float) -> tuple[tuple[float, float, float], ...]:
+    return ((0.0, x, TOP),)
+
+
+def _moves(*steps: tuple[float, float]) -> tuple[tuple[float, float, float], ...]:
+    return tuple((t, x, TOP) for t, x in steps)
+
+
+CASES = {case.name: case for case in (
+    Case("side_by_side", (Layer("A", _still(LEFT)), Layer("B", _still(RIGHT), delay=6))),
+    # They swap places between 2.5 and 5 s; A passes in front and hides B for about half a second.
+    Case("swap", (Layer("B", _moves((2.5, RIGHT), (5.0, LEFT)), delay=6),
+                  Layer("A", _moves((2.5, LEFT), (5.0, RIGHT)))), baseline="side_by_side"),
+    # A passer-by walks in front of both, right to left, from 1.5 to 5 s.
+    Case("passer_by", (Layer("A", _still(LEFT)), Layer("B", _still(RIGHT), delay=6),
+                       Layer("walker", ((1.5, 1220.0, 15.0), (5.0, -300.0, 15.0)), source="walker")),
+         baseline="side_by_side"),
+    # B leaves the picture on the right (2 to 3 s), stays out for 1.5 s, and comes back (4.5 to 5.5 s).
+    Case("leave_and_return", (Layer("A", _still(LEFT)),
+                              Layer("B", _moves((2.0, RIGHT), (3.0, 1250.0), (4.5, 1250.0), (5.5, RIGHT)), delay=6)),
+         baseline="side_by_side"),
+    Case("trio", (Layer("C", _still(P3), delay=3), Layer("B", _still(P2), delay=6), Layer("A", _still(P1)))),
+    # Three rotate twice: each time the one at the right end passes behind the others to the left end.
+    Case("rotate_three", (
+        Layer("C", _moves((2.0, P3), (4.0, P1), (5.5, P1), (7.0, P2)), delay=3),
+        Layer("B", _moves((2.0, P2), (4.0, P3), (5.5, P3), (7.0, P1)), delay=6),
+        Layer("A", _moves((2.0, P1), (4.0, P2), (5.5, P2), (7.0, P3))),
+    ), baseline="trio"),
+)}
+
+
+def make_composite(case: Case, path: Path) -> Path:
+    """Render `case` to `path` (H.264, 30 fps, 8 s) with the bundled ffmpeg."""
+    sources = [f"[0:v]{_DANCER_GRAPH},split={max(1, len(case.dancers))}"
+               + "".join(f"[d{k}]" for k in range(max(1, len(case.dancers))))]
+    dancer = 0
+    graph = [f"color=c=0x808080:s={CANVAS[0]}x{CANVAS[1]}:r={FPS}:d={FRAMES / FPS}[c0]"]
+    for k, layer in enumerate(case.layers):
+        if layer.source == "dancer":
+            stream = f"[d{dancer}]"
+            dancer += 1
+            if layer.delay:
+                graph.append(f"{stream}tpad=start={layer.delay}:start_mode=clone,trim=end_frame={FRAMES}[s{k}]")
+                stream = f"[s{k}]"
+        else:
+            graph.append(f"[1:v]{_walker_graph()}[s{k}]")
+            stream = f"[s{k}]"
+        x = _piecewise([(t, px) for t, px, _ in layer.path], "t")
+        y = _piecewise([(t, py) for t, _, py in layer.path], "t")
+        graph.append(f"[c{k}]{stream}overlay=x='{x}':y='{y}':eval=frame:eof_action=pass[c{k + 1}]")
+    graph[-1] = graph[-1].rsplit("[", 1)[0] + ",format=yuv420p[out]"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(PARK), "-i", str(PARK),
+                    "-filter_complex", ";".join(sources + graph), "-map", "[out]", "-frames:v", str(FRAMES),
+                    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", str(path)], check=True)
+    return path
+
+
+def _solo_clip(source: str, path: Path) -> Path:
+    graph = f"[0:v]{_DANCER_GRAPH}[out]" if source == "dancer" else f"[0:v]{_walker_graph()}[out]"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(PARK), "-filter_complex",
+                    graph, "-map", "[out]", "-frames:v", str(FRAMES), "-c:v", "libx264", "-preset", "ultrafast",
+                    "-crf", "12", str(path)], check=True)
+    return path
+
+
+def solo_boxes(source: str, folder: Path, predict: Callable[[list[np.ndarray]], list]) -> np.ndarray:
+    """(FRAMES, 4) the person's box in its own rectangle per frame (NaN where none was found),
+    by `predict` (a pose model's `predict`) on the rectangle alone."""
+    from workers.decode import VideoReader
+    from workers.probe import probe
+
+    clip = _solo_clip(source, folder / f"solo-{source}.mp4")
+    boxes = np.full((FRAMES, 4), np.nan)
+    reader = VideoReader(probe(clip))
+    reader.start()
+    try:
+        batch: list = []
+        for frame in [*reader, None]:
+            if frame is not None:
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == 8):
+                for item, found in zip(batch, predict([f.image for f in batch])):
+                    if len(found):
+                        boxes[item.index] = found.boxes[int(np.argmax(found.box_scores))]
+                batch = []
+    finally:
+        reader.kill()
+    return boxes
+
+
+def truth(case: Case, solo: dict[str, np.ndarray], min_visible: float = 0.5) -> dict[str, np.ndarray]:
+    """{name: (FRAMES, 4) true box on the canvas, NaN where less than `min_visible` of it is seen}."""
+    seconds = np.arange(FRAMES) / FPS
+    corners = {layer.name: layer.corner(seconds) for layer in case.layers}
+    out = {}
+    for k, layer in enumerate(case.layers):
+        frame_index = np.clip(np.arange(FRAMES) - layer.delay, 0, FRAMES - 1)
+        boxes = solo[layer.source][frame_index] + np.tile(corners[layer.name], 2)
+        visible = np.ones(FRAMES, dtype=bool)
+        for t in range(FRAMES):
+            box = boxes[t]
+            if not np.isfinite(box).all():
+                visible[t] = False
+                continue
+            mask = np.zeros((int(np.ceil(box[3] - box[1])) + 1, int(np.ceil(box[2] - box[0])) + 1), dtype=bool)
+            ys, xs = np.mgrid[0:mask.shape[0], 0:mask.shape[1]]
+            px, py = xs + box[0], ys + box[1]
+            seen = (px >= 0) & (px < CANVAS[0]) & (py >= 0) & (py < CANVAS[1])
+            for front in case.layers[k + 1:]:
+                fx, fy = corners[front.name][t]
+                w, h = front.size
+                seen &= ~((px >= fx) & (px < fx + w) & (py >= fy) & (py < fy + h))
+            visible[t] = seen.mean() >= min_visible
+        boxes[~visible] = np.nan
+        out[layer.name] = boxes
+    return out
+
+
+@dataclass(frozen=True)
+class Scores:
+    """How the ids of a run match the truth.
+
+    Attributes:
+        idf1: IDF1 (motmetrics: box IoU >= 0.5 counts as the same place).
+        switches: Identity switches.
+        ids_per_person: {true name: the distinct ids matched to it}.
+        person_of: {true name: the id matched to it most often}.
+    """
+
+    idf1: float
+    switches: int
+    ids_per_person: dict[str, set[int]]
+    person_of: dict[str, int]
+
+
+def score_ids(poses_path: Path, true_boxes: dict[str, np.ndarray], retrack: bool = False) -> Scores:
+    """IDF1 and switches of the ids in a run's pose cache against the true boxes.
+
+    Args:
+        poses_path: The run's `.poses.npz`.
+        true_boxes: `truth(...)`.
+        retrack: Score instead the ids the tracker alone gives the same detections, as the
+            tool did before tracklets were joined (one second of bridging, no joining).
+    """
+    import motmetrics
+
+    from workers.poses import load_poses
+    from workers.score import order_above
+    from workers.track import Tracker, box_iou
+
+    meta, log = load_poses(poses_path)
+    tracker = Tracker(max_missing=round(FPS))
+    names = sorted(true_boxes)
+    accumulator = motmetrics.MOTAccumulator(auto_id=True)
+    matched: dict[str, dict[int, int]] = {name: {} for name in names}
+    threshold = meta.settings["person_threshold"]
+    for t in range(len(log)):
+        frame = log.rows(t, t + 1)
+        rows = frame.records
+        if retrack:
+            order = order_above(frame.detections(0), threshold)
+            rows = rows[order].copy()
+            rows["ids"] = tracker.update(frame.detections(0).select(order))
+        rows = rows[rows["ids"] > 0]
+        seen = [name for name in names if np.isfinite(true_boxes[name][t]).all()]
+        objects = np.array([true_boxes[name][t] for name in seen]).reshape(-1, 4)
+        # 1 - IoU, no match below an IoU of 0.5 (what motmetrics' iou_matrix does; it needs NumPy 1).
+        distances = 1.0 - box_iou(objects, rows["boxes"].astype(np.float64).reshape(-1, 4))
+        distances[distances > 0.5] = np.nan
+        frame_id = accumulator.update([names.index(name) for name in seen], rows["ids"].tolist(), distances)
+        events = accumulator.mot_events.loc[frame_id]
+        for _, event in events[events.Type.isin(["MATCH", "SWITCH"])].iterrows():
+            counts = matched[names[int(event.OId)]]
+            counts[int(event.HId)] = counts.get(int(event.HId), 0) + 1
+    summary = motmetrics.metrics.create().compute(accumulator, metrics=["idf1", "num_switches"])
+    return Scores(
+        idf1=float(summary["idf1"].iloc[0]),
+        switches=int(summary["num_switches"].iloc[0]),
+        ids_per_person={name: set(counts) for name, counts in matched.items()},
+        person_of={name: max(counts, key=counts.__getitem__) for name, counts in matched.items() if counts},
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """Every case through YOLO11n-pose on the CPU; prints the table of docs/SYNC.md."""
+    import json
+    import tempfile
+
+    from config import Config
+    from pipeline.report import write_reports
+    from pipeline.runner import run_video
+    from workers.models import build_estimator
+
+    folder = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="composites-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
+                                       device="cpu"))
+    solo = {source: solo_boxes(source, folder, estimator.predict) for source in ("dancer", "walker")}
+    reports = {}
+    print("| case | IDF1 | switches | ids per person | performers (truth) | lags ms (without the event) "
+          "| group sync (without) | tracker alone: IDF1, switches, ids per person |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for case in CASES.values():
+        clip = make_composite(case, folder / f"{case.name}.mp4")
+        config = Config(input=clip, output=folder / f"{case.name}-out.mp4", model="yolo", weights=str(WEIGHTS),
+                        device="cpu", progress=False, video=False)
+        result = run_video(config, estimator)
+        report = reports[case.name] = write_reports(result, config)
+        scores = score_ids(result.poses, truth(case, solo))
+        alone = score_ids(result.poses, truth(case, solo), retrack=True)
+        performers = {p["id"] for p in report["persons"] if p["scored"]}
+        named = {scores.person_of.get(name): name for name in case.dancers}
+        lags, base_sync = [], None
+        base = reports.get(case.baseline) if case.baseline else None
+        base_scores = None
+        if base is not None:
+            base_scores = score_ids(folder / f"{case.baseline}-out.poses.npz", truth(CASES[case.baseline], solo))
+            base_sync = base["sync"]["score"]
+        for name in case.dancers:
+            person = next((p for p in report["persons"] if p["id"] == scores.person_of.get(name)), None)
+            lag = None if person is None else person["lag_ms"]
+            base_lag = None
+            if base is not None and base_scores is not None:
+                base_person = next((p for p in base["persons"] if p["id"] == base_scores.person_of.get(name)), None)
+                base_lag = None if base_person is None else base_person["lag_ms"]
+            lags.append(f"{name} {_ms(lag)} ({_ms(base_lag)})")
+        truly = sorted(str(i) for i in performers if i in named)
+        extra = sorted(str(i) for i in performers if i not in named)
+        print(f"| {case.name} | {scores.idf1:.3f} | {scores.switches} | "
+              f"{', '.join(f'{n}: {len(ids)}' for n, ids in sorted(scores.ids_per_person.items()))} | "
+              f"{len(truly)} of {len(case.dancers)}{' + ' + ', '.join('#' + e for e in extra) if extra else ''} | "
+              f"{'; '.join(lags)} | {_num(report['sync']['score'])} ({_num(base_sync)}) | "
+              f"{alone.idf1:.3f}, {alone.switches}, "
+              f"{', '.join(f'{n}: {len(ids)}' for n, ids in sorted(alone.ids_per_person.items()))} |")
+    (folder / "reports.json").write_text(json.dumps(reports))
+    return 0
+
+
+def _ms(value: float | None) -> str:
+    return "--" if value is None else f"{value:+.0f}"
+
+
+def _num(value: float | None) -> str:
+    return "--" if value is None else f"{value:.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
