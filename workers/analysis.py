@@ -5,14 +5,15 @@ groups, their timing (`workers.timing`), their synchrony against chance (`worker
 the worst moments. It reads the recorded frames a chunk at a time, so its memory does not grow
 with the video. No threads; the score stage calls it (`workers.annotate.Annotator.finish`).
 
-Who performs (`--persons auto`): the people present for at least half of the video are
-compared pair by pair (`workers.sync.pairwise_sync`); two of them *move together* when their
-movement's likeness, at the best lag within the lag search, is above chance. The groups are the
-connected sets of people who move together (two lines doing different choreography are two
-groups; so are the two halves of a canon more than the lag search apart), and the performers
-are their members. Each group's lags are measured against its own members. When nobody moves
-together above chance, the people present, tall enough and moving (`select_performers`) are
-analysed as one group, so that unrelated movers still get their (chance-level) scores.
+Who performs (`--persons auto`): the people present for at least half of the video, at least
+half as tall as the others and moving (`select_performers`: not the audience far away, not
+bystanders standing still) are compared pair by pair (`workers.sync.pairwise_sync`); two of them
+*move together* when their movement's likeness, at the best lag within the lag search, is above
+chance. The groups are the connected sets of people who move together (two lines doing
+different choreography are two groups; so are the two halves of a canon more than the lag
+search apart), and the performers are their members. Each group's lags are measured against
+its own members. When nobody moves together above chance, those compared are analysed as one
+group, so that unrelated movers still get their (chance-level) scores.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from workers.sync import PairSync, PairwiseSync, SyncParams, SyncResult, SyncSco
 from workers.timing import Moment, PersonTiming, TimingParams, WindowLag, analyse_timing_stream, worst_moments
 from workers.track import TrackSummarizer, TrackSummary, select_performers
 
-#: Share of the frames a person must be present in to be compared with the others.
-MIN_PRESENCE = 0.5
 #: Seconds left out of the analysis on each side of a person's absence (`unsure_edges`).
 EDGE_S = 0.2
 
@@ -220,7 +219,7 @@ def analyse_video(
     if not score:
         selection = {person_id: (False, "scoring off (--no-score)") for person_id in tracks}
     elif persons == "auto":
-        candidates = [i for i in sorted(tracks) if tracks[i].presence >= MIN_PRESENCE]
+        candidates = [i for i, (kept, _) in select_performers(tracks, "auto").items() if kept]
         if len(candidates) >= 2:
             pairwise = pairwise_sync(candidates, len(tracked), read_of(candidates), fps, None,
                                      mirrored_among(candidates), sync, chunk_frames=chunk_frames)
@@ -303,7 +302,8 @@ def choose_groups(
 
     Args:
         tracks: {id: TrackSummary} of every person.
-        pairs: The compared pairs (those present long enough), with `moves_together`.
+        pairs: The compared pairs (of those `select_performers` keeps: present, tall enough and
+            moving), with `moves_together`.
 
     Returns:
         {id: (performer, reason)} for every person, and the groups, largest first.
@@ -328,15 +328,16 @@ def choose_groups(
     compared = {i for pair in pairs for i in pair.ids}
     selection: dict[int, tuple[bool, str]] = {}
     for person_id in ids:
-        scored_before, details = fallback[person_id]
+        details = fallback[person_id][1]
         if person_id in number:
             partners = sorted({other for pair in together if person_id in pair.ids for other in pair.ids} - {person_id})
             selection[person_id] = (True, f"performer (group {number[person_id]}): present in "
                                           f"{tracks[person_id].presence:.0%} of frames, moves with "
                                           f"{', '.join(f'#{i}' for i in partners)}")
         elif person_id in compared:
-            selection[person_id] = (False, "not moving with the group" + ("" if scored_before else f"; {details}"))
-        else:  # too briefly present to be compared (select_performers says so)
+            selection[person_id] = (False, f"not moving with the group: present in {tracks[person_id].presence:.0%} "
+                                           "of frames, moving, but not with anyone above chance")
+        else:  # not compared: select_performers says why (brief, small or static)
             selection[person_id] = (False, details)
     return selection, groups
 
