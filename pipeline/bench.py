@@ -258,6 +258,8 @@ def bench_memory(minutes: float, args: argparse.Namespace, folder: Path) -> None
     print(f"  after the pipeline (whole-video analysis done) {after_pipeline:8.1f} MB; "
           f"peak through the pipeline {pipeline_peak:.1f} MB, through the reports {peak[0]:.1f} MB")
     print(f"  lags found: {', '.join(f'#{p.id} {p.lag_ms:+.0f} ms' for p in result.persons if p.lag_ms is not None)}")
+    print(f"  identities: {len(result.persons)} persons from {result.identity.tracklets} tracklets, "
+          f"{result.identity.joins} joins, {len(result.identity.scene_cuts)} camera cuts")
     print(f"  whole-video analysis: {_analysis(result)}")
 
 

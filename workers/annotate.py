@@ -123,9 +123,11 @@ class Annotator:
         persons = detections.select(order)
         started = time.thread_time()  # CPU time: the stage shares the interpreter with the others
         cut = self._camera_cut(frame.image)
+        self._joining_seconds += time.thread_time() - started
         if cut:
             self.tracker.reset()
         tracklet_ids = self.tracker.update(persons)
+        started = time.thread_time()
         self.joiner.push(persons, tracklet_ids, frame.image, cut=cut)
         self._joining_seconds += time.thread_time() - started
         if not self.draw:  # nothing will be drawn: hold the frame's place, not its picture
@@ -232,7 +234,8 @@ class Annotator:
     @property
     def analysis_seconds(self) -> dict[str, float]:
         """Seconds the whole-video analysis spent on each part ("tracks", "timing", "sync"), and
-        the CPU seconds of the tracking and joining frame by frame ("joining")."""
+        the CPU seconds of the joining and the camera-cut check frame by frame ("joining"; the
+        tracker itself, which ran before tracklets were joined, is not counted)."""
         return {} if self._analysis is None else {**self._analysis.seconds, "joining": self._joining_seconds}
 
     def end_card_text(self) -> str:

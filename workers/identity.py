@@ -28,7 +28,8 @@ crosses a camera cut. Every decision waits at most `lookahead_s`, so a stage tha
 ids can hold that many frames and then draw each frame once with its final ids.
 
 Shapes and colours are taken only from frames where the person's box is not overlapped by
-another's (`max_overlap`), so that an occluder's colours are not learnt as the person's.
+another's (`max_overlap`), so that an occluder's colours are not learnt as the person's: in
+every such frame while a tracklet awaits its decision, then ten times a second.
 """
 
 from __future__ import annotations
@@ -252,21 +253,23 @@ def covered_share(boxes: np.ndarray) -> np.ndarray:
 
 
 def scene_thumbnail(image: np.ndarray) -> np.ndarray:
-    """A small HSV picture of the frame for `scene_change` (every k-th pixel, about 64 on the
-    shorter side), float32."""
-    step = max(1, min(image.shape[:2]) // 64)
-    small = np.ascontiguousarray(image[::step, ::step])
-    return cv2.cvtColor(small, cv2.COLOR_RGB2HSV).astype(np.float32)
+    """A small HSV picture of the frame for `scene_change`: about 32 pixels on the shorter
+    side (nearest neighbour, so only those pixels are read), uint8 (hue 0..179)."""
+    height, width = image.shape[:2]
+    scale = 32.0 / max(1, min(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_NEAREST), cv2.COLOR_RGB2HSV)
 
 
 def scene_change(previous: np.ndarray, current: np.ndarray) -> float:
     """How much the picture changed between two thumbnails: the mean absolute difference of
-    hue, saturation and value (0..255 scale, hue's 0..180 wrapped), averaged over the three,
-    as PySceneDetect's content detector measures a cut."""
-    hue = np.abs(previous[..., 0] - current[..., 0])
-    hue = np.minimum(hue, 180.0 - hue) * (255.0 / 90.0)
-    rest = np.abs(previous[..., 1:] - current[..., 1:]).mean(axis=(0, 1))
-    return float((hue.mean() + rest.sum()) / 3.0)
+    hue, saturation and value (0..255 scale, hue's 0..180 wrapped round), averaged over the
+    three, as PySceneDetect's content detector measures a cut."""
+    difference = cv2.absdiff(previous, current)
+    hue = difference[..., 0].astype(np.int16)
+    hue_change = float(np.minimum(hue, 180 - hue).mean()) * (255.0 / 90.0)
+    saturation_change, value_change = cv2.mean(difference)[1:3]
+    return (hue_change + saturation_change + value_change) / 3.0
 
 
 # ---- the samples a tracklet or person keeps -------------------------------------------------
@@ -402,6 +405,7 @@ class IdentityJoiner:
         self.lookahead = max(1, round(params.lookahead_s * fps))
         self.max_gap = max(1, round(params.max_gap_s * fps))
         self.fit_frames = max(2, round(params.fit_s * fps))
+        self.sample_every = max(1, round(fps / 10))  # shape and colour samples of a decided tracklet
         self._tracklets: dict[int, _Tracklet] = {}
         self._persons: dict[int, _Person] = {}
         self._pending: deque[np.ndarray] = deque()  # tracklet ids of the frames not popped
@@ -445,9 +449,20 @@ class IdentityJoiner:
         sure = persons.keypoint_scores > self.keypoint_min_score
         centres = torso_centres(persons.keypoints, sure, persons.boxes)
         heights = np.maximum(persons.boxes[:, 3] - persons.boxes[:, 1], 1.0)
-        clean = covered_share(persons.boxes) <= self.params.max_overlap
-        shapes = limb_proportions(persons.keypoints, sure)
-        colours = body_colours(image, persons.keypoints, sure) if image is not None else None
+        # Shape and colour where the person is not partly behind someone: every frame while a
+        # tracklet waits for its decision, a few a second after it.
+        sampled = np.full(len(ids), frame % self.sample_every == 0)
+        if not sampled.all():
+            sampled = np.array([self._tracklets.get(t) is None or self._tracklets[t].person is None
+                                for t in ids.tolist()])
+        if sampled.any():
+            sampled &= covered_share(persons.boxes) <= self.params.max_overlap
+        shapes = np.full((len(ids), len(SHAPE_NAMES)), np.nan)
+        colours = None if image is None else np.full((len(ids), len(COLOUR_REGIONS), 3), np.nan)
+        if sampled.any():
+            shapes[sampled] = limb_proportions(persons.keypoints[sampled], sure[sampled])
+            if colours is not None and image is not None:
+                colours[sampled] = body_colours(image, persons.keypoints[sampled], sure[sampled])
         for k, tracklet_id in enumerate(ids.tolist()):
             tracklet = self._tracklets.get(tracklet_id)
             if tracklet is None:
@@ -459,7 +474,7 @@ class IdentityJoiner:
             if len(tracklet.head) < self.fit_frames:
                 tracklet.head.append(point)
             tracklet.tail.append(point)
-            if clean[k]:
+            if sampled[k]:
                 owner = self._persons.get(tracklet.person) if tracklet.person is not None else None
                 if np.isfinite(shapes[k]).any():
                     tracklet.shape.add(shapes[k])

@@ -160,8 +160,9 @@ class Tracker:
         comes within `ambiguity_margin` of the pair's cost."""
         if self.ambiguity_margin is None:
             return False
-        others = np.concatenate([np.delete(cost[row], col), np.delete(cost[:, col], row)])
-        return bool(others.size) and float(others.min()) - float(cost[row, col]) < self.ambiguity_margin
+        limit = cost[row, col] + self.ambiguity_margin
+        row_values, col_values = cost[row], cost[:, col]
+        return bool((row_values < limit).sum() > 1 or (col_values < limit).sum() > 1)
 
     def _cost(self, persons: Detections, frame: int) -> np.ndarray:
         """(tracks, detections) matching cost, `_FORBIDDEN` where the gate refuses the pair."""
