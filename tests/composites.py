@@ -74,12 +74,14 @@ class Layer:
             before the first and after the last point.
         source: "dancer" or "walker".
         delay: Frames the dancer is late (the first frame repeats).
+        mirrored: Flipped left to right (the walker walks left; mirrored, she walks right).
     """
 
     name: str
     path: tuple[tuple[float, float, float], ...]
     source: str = "dancer"
     delay: int = 0
+    mirrored: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -130,6 +132,18 @@ CASES = {case.name: case for case in (
     Case("leave_and_return", (Layer("A", _still(LEFT)),
                               Layer("B", _moves((2.0, RIGHT), (3.0, 1250.0), (4.5, 1250.0), (5.5, RIGHT)), delay=6)),
          baseline="side_by_side"),
+    # More of the same kind (the tests take swap_slow too; swap_fast and passer_by_slow are for
+    # the table only). A faster swap (1.5 s), B in front this time.
+    Case("swap_fast", (Layer("A", _moves((3.0, LEFT), (4.5, RIGHT))),
+                       Layer("B", _moves((3.0, RIGHT), (4.5, LEFT)), delay=6)), baseline="side_by_side"),
+    # A slow swap (5 s): B is hidden for about a second.
+    Case("swap_slow", (Layer("B", _moves((1.5, RIGHT), (6.5, LEFT)), delay=6),
+                       Layer("A", _moves((1.5, LEFT), (6.5, RIGHT)))), baseline="side_by_side"),
+    # The passer-by the other way, left to right, more slowly (2 to 7 s).
+    Case("passer_by_slow", (Layer("A", _still(LEFT)), Layer("B", _still(RIGHT), delay=6),
+                            Layer("walker", ((2.0, -300.0, 15.0), (7.0, 1220.0, 15.0)), source="walker",
+                                  mirrored=True)),
+         baseline="side_by_side"),
     Case("trio", (Layer("C", _still(P3), delay=3), Layer("B", _still(P2), delay=6), Layer("A", _still(P1)))),
     # Three rotate twice: each time the one at the right end passes behind the others to the left end.
     Case("rotate_three", (
@@ -154,7 +168,7 @@ def make_composite(case: Case, path: Path) -> Path:
                 graph.append(f"{stream}tpad=start={layer.delay}:start_mode=clone,trim=end_frame={FRAMES}[s{k}]")
                 stream = f"[s{k}]"
         else:
-            graph.append(f"[1:v]{_walker_graph()}[s{k}]")
+            graph.append(f"[1:v]{_walker_graph()}{',hflip' if layer.mirrored else ''}[s{k}]")
             stream = f"[s{k}]"
         x = _piecewise([(t, px) for t, px, _ in layer.path], "t")
         y = _piecewise([(t, py) for t, _, py in layer.path], "t")
@@ -206,7 +220,10 @@ def truth(case: Case, solo: dict[str, np.ndarray], min_visible: float = 0.5) -> 
     out = {}
     for k, layer in enumerate(case.layers):
         frame_index = np.clip(np.arange(FRAMES) - layer.delay, 0, FRAMES - 1)
-        boxes = solo[layer.source][frame_index] + np.tile(corners[layer.name], 2)
+        own = solo[layer.source][frame_index]
+        if layer.mirrored:
+            own = np.stack([layer.size[0] - own[:, 2], own[:, 1], layer.size[0] - own[:, 0], own[:, 3]], axis=1)
+        boxes = own + np.tile(corners[layer.name], 2)
         visible = np.ones(FRAMES, dtype=bool)
         for t in range(FRAMES):
             box = boxes[t]

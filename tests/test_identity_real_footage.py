@@ -2,7 +2,8 @@
 the real YOLO11n-pose model.
 
 Look-alike dancers (copies of the park clip's roof dancer, one 200 ms late) who swap places with
-the front one hiding the other, a passer-by who walks in front of both, a dancer who leaves the
+the front one hiding the other (quickly, and slowly enough to hide the other for a second), a
+passer-by who walks in front of both, a dancer who leaves the
 picture and comes back, and three who rotate twice. Against the truth (where each layer is):
 IDF1 (motmetrics) at least 0.95, no identity switch, one id per person; each dancer's lag within
 a frame of the same dancers without the event, and the group's synchrony within 1.0 of it; the
@@ -63,7 +64,7 @@ def _person(report: dict, person_id: int | None) -> dict:
     return next(p for p in report["persons"] if p["id"] == person_id)
 
 
-EVENTS = ["swap", "passer_by", "leave_and_return", "rotate_three"]
+EVENTS = ["swap", "swap_slow", "passer_by", "leave_and_return", "rotate_three"]
 
 
 @pytest.mark.parametrize("name", EVENTS)
