@@ -132,7 +132,7 @@ CASES = {case.name: case for case in (
     Case("leave_and_return", (Layer("A", _still(LEFT)),
                               Layer("B", _moves((2.0, RIGHT), (3.0, 1250.0), (4.5, 1250.0), (5.5, RIGHT)), delay=6)),
          baseline="side_by_side"),
-    # More of the same kind (the tests take swap_slow too; swap_fast and passer_by_slow are for
+    # More of the same kind (the tests take swap_slow; swap, swap_fast and passer_by_slow are for
     # the table only). A faster swap (1.5 s), B in front this time.
     Case("swap_fast", (Layer("A", _moves((3.0, LEFT), (4.5, RIGHT))),
                        Layer("B", _moves((3.0, RIGHT), (4.5, LEFT)), delay=6)), baseline="side_by_side"),
@@ -180,10 +180,10 @@ def make_composite(case: Case, path: Path) -> Path:
     return path
 
 
-def _solo_clip(source: str, path: Path) -> Path:
+def _solo_clip(source: str, path: Path, frames: int) -> Path:
     graph = f"[0:v]{_DANCER_GRAPH}[out]" if source == "dancer" else f"[0:v]{_walker_graph()}[out]"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(PARK), "-filter_complex",
-                    graph, "-map", "[out]", "-frames:v", str(FRAMES), "-c:v", "libx264", "-preset", "ultrafast",
+                    graph, "-map", "[out]", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "ultrafast",
                     "-crf", "12", str(path)], check=True)
     return path
 
@@ -194,8 +194,10 @@ def solo_boxes(source: str, folder: Path, predict: Callable[[list[np.ndarray]], 
     from workers.decode import VideoReader
     from workers.probe import probe
 
-    clip = _solo_clip(source, folder / f"solo-{source}.mp4")
-    boxes = np.full((FRAMES, 4), np.nan)
+    # The walker's 130 frames loop: the model sees them once.
+    frames = FRAMES if source == "dancer" else _WALKER_LAST - _WALKER_FIRST
+    clip = _solo_clip(source, folder / f"solo-{source}.mp4", frames)
+    boxes = np.full((frames, 4), np.nan)
     reader = VideoReader(probe(clip))
     reader.start()
     try:
@@ -210,7 +212,7 @@ def solo_boxes(source: str, folder: Path, predict: Callable[[list[np.ndarray]], 
                 batch = []
     finally:
         reader.kill()
-    return boxes
+    return boxes[np.arange(FRAMES) % frames]
 
 
 def truth(case: Case, solo: dict[str, np.ndarray], min_visible: float = 0.5) -> dict[str, np.ndarray]:

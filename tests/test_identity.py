@@ -332,7 +332,7 @@ def test_thirty_people_get_thirty_ids_and_one_group():
             people.append((f"d{k}", keypoints, RED if k % 2 else BLUE, DARK))
         return people
 
-    annotator, named = run(scene, 4)
+    annotator, named = run(scene, 3)
     ids = ids_of(named)
     assert len(ids) == 30 and all(len(found) == 1 for found in ids.values())
     analysis = annotator.analysis()
@@ -377,3 +377,23 @@ def test_two_people_whose_boxes_overlap_all_along_keep_their_ids():
     annotator, named = run(scene, 5)
     assert ids_of(named) == {"A": {1}, "B": {2}}
     assert [len(p.tracklets) for p in annotator.analysis().persons] == [1, 1]
+
+
+def test_an_absence_longer_than_max_gap_starts_a_new_id():
+    def scene(t):
+        a = ("A", dancing(t, 200), RED, DARK)
+        return [a] if 1.0 <= t < 2.2 else [a, ("B", dancing(t, 700), BLUE, LIGHT)]
+
+    kept = ids_of(run(scene, 3)[1])
+    assert len(kept["B"]) == 1  # 1.2 s is within the default 3 s
+    config = Config(input="in.mp4", output="out.mp4", max_gap_s=1.0)
+    assert len(ids_of(run(scene, 3, config)[1])["B"]) == 2
+
+
+def test_max_gap_on_the_command_line():
+    from pipeline.cli import config_from_args, get_args_parser
+
+    parser = get_args_parser()
+    assert config_from_args(parser.parse_args(["in.mp4", "out.mp4", "--max-gap", "1.5"])).max_gap_s == 1.5
+    with pytest.raises(ValueError, match="max_gap_s must be in 0.01..600.0"):
+        config_from_args(parser.parse_args(["in.mp4", "out.mp4", "--max-gap", "0"]))

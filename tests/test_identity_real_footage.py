@@ -2,8 +2,7 @@
 the real YOLO11n-pose model.
 
 Look-alike dancers (copies of the park clip's roof dancer, one 200 ms late) who swap places with
-the front one hiding the other (quickly, and slowly enough to hide the other for a second), a
-passer-by who walks in front of both, a dancer who leaves the
+the front one hiding the other for about a second, a passer-by who walks in front of both, a dancer who leaves the
 picture and comes back, and three who rotate twice. Against the truth (where each layer is):
 IDF1 (motmetrics) at least 0.95, no identity switch, one id per person; each dancer's lag within
 a frame of the same dancers without the event, and the group's synchrony within 1.0 of it; the
@@ -64,7 +63,9 @@ def _person(report: dict, person_id: int | None) -> dict:
     return next(p for p in report["persons"] if p["id"] == person_id)
 
 
-EVENTS = ["swap", "swap_slow", "passer_by", "leave_and_return", "rotate_three"]
+#: The swap that hides B for a second (the tracker alone split B there; the quick swap of
+#: `composites.CASES["swap"]` it got through, so it adds only run time here).
+EVENTS = ["swap_slow", "passer_by", "leave_and_return", "rotate_three"]
 
 
 @pytest.mark.parametrize("name", EVENTS)
@@ -97,8 +98,8 @@ def test_the_passer_by_is_not_a_performer(runs):
 
 def test_the_late_dancer_is_late_after_the_swap(runs):
     # An identity swap at the crossing would move B's 200 ms onto A.
-    report, scores = runs("swap")
+    report, scores = runs("swap_slow")
     a, b = (_person(report, scores.person_of[name]) for name in ("A", "B"))
     assert b["lag_ms"] - a["lag_ms"] == pytest.approx(6 * FRAME_MS, abs=FRAME_MS)
-    b_tracklets = _person(report, scores.person_of["B"])["tracklets"]
+    b_tracklets = b["tracklets"]
     assert len(b_tracklets) >= 2 and all(t["join"]["cost"] < 1.0 for t in b_tracklets[1:])

@@ -28,8 +28,8 @@ crosses a camera cut. Every decision waits at most `lookahead_s`, so a stage tha
 ids can hold that many frames and then draw each frame once with its final ids.
 
 Shapes and colours are taken only from frames where the person's box is not overlapped by
-another's (`max_overlap`), so that an occluder's colours are not learnt as the person's: in
-every such frame while a tracklet awaits its decision, then ten times a second.
+another's (`max_overlap`), so that an occluder's colours are not learnt as the person's: ten
+times a second while a tracklet awaits its decision, then twice a second.
 """
 
 from __future__ import annotations
@@ -405,7 +405,7 @@ class IdentityJoiner:
         self.lookahead = max(1, round(params.lookahead_s * fps))
         self.max_gap = max(1, round(params.max_gap_s * fps))
         self.fit_frames = max(2, round(params.fit_s * fps))
-        self.sample_every = max(1, round(fps / 10))  # shape and colour samples of a decided tracklet
+        self.sample_every = max(1, round(fps / 10))  # frames between shape and colour samples while undecided
         self._tracklets: dict[int, _Tracklet] = {}
         self._persons: dict[int, _Person] = {}
         self._pending: deque[np.ndarray] = deque()  # tracklet ids of the frames not popped
@@ -449,12 +449,14 @@ class IdentityJoiner:
         sure = persons.keypoint_scores > self.keypoint_min_score
         centres = torso_centres(persons.keypoints, sure, persons.boxes)
         heights = np.maximum(persons.boxes[:, 3] - persons.boxes[:, 1], 1.0)
-        # Shape and colour where the person is not partly behind someone: every frame while a
-        # tracklet waits for its decision, a few a second after it.
-        sampled = np.full(len(ids), frame % self.sample_every == 0)
-        if not sampled.all():
-            sampled = np.array([self._tracklets.get(t) is None or self._tracklets[t].person is None
-                                for t in ids.tolist()])
+        # Shape and colour where the person is not partly behind someone: ten times a second while
+        # a tracklet waits for its decision, twice a second after it.
+        sampled = np.zeros(len(ids), dtype=bool)
+        if frame % self.sample_every == 0:
+            sampled[:] = frame % (5 * self.sample_every) == 0
+            if not sampled.all():
+                sampled = np.array([self._tracklets.get(t) is None or self._tracklets[t].person is None
+                                    for t in ids.tolist()])
         if sampled.any():
             sampled &= covered_share(persons.boxes) <= self.params.max_overlap
         shapes = np.full((len(ids), len(SHAPE_NAMES)), np.nan)
