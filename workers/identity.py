@@ -51,17 +51,13 @@ METHOD = ("conservative tracklets joined over gaps by assignment on position, ve
 
 _INDEX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 _TORSO = [_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
-#: Limb segments measured for the body shape, each as (left pair, right pair) or one pair.
-_SEGMENTS: tuple[tuple[tuple[str, str], ...], ...] = (
-    (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
-    (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
-    (("left_hip", "left_knee"), ("right_hip", "right_knee")),
-    (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
-)
-#: (segments, 2 sides, 2 ends) keypoint indices; a one-sided segment repeats itself.
-_SEGMENT_ENDS = np.array([[[_INDEX[a], _INDEX[b]] for a, b in (pairs * 2)[:2]] for pairs in _SEGMENTS])
-_SEGMENT_USED = np.array([[True, len(pairs) == 2] for pairs in _SEGMENTS])
-SHAPE_NAMES = ("upper_arm", "forearm", "thigh", "shin")
+#: The limbs measured for the body shape, as (upper end, lower end) without the side.
+_LIMBS = {"upper_arm": ("shoulder", "elbow"), "forearm": ("elbow", "wrist"), "thigh": ("hip", "knee"),
+          "shin": ("knee", "ankle")}
+SHAPE_NAMES = tuple(_LIMBS)
+#: (limbs, 2 sides, 2 ends) keypoint indices.
+_LIMB_ENDS = np.array([[[_INDEX[f"{side}_{upper}"], _INDEX[f"{side}_{lower}"]] for side in ("left", "right")]
+                       for upper, lower in _LIMBS.values()])
 COLOUR_REGIONS = ("torso", "thighs", "shins")
 #: Most samples of shape and colour kept per tracklet and per person (older ones thinned).
 _MAX_SAMPLES = 64
@@ -180,9 +176,9 @@ def limb_proportions(keypoints: np.ndarray, sure: np.ndarray) -> np.ndarray:
     torso = np.linalg.norm((keypoints[:, ls] + keypoints[:, rs]) / 2 - (keypoints[:, lh] + keypoints[:, rh]) / 2,
                            axis=1)
     torso = np.where(sure[:, _TORSO].all(axis=1) & (torso > 1.0), torso, np.nan)
-    first, second = _SEGMENT_ENDS[:, :, 0], _SEGMENT_ENDS[:, :, 1]  # (segments, 2 sides) keypoint indices
-    lengths = np.linalg.norm(keypoints[:, first] - keypoints[:, second], axis=-1)  # (n, segments, 2 sides)
-    usable = sure[:, first] & sure[:, second] & _SEGMENT_USED
+    first, second = _LIMB_ENDS[:, :, 0], _LIMB_ENDS[:, :, 1]  # (limbs, 2 sides) keypoint indices
+    lengths = np.linalg.norm(keypoints[:, first] - keypoints[:, second], axis=-1)  # (n, limbs, 2 sides)
+    usable = sure[:, first] & sure[:, second]
     count = usable.sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(usable, lengths, 0.0).sum(axis=2) / count
@@ -275,20 +271,41 @@ def scene_change(previous: np.ndarray, current: np.ndarray) -> float:
 # ---- the samples a tracklet or person keeps -------------------------------------------------
 
 class _Samples:
-    """At most `_MAX_SAMPLES` vectors, thinned evenly (every other one dropped) when full."""
+    """At most `2 * _MAX_SAMPLES` vectors, thinned evenly (every other one dropped) when full.
+
+    They live in one float32 array that doubles as it fills, so that a tracklet's memory stays
+    a few kilobytes however long the video is.
+    """
 
     def __init__(self) -> None:
-        self.values: list[np.ndarray] = []
+        self._buffer: np.ndarray | None = None
+        self._count = 0
         self._stride = 1
         self._seen = 0
+
+    @property
+    def values(self) -> np.ndarray:
+        """The kept samples, oldest first: (n, *shape)."""
+        if self._buffer is None:
+            return np.empty((0,), np.float32)
+        return self._buffer[:self._count]
 
     def add(self, value: np.ndarray) -> None:
         self._seen += 1
         if (self._seen - 1) % self._stride:
             return
-        self.values.append(value)
-        if len(self.values) >= 2 * _MAX_SAMPLES:
-            self.values = self.values[::2]
+        if self._buffer is None:
+            self._buffer = np.empty((4, *value.shape), np.float32)
+        elif self._count == len(self._buffer):
+            grown = np.empty((min(2 * len(self._buffer), 2 * _MAX_SAMPLES), *value.shape), np.float32)
+            grown[:self._count] = self._buffer
+            self._buffer = grown
+        self._buffer[self._count] = value
+        self._count += 1
+        if self._count >= 2 * _MAX_SAMPLES:
+            kept = self._buffer[:self._count:2].copy()
+            self._count = len(kept)
+            self._buffer[:self._count] = kept
             self._stride *= 2
 
     def extend(self, other: _Samples) -> None:
@@ -296,12 +313,11 @@ class _Samples:
             self.add(value)
 
     def summary(self, percentile: float = 50.0) -> np.ndarray | None:
-        if not self.values:
+        if not self._count:
             return None
-        stacked = np.stack(self.values)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanpercentile(stacked, percentile, axis=0)
+            return np.nanpercentile(self.values.astype(np.float64), percentile, axis=0)
 
 
 @dataclass
@@ -594,14 +610,11 @@ class IdentityJoiner:
         if before is not None and after is not None:
             gap = tracklet.first - last
             height = (before.height + after.height) / 2
-            # Each side at constant velocity, where known, to the middle of the gap.
-            heading = before.position + (0.0 if before.velocity is None else before.velocity * gap / 2)
-            coming = after.position - (0.0 if after.velocity is None else after.velocity * gap / 2)
-            if before.velocity is not None and after.velocity is None:
-                heading = before.position + before.velocity * gap  # a tracklet too short for a velocity
-                coming = after.position
-            elif after.velocity is not None and before.velocity is None:
-                heading, coming = before.position, after.position - after.velocity * gap
+            # Each side moves at its constant velocity through the gap, both halfway when both
+            # are known; a side seen too briefly for a velocity stays where it was seen.
+            share = 0.5 if before.velocity is not None and after.velocity is not None else 1.0
+            heading = before.position + (0.0 if before.velocity is None else before.velocity * gap * share)
+            coming = after.position - (0.0 if after.velocity is None else after.velocity * gap * share)
             if before.velocity is not None and after.velocity is not None:
                 change = np.linalg.norm(before.velocity - after.velocity) * self.fps / height
                 allowed = params.velocity_tolerance + params.velocity_tolerance_growth * gap / self.fps
