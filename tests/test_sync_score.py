@@ -101,6 +101,30 @@ def test_surrogate_shifts_stay_outside_the_lag_search():
     assert surrogate_offsets(30, 16, 39) == []
 
 
+def test_surrogate_shifts_fall_on_a_grid_that_divides_the_hop_and_stay_distinct():
+    short = surrogate_offsets(300, 16, 39, hop=30)  # 236 frames for 39 shifts: every 6 frames
+    assert len(short) == 39 and all(shift % 6 == 0 for shift in short) and short[0] == 36 and short[-1] == 264
+    long = surrogate_offsets(5400, 16, 39, hop=30)  # 3 minutes: whole hops
+    assert len(long) == 39 and all(shift % 30 == 0 for shift in long)
+    assert surrogate_offsets(300, 16, 39, hop=1) == surrogate_offsets(300, 16, 39)
+
+
+def test_a_class_of_twelve_is_compared_pair_by_pair_in_one_pass():
+    """Each of 12 dancers 0-5 frames late: every pair moves together, every pair's lag is the
+    difference of the delays, and those furthest from the others' timing score lowest."""
+    delays = [0, 2, 5, 1, 3, 4, 0, 2, 5, 1, 3, 4]
+    arrays = poses(*[lambda t, d=d, k=k: dancer(t - d / FPS, 120 + 100 * k) for k, d in enumerate(delays)])
+    pairwise = pairwise_sync(list(range(1, 13)), len(arrays[0]), lambda start, stop: [a[start:stop] for a in arrays],
+                             FPS)
+    pairs = pairwise.pairs()
+    assert len(pairs) == 66 and all(pair.moves_together for pair in pairs)
+    for pair in pairs:
+        a, b = pair.ids
+        assert pair.lag_ms == pytest.approx(abs(delays[a - 1] - delays[b - 1]) * 1000 / FPS, abs=0.5 * 1000 / FPS)
+    persons = pairwise.result().persons
+    assert min(persons, key=lambda i: persons[i].score) in (1, 3, 7, 9)  # 0 or 5 frames late: the furthest out
+
+
 def test_bad_knobs_are_refused():
     with pytest.raises(ValueError, match="full_correlation"):
         SyncParams(full_correlation=0.0)

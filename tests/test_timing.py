@@ -16,6 +16,7 @@ from workers.timing import (
     normalise_poses,
     peak_shift,
     pose_distances,
+    pose_partners,
     shift_correlations,
     solve_group_lags,
     timing_score,
@@ -348,3 +349,12 @@ def test_lag_confidence_is_the_share_of_windows_with_a_lag_times_their_correlati
                WindowLag(3, 7, 11.0, -0.2)]
     assert lag_confidence(windows) == pytest.approx(3 / 4 * (0.9 + 0.5 + 0.0) / 3)
     assert lag_confidence([WindowLag(0, 4, None, None)]) == 0.0 and lag_confidence([]) == 0.0
+
+
+def test_a_large_group_compares_each_pose_with_eight_others_spread_through_it():
+    assert pose_partners(3) == [[1, 2], [0, 2], [0, 1]]
+    assert pose_partners(9)[4] == [0, 1, 2, 3, 5, 6, 7, 8]
+    thirty = pose_partners(30)
+    assert all(len(others) == 8 and person not in others and len(set(others)) == 8
+               for person, others in enumerate(thirty))
+    assert thirty[0][0] == 1 and thirty[0][-1] == 29  # from one end of the group to the other

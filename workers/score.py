@@ -78,7 +78,19 @@ def fit_affine(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> n
         source, target, weights = source[None], target[None], weights[None]
     homogeneous = np.concatenate([source, np.ones(source.shape[:-1] + (1,))], axis=-1)
     root = np.sqrt(weights)[..., None]
-    solution = np.linalg.pinv(homogeneous * root) @ (target * root)
+    design, goal = homogeneous * root, target * root
+    # The normal equations where they are well conditioned (a 3x3 solve, several times faster
+    # than the SVD over many frames); the pseudo-inverse's minimum-norm answer elsewhere.
+    gram = np.swapaxes(design, -1, -2) @ design
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        size = np.trace(gram, axis1=-2, axis2=-1) / 3.0  # scale-free: det / size^3 is 1 for a multiple of I
+        conditioned = np.linalg.det(gram) > 1e-12 * size ** 3
+    solution = np.empty(source.shape[:-2] + (3, 2))
+    if conditioned.any():
+        solution[conditioned] = np.linalg.solve(gram[conditioned], np.swapaxes(design[conditioned], -1, -2)
+                                                @ goal[conditioned])
+    if not conditioned.all():
+        solution[~conditioned] = np.linalg.pinv(design[~conditioned]) @ goal[~conditioned]
     return solution[0] if single else solution
 
 

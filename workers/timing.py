@@ -38,9 +38,10 @@ Definitions:
   150 ms, 1.4 at 300 ms.
 - Pose score: after removing the lags (person i's frame t is compared with person j's frame
   t - round(lag_i - lag_j)), the original score's pose distance (affine alignment, unit
-  Frobenius norm, mean distance over the 9 score keypoints; `workers.score`) to every other
-  performer; the per-frame distance is the median over the others, mapped onto 0..10 as
-  the original score does; the person's pose score is the mean over frames.
+  Frobenius norm, mean distance over the 9 score keypoints; `workers.score`) to the other
+  performers; the per-frame distance is the median over the others (at most
+  `MAX_POSE_PARTNERS` of them, spread through the group: `pose_partners`), mapped onto 0..10
+  as the original score does; the person's pose score is the mean over frames.
 - Mirror (`mirror=True`): each pair is also compared with one of them mirrored (x flipped
   about the torso centre and left/right keypoints swapped), and per pair whichever of the
   two matches better over the video counts, so two people facing each other and moving as
@@ -57,6 +58,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from workers.correlation import pair_curves
 from workers.data import CHUNK_FRAMES
 from workers.score import ScoreParams, distance_to_score
 from workers.score import pose_distances as score_pose_distances
@@ -176,8 +178,8 @@ class PersonTiming:
         pose_score: 0..10, the mean per-frame pose score after removing the lags (whole
             frames; a person without a lag is taken as in time), or None.
         windows: One `WindowLag` per analysis window.
-        distances: (T,) per-frame pose distance to the group (median over the others),
-            NaN where not comparable; indexed by this person's frames.
+        distances: (T,) per-frame pose distance to the group (median over the others,
+            `pose_partners`), NaN where not comparable; indexed by this person's frames.
         mirrored_with: Ids of the others compared as mirror images.
         lag_confidence: 0..1, how clear the lag is (see `lag_confidence`).
     """
@@ -288,6 +290,10 @@ def shift_correlations(
 ) -> np.ndarray:
     """Mean per-channel correlation of a window of `person` with `reference` at every shift.
 
+    The one-pair computation, each channel restricted to the frames both have: the reference
+    that `workers.correlation` (every pair of a window at once, which the analysis uses) is
+    tested against.
+
     With `weighted`, each channel's correlation is weighted by the product of the two
     standard deviations, which makes the mean the sum of covariances over the sum of
     standard-deviation products: still 1 for identical signals, but dominated by the
@@ -343,45 +349,63 @@ def _spread(values: np.ndarray) -> np.ndarray:
     return np.sqrt((np.where(finite, values - mean, 0.0) ** 2).sum(axis=0) / count)
 
 
+def peak_shifts(
+    curves: np.ndarray,
+    min_correlation: float = 0.3,
+    ambiguity_margin: float = 0.05,
+    min_separation: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shift of the clear best peak of every similarity curve, to a fraction of a frame.
+
+    Args:
+        curves: (P, 2S + 1) similarity at shifts -S..S frames (NaN where unknown).
+        min_correlation: Smallest accepted peak value.
+        ambiguity_margin: Another peak (or an end of the curve) at least `min_separation`
+            away and within this of the best makes the result unknown.
+        min_separation: Frames, see `ambiguity_margin`.
+
+    Returns:
+        (P,) shifts in frames, refined by a parabola through the peak and its two neighbours,
+        and (P,) peak values; both NaN where there is no interior peak, it is too low, or it is
+        ambiguous.
+    """
+    curves = np.asarray(curves, dtype=np.float64)
+    rows, length = curves.shape
+    half = (length - 1) // 2
+    left, middle, right = curves[:, :-2], curves[:, 1:-1], curves[:, 2:]
+    with np.errstate(invalid="ignore"):
+        inner = np.isfinite(left) & np.isfinite(middle) & np.isfinite(right) & (middle >= left) & (middle > right)
+    is_peak = np.zeros(curves.shape, dtype=bool)
+    is_peak[:, 1:-1] = inner
+    best = np.where(is_peak, curves, -np.inf).argmax(axis=1)
+    index = np.arange(rows)
+    value = curves[index, best]
+    with np.errstate(invalid="ignore"):
+        accepted = is_peak.any(axis=1) & (value >= min_correlation)
+        rival = is_peak.copy()
+        rival[:, [0, -1]] = True
+        rival &= np.abs(np.arange(length)[None, :] - best[:, None]) >= min_separation
+        rival &= np.isfinite(curves) & (curves >= (value - ambiguity_margin)[:, None])
+    accepted &= ~rival.any(axis=1)
+    before = curves[index, np.clip(best - 1, 0, length - 1)]
+    after = curves[index, np.clip(best + 1, 0, length - 1)]
+    bend = before - 2 * value + after
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = np.where(bend < 0, 0.5 * (before - after) / np.where(bend < 0, bend, -1.0), 0.0)
+    shifts = best - half + np.clip(offset, -0.5, 0.5)
+    return np.where(accepted, shifts, np.nan), np.where(accepted, value, np.nan)
+
+
 def peak_shift(
     curve: np.ndarray,
     min_correlation: float = 0.3,
     ambiguity_margin: float = 0.05,
     min_separation: int = 1,
 ) -> tuple[float, float] | None:
-    """The shift of the clear best peak of a similarity curve, to a fraction of a frame.
-
-    Args:
-        curve: (2S + 1,) similarity at shifts -S..S frames (NaN where unknown).
-        min_correlation: Smallest accepted peak value.
-        ambiguity_margin: Another peak (or an end of the curve) at least `min_separation`
-            away and within this of the best makes the result None.
-        min_separation: Frames, see `ambiguity_margin`.
-
-    Returns:
-        (shift in frames, peak value), the shift refined by a parabola through the peak and
-        its two neighbours; or None when there is no interior peak, it is too low, or it is
-        ambiguous.
-    """
-    curve = np.asarray(curve, dtype=np.float64)
-    half = (len(curve) - 1) // 2
-    left, middle, right = curve[:-2], curve[1:-1], curve[2:]
-    with np.errstate(invalid="ignore"):
-        is_peak = np.isfinite(left) & np.isfinite(middle) & np.isfinite(right) & (middle >= left) & (middle > right)
-    peaks = np.flatnonzero(is_peak) + 1
-    if peaks.size == 0:
-        return None
-    best = int(peaks[np.argmax(curve[peaks])])
-    value = curve[best]
-    if value < min_correlation:
-        return None
-    rivals = [k for k in (*peaks.tolist(), 0, len(curve) - 1) if abs(k - best) >= min_separation]
-    if any(np.isfinite(curve[k]) and curve[k] >= value - ambiguity_margin for k in rivals):
-        return None
-    before, after = curve[best - 1], curve[best + 1]
-    bend = before - 2 * value + after
-    offset = 0.5 * (before - after) / bend if bend < 0 else 0.0
-    return best - half + float(np.clip(offset, -0.5, 0.5)), float(value)
+    """`peak_shifts` of one curve: (shift in frames, peak value), or None."""
+    shifts, values = peak_shifts(np.asarray(curve, dtype=np.float64)[None], min_correlation, ambiguity_margin,
+                                 min_separation)
+    return None if np.isnan(shifts[0]) else (float(shifts[0]), float(values[0]))
 
 
 def analysis_windows(frames: int, fps: float, window_s: float, hop_s: float) -> list[tuple[int, int]]:
@@ -401,79 +425,6 @@ def analysis_windows(frames: int, fps: float, window_s: float, hop_s: float) -> 
     if frames <= length:
         return [(0, frames)] if frames > 0 else []
     return [(start, start + length) for start in range(0, frames - length + 1, hop)]
-
-
-def _pair_lags(
-    features_i: np.ndarray,
-    features_j: np.ndarray,
-    windows: list[tuple[int, int]],
-    first: int,
-    reach: int,
-    fps: float,
-    params: TimingParams,
-    vertical: bool = False,
-) -> list[tuple[float, float] | None]:
-    """Lag of person i behind person j in each window: per window, (lag in frames, peak
-    correlation) or None.
-
-    Works on a stretch of the video: row k of `features_i` (T_i, C) is frame first - reach + k
-    and row k of `features_j` (T_j, C) is frame first + k (NaN outside the video, so that the
-    search reaches `reach` frames past each window); `windows` are in video frames. With
-    `vertical`, the features are `vertical_features` and their thresholds apply."""
-    separation = max(1, round(params.min_peak_separation_s * fps))
-    min_correlation = params.vertical_min_correlation if vertical else params.min_correlation
-    min_channel_std = params.vertical_min_channel_std if vertical else params.min_channel_std
-    results = []
-    for start, end in windows:
-        curve = shift_correlations(
-            features_j[start - first:end - first],
-            features_i[start - first:end - first + 2 * reach],
-            min_valid=max(2, int(np.ceil(params.min_valid_fraction * (end - start)))),
-            min_channel_std=min_channel_std,
-            min_channels=params.min_channels,
-        )
-        results.append(peak_shift(curve, min_correlation, params.ambiguity_margin, separation))
-    return results
-
-
-@dataclass(frozen=True)
-class _StretchFeatures:
-    """A person's features over a stretch: motion (T, 24) and vertical (T, 12), same frames."""
-
-    motion: np.ndarray
-    vertical: np.ndarray
-
-    @classmethod
-    def of(cls, normalised: np.ndarray, fps: float, params: TimingParams, half: int) -> _StretchFeatures:
-        """Features of a normalised stretch, less `half` frames at either end (the velocities'
-        reach)."""
-        return cls(motion_features(normalised, fps, params.velocity_span_s)[half:-half],
-                   vertical_features(normalised)[half:-half])
-
-    def inner(self, reach: int) -> _StretchFeatures:
-        """The same without `reach` frames at either end."""
-        return _StretchFeatures(self.motion[reach:-reach], self.vertical[reach:-reach])
-
-
-def _pair_lags_with_fallback(
-    features_i: _StretchFeatures,
-    features_j: _StretchFeatures,
-    windows: list[tuple[int, int]],
-    first: int,
-    reach: int,
-    fps: float,
-    params: TimingParams,
-) -> list[tuple[float, float] | None]:
-    """`_pair_lags` on the motion features, then on the vertical features in the windows
-    that gave no lag (when `params.vertical_fallback`)."""
-    found = _pair_lags(features_i.motion, features_j.motion, windows, first, reach, fps, params)
-    missing = [w for w, result in enumerate(found) if result is None]
-    if params.vertical_fallback and missing:
-        again = _pair_lags(features_i.vertical, features_j.vertical, [windows[w] for w in missing],
-                           first, reach, fps, params, vertical=True)
-        for w, result in zip(missing, again):
-            found[w] = result
-    return found
 
 
 def solve_group_lags(
@@ -690,6 +641,56 @@ def read_padded(source: PoseSource, start: int, stop: int, frames: int, count: i
     return stretches
 
 
+@dataclass(frozen=True)
+class _GroupFeatures:
+    """Every person's features over a stretch: motion (n, T, 24) and vertical (n, T, 12)."""
+
+    motion: np.ndarray
+    vertical: np.ndarray
+
+    @classmethod
+    def of(cls, normalised: Sequence[np.ndarray], fps: float, params: TimingParams, half: int) -> _GroupFeatures:
+        """Features of normalised stretches, less `half` frames at either end (the velocities'
+        reach)."""
+        return cls(np.stack([motion_features(n, fps, params.velocity_span_s)[half:-half] for n in normalised]),
+                   np.stack([vertical_features(n)[half:-half] for n in normalised]))
+
+
+def _window_pair_lags(
+    references_from: _GroupFeatures,
+    partners_from: _GroupFeatures,
+    offset: int,
+    length: int,
+    reach: int,
+    fps: float,
+    params: TimingParams,
+) -> dict[tuple[int, int], tuple[float, float] | None]:
+    """Every pair's lag in one window: {(a, b): (lag of a behind b in frames, peak correlation)
+    or None}, a < b.
+
+    Row k of the features is frame (window start - reach + k - offset); b's window is the
+    reference (taken from `references_from`, e.g. mirrored), a's stretch the partner. Where the
+    motion features give no lag, the vertical features are searched (`params.vertical_fallback`)."""
+    count = len(partners_from.motion)
+    separation = max(1, round(params.min_peak_separation_s * fps))
+    min_valid = max(2, int(np.ceil(params.min_valid_fraction * length)))
+    upper = np.triu_indices(count, 1)  # (a, b) with a < b; the curve is [b, a]
+
+    def lags(source: str, min_channel_std: float, min_correlation: float) -> tuple[np.ndarray, np.ndarray]:
+        curves, _ = pair_curves(getattr(references_from, source)[:, offset + reach:offset + reach + length],
+                                getattr(partners_from, source)[:, offset:offset + length + 2 * reach], min_valid,
+                                min_channel_std, params.min_channels)
+        return peak_shifts(curves[upper[1], upper[0]], min_correlation, params.ambiguity_margin, separation)
+
+    shifts, values = lags("motion", params.min_channel_std, params.min_correlation)
+    missing = np.isnan(shifts)
+    if params.vertical_fallback and missing.any():
+        again_shifts, again_values = lags("vertical", params.vertical_min_channel_std, params.vertical_min_correlation)
+        shifts, values = np.where(missing, again_shifts, shifts), np.where(missing, again_values, values)
+    return {(int(a), int(b)): None if np.isnan(shift) else (float(shift), float(value))
+            for a, b, shift, value in zip(*upper, shifts, values)}
+
+
 def _window_lags(
     source: PoseSource,
     frames: int,
@@ -723,16 +724,17 @@ def _window_lags(
         # Features of frames low - reach .. high + reach - 1; each needs `half` frames either side.
         stretches = read_padded(source, low - reach - half, high + reach + half, frames, count)
         normalised = [normalise_poses(stretch, scale) for stretch, scale in zip(stretches, scales)]
-        features = [_StretchFeatures.of(n, fps, params, half) for n in normalised]
-        mirrored = [_StretchFeatures.of(mirror_poses(n), fps, params, half)
-                    for n in normalised] if params.mirror else []
-        for a in range(count):
-            for b in range(a + 1, count):
-                direct.setdefault((a, b), []).extend(_pair_lags_with_fallback(
-                    features[a], features[b].inner(reach), block, low, reach, fps, params))
-                if params.mirror:
-                    flipped.setdefault((a, b), []).extend(_pair_lags_with_fallback(
-                        features[a], mirrored[b].inner(reach), block, low, reach, fps, params))
+        features = _GroupFeatures.of(normalised, fps, params, half)
+        mirrored = _GroupFeatures.of([mirror_poses(n) for n in normalised], fps, params, half) if params.mirror \
+            else None
+        for start, end in block:
+            for pair, result in _window_pair_lags(features, features, start - low, end - start, reach, fps,
+                                                  params).items():
+                direct.setdefault(pair, []).append(result)
+            if mirrored is not None:
+                for pair, result in _window_pair_lags(mirrored, features, start - low, end - start, reach, fps,
+                                                      params).items():
+                    flipped.setdefault(pair, []).append(result)
 
     pair_results: dict[tuple[int, int], list[tuple[float, float] | None]] = {}
     mirrored_pairs: set[tuple[int, int]] = set()
@@ -794,6 +796,23 @@ def _median_or_nan(values: np.ndarray) -> float:
     return float(np.median(values)) if values.size else float("nan")
 
 
+#: Most others a person's pose is compared with for its pose score (`_group_distances`).
+MAX_POSE_PARTNERS = 8
+
+
+def pose_partners(count: int, most: int = MAX_POSE_PARTNERS) -> list[list[int]]:
+    """Whom each of `count` persons is compared with for the pose score: every other person up
+    to `most` of them, else `most` spread evenly through the group (so that the cost grows with
+    the persons, not the pairs: the median of 8 distances is as steady as that of 29)."""
+    partners = []
+    for person in range(count):
+        others = [other for other in range(count) if other != person]
+        if len(others) > most:
+            others = [others[k] for k in np.linspace(0, len(others) - 1, most).round().astype(int)]
+        partners.append(others)
+    return partners
+
+
 def _group_distances(
     source: PoseSource,
     frames: int,
@@ -802,10 +821,11 @@ def _group_distances(
     mirrored_pairs: set[tuple[int, int]],
     chunk_frames: int,
 ) -> list[np.ndarray]:
-    """Per person, (T,) median over the others of the pose distance after removing the lags."""
+    """Per person, (T,) median over its `pose_partners` of the pose distance after removing the lags."""
     lags = [lag if np.isfinite(lag) else 0.0 for lag in lags_frames]
+    compared = pose_partners(count)
     # The person's frame t shows the move the other made at t - (own lag - other lag).
-    shifts = {(p, q): round(lags[p] - lags[q]) for p in range(count) for q in range(count) if p != q}
+    shifts = {(p, q): round(lags[p] - lags[q]) for p in range(count) for q in compared[p]}
     margin = max((abs(shift) for shift in shifts.values()), default=0)
     distances = [np.full(frames, np.nan) for _ in range(count)]
     for start in range(0, frames, chunk_frames):
@@ -814,9 +834,7 @@ def _group_distances(
         for person in range(count):
             own = stretches[person][margin:margin + stop - start]
             per_other = []
-            for other in range(count):
-                if other == person:
-                    continue
+            for other in compared[person]:
                 shift = shifts[person, other]
                 partner = stretches[other][margin - shift:margin - shift + stop - start]
                 if (min(person, other), max(person, other)) in mirrored_pairs:
