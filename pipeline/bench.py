@@ -62,6 +62,17 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="instead of the timings: memory over a generated video this long (160x90, 30 fps) "
                              "through the whole pipeline with a dancing stand-in model, and through the reports "
                              "(e.g. 120 for two hours)")
+    parser.add_argument("--analysis", default=None, metavar="PERFORMERS",
+                        help="instead of the timings: the whole-video analysis alone (tracks, groups, timing, "
+                             "synchrony) on generated dancers, for each count in this comma-separated list "
+                             "(e.g. 2,5,10,20,30), at each length of --analysis-seconds")
+    parser.add_argument("--analysis-seconds", default="10,60,600", metavar="SECONDS",
+                        help="comma-separated video lengths for --analysis (default: 10,60,600)")
+    parser.add_argument("--analysis-fps", type=float, default=30.0, help="frame rate for --analysis (default: 30)")
+    parser.add_argument("--crowd", default=None, metavar="PERSONS",
+                        help="instead of the timings: the machinery ceiling at 1920x1080 with a stand-in model that "
+                             "returns this many dancing skeletons a frame, for each count in this comma-separated "
+                             "list (e.g. 2,30): whether drawing and scoring a class keep up with a fast GPU")
     parser.add_argument("--ceiling-frames", type=int, default=300,
                         help="frames of the generated 720p clip for the machinery ceiling (default: 300)")
     parser.add_argument("--models", default="keypointrcnn,yolo",
@@ -195,6 +206,112 @@ class DancingModel(PoseModel):
             found.append(_two_people(people))
             self.frame += 1
         return found
+
+
+def _class_dancer(t: float, x: float, y: float, scale: float) -> np.ndarray:
+    """One dancer of a generated class at time `t` seconds: arms and knees on smooth,
+    non-periodic curves (as the tests' dancer), (17, 2) pixels."""
+    pose = np.array(STANDING_POSE) * scale + [x, y]
+    left = np.sin(2 * np.pi * 0.7 * t) + 0.6 * np.sin(2 * np.pi * 1.9 * t + 1.0)
+    right = np.sin(2 * np.pi * 1.1 * t + 2.0) + 0.5 * np.sin(2 * np.pi * 0.3 * t)
+    pose[[7, 9], 1] -= scale * np.array([0.5, 1.0]) * left
+    pose[[8, 10], 1] -= scale * np.array([0.5, 1.0]) * right
+    pose[9, 0] += scale * 0.4 * right
+    pose[[13, 15], 0] += scale * 0.2 * np.sin(2 * np.pi * 1.3 * t)
+    return pose
+
+
+def bench_analysis(performers: list[int], lengths: list[float], fps: float, folder: Path) -> None:
+    """The whole-video analysis alone: seconds against performers and video length.
+
+    Each performer is the same dance, delayed by 0-9 frames, with 1% of a torso of keypoint
+    jitter, in a grid of 150-pixel dancers; the persons' frames are recorded as the score
+    stage records them, then `analyse_video` runs as at the end of a video.
+    """
+    from workers.analysis import analyse_video
+    from workers.poses import PoseLog
+    from workers.sync import SyncParams
+    from workers.timing import TimingParams
+
+    print(f"\nwhole-video analysis alone, generated dancers at {fps:g} fps ({os.cpu_count()} cores)")
+    print("| performers | length | pairs | groups found | tracks s | sync s | timing s | total s | "
+          "s per minute of video |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    rng = np.random.default_rng(0)
+    for seconds in lengths:
+        for count in performers:
+            log = PoseLog(folder)
+            columns = int(np.ceil(np.sqrt(count)))
+            delays = [(k * 7) % 10 for k in range(count)]
+            for index in range(round(seconds * fps)):
+                t = index / fps
+                poses = [_class_dancer(t - delays[k] / fps, 100 + 160 * (k % columns), 200 + 380 * (k // columns),
+                                       50.0) + rng.normal(0.0, 0.5, (17, 2)) for k in range(count)]
+                log.append(_people(poses), np.arange(1, count + 1))
+            started = time.perf_counter()
+            result = analyse_video(log, fps, score=True, persons="auto", keypoint_min_score=0.0,
+                                   timing=TimingParams(), sync=SyncParams())
+            total = time.perf_counter() - started
+            parts = result.seconds
+            print(f"| {count} | {seconds:g} s | {count * (count - 1) // 2} | {len(result.groups)} | "
+                  f"{parts.get('tracks', 0):.2f} | {parts.get('sync', 0):.2f} | {parts.get('timing', 0):.2f} | "
+                  f"{total:.2f} | {total * 60 / seconds:.1f} |", flush=True)
+            log.close()
+
+
+def _people(poses: list[np.ndarray]) -> Detections:
+    """Confident detections of any number of (17, 2) poses, boxes around them."""
+    keypoints = np.stack(poses)
+    return Detections(
+        boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
+        box_scores=np.full(len(poses), 0.99), keypoints=keypoints, keypoint_scores=np.full((len(poses), 17), 10.0),
+    )
+
+
+class CrowdModel(PoseModel):
+    """A stand-in pose model with no inference cost: `count` people dancing in a grid, each a
+    few frames later than the last, so that tracking, scoring, the live lag and drawing do
+    their real work for a class."""
+
+    name = "crowd"
+    device = "cpu"
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.frame = 0
+
+    def predict(self, images):
+        height, width = images[0].shape[:2]
+        columns = int(np.ceil(np.sqrt(self.count * width / height)))
+        rows = int(np.ceil(self.count / columns))
+        scale = 0.8 * height / rows / 3.3  # STANDING_POSE is 3.3 units tall
+        found = []
+        for _ in images:
+            t = self.frame / 30.0
+            found.append(_people([_class_dancer(t - (k % 7) / 30.0, width * (k % columns + 0.5) / columns,
+                                                height * (k // columns + 0.55) / rows, scale)
+                                  for k in range(self.count)]))
+            self.frame += 1
+        return found
+
+
+def bench_crowd(counts: list[int], args: argparse.Namespace, folder: Path) -> None:
+    """The machinery ceiling at 1080p with a class: decode, track, score, live lag, draw, encode."""
+    clip = make_clip(None, args.ceiling_frames, folder / "crowd", size=(1920, 1080))
+    print(f"\nmachinery ceiling with a class (stand-in model, no inference cost), {args.ceiling_frames} frames "
+          f"1920x1080 @ 30 fps, libx264 {Config.x264_preset}, {os.cpu_count()} cores")
+    print("| persons a frame | pipeline frames/s | score stage busy s (per frame ms) | encode busy s | "
+          "analysis s |")
+    print("| --- | --- | --- | --- | --- |")
+    for count in counts:
+        config = Config(input=clip, output=folder / f"crowd{count}.mp4", end_card_seconds=0.0, progress=False,
+                        save_poses=False, batch_size=args.batch_size, max_persons=max(count, 10))
+        result = run_video(config, CrowdModel(count))
+        score, encode = result.stages["score_draw"], result.stages["encode"]
+        frames = len(result.frames)
+        analysis = sum(result.analysis_seconds.values())
+        print(f"| {count} | {result.fps:.1f} | {score.busy:.1f} ({1000 * score.busy / frames:.1f}) | "
+              f"{encode.busy:.1f} | {analysis:.2f} |", flush=True)
 
 
 def _rss_mb() -> float:
@@ -402,6 +519,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"date {date.today()}  {device_name}  torch {torch.__version__}  torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as folder:
         source = args.clip or (SHARED_CLIP if SHARED_CLIP.exists() else None)
+        if args.crowd is not None:
+            bench_crowd([int(v) for v in args.crowd.split(",")], args, Path(folder))
+            return 0
+        if args.analysis is not None:
+            bench_analysis([int(v) for v in args.analysis.split(",")],
+                           [float(v) for v in args.analysis_seconds.split(",")], args.analysis_fps, Path(folder))
+            return 0
         if args.memory_minutes is not None:
             bench_memory(args.memory_minutes, args, Path(folder))
             return 0

@@ -35,7 +35,7 @@ EPILOG = """examples:
   python -m pipeline dance.mp4 out.mp4
   python -m pipeline dance.mp4 out.mp4 --device cuda -b 8
   python -m pipeline dance.mp4 out.mp4 --weights keypointrcnn_resnet50_fpn_coco.pth --no-score
-  python -m pipeline dance.mp4 out.mp4 --no-video     # no video: out.json, .csv, .png, .poses.npz
+  python -m pipeline dance.mp4 out.mp4 --no-video     # no video: out.json, .csv, .persons.csv, .png, .poses.npz
   python -m pipeline duet.mp4 out.mp4 --persons 2 --mirror   # two dancers facing each other
   nohup python -m pipeline videos/ results/ --log-file night.log &
   RAY_ADDRESS=head:6379 python -m pipeline videos/ results/ --cluster ray   # one task per video
@@ -131,8 +131,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crf", type=int, default=defaults.crf,
                         help=f"libx264 quality, 0..51, lower is better (default: {defaults.crf})")
     parser.add_argument("--no-video", action="store_false", dest="video",
-                        help="write the reports (.json, .csv, .png) and the pose cache only: no drawing, no "
-                             "encoding (default: the video too)")
+                        help="write the reports (.json, .csv, .persons.csv, .png) and the pose cache only: no "
+                             "drawing, no encoding (default: the video too)")
     parser.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress display (default: bars on a terminal, else a log line every "
                              "--log-interval seconds)")

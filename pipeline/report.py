@@ -30,6 +30,9 @@ from workers.timing import Moment
 
 #: The per-frame CSV's header.
 CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed", "ids")
+#: The per-person CSV's header (`<stem>.persons.csv`, for a spreadsheet).
+PERSON_COLUMNS = ("id", "performer", "group", "lag_ms", "lag_confidence", "sync", "sync_p_value", "pose_score",
+                  "timing_score", "seen_share", "first_s", "last_s", "gaps", "reason")
 
 #: The pipeline stages whose timings a report holds (null for a stage that did not run).
 STAGES = ("decode", "infer", "score_draw", "encode")
@@ -221,6 +224,7 @@ def build_report(
             "video": files.video.name if "video" in written else None,
             "poses": files.poses.name if "poses" in written else None,
             "csv": files.csv.name,
+            "persons": files.persons.name,
             "plot": files.plot.name,
         },
         "model": result.model,
@@ -277,8 +281,22 @@ def frame_rows(frames: Iterable[FrameResult]) -> Iterator[list[str]]:
                _number(frame.displayed), " ".join(str(person_id) for person_id in frame.ids)]
 
 
+def person_rows(persons: Sequence[dict], fps: float, frames: int) -> Iterator[list[str]]:
+    """The per-person CSV rows (without the header), from the report's `persons` entries:
+    performers first, by group and id, then the others by id; empty cells where unknown."""
+    ordered = sorted(persons, key=lambda p: (not p["scored"], p["group"] or 0, p["id"]))
+    for person in ordered:
+        sync = person["sync"] or {}
+        yield [str(person["id"]), "yes" if person["scored"] else "no",
+               "" if person["group"] is None else str(person["group"]), _number(person["lag_ms"], 1),
+               _number(person["lag_confidence"], 2), _number(sync.get("score"), 2), _number(sync.get("p_value"), 3),
+               _number(person["score"], 2), _number(person["timing_score"], 2),
+               _number(person["frames"] / frames if frames else None, 3), _number(person["first_frame"] / fps, 3),
+               _number((person["last_frame"] + 1) / fps, 3), str(len(person["gaps"])), person["reason"]]
+
+
 def write_reports(result: RunResult, config: Config, probe_seconds: float = 0.0) -> dict:
-    """Write `<stem>.csv`, `<stem>.png`, then `<stem>.json` beside `config.output`.
+    """Write `<stem>.csv`, `<stem>.persons.csv`, `<stem>.png`, then `<stem>.json` beside `config.output`.
 
     Args:
         result: The finished run.
@@ -308,5 +326,7 @@ def write_reports(result: RunResult, config: Config, probe_seconds: float = 0.0)
         reports_seconds=time.perf_counter() - started,
         created=datetime.now(UTC),
     )
+    write_csv(files.persons, PERSON_COLUMNS, person_rows(report["persons"], float(result.info.fps),
+                                                         len(result.frames)))
     write_json(files.json, report)
     return report

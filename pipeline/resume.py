@@ -29,6 +29,7 @@ class OutputFiles:
         video: The annotated video (`<stem>.mp4`).
         poses: The pose cache (`<stem>.poses.npz`).
         csv: One row per frame (`<stem>.csv`).
+        persons: One row per person (`<stem>.persons.csv`).
         plot: The score over time (`<stem>.png`).
         json: The report (`<stem>.json`), written last.
         page: The review page (`<stem>.html`), written after the report.
@@ -38,6 +39,7 @@ class OutputFiles:
     video: Path
     poses: Path
     csv: Path
+    persons: Path
     plot: Path
     json: Path
     page: Path
@@ -51,6 +53,7 @@ class OutputFiles:
             video=output,
             poses=poses_path(output),
             csv=output.with_suffix(".csv"),
+            persons=output.with_suffix(".persons.csv"),
             plot=output.with_suffix(".png"),
             json=output.with_suffix(".json"),
             page=output.with_suffix(".html"),
@@ -59,13 +62,13 @@ class OutputFiles:
 
     def all(self) -> tuple[Path, ...]:
         """Every file, the JSON first (removing them in this order never leaves a stale report)."""
-        return (self.json, self.video, self.poses, self.csv, self.plot)
+        return (self.json, self.video, self.poses, self.csv, self.persons, self.plot)
 
 
 def expected_files(config: Config) -> dict[str, Path]:
     """The outputs a run with `config` leaves, by the name `files` gives them in the report."""
     files = OutputFiles.of(config.output)
-    expected = {"csv": files.csv, "plot": files.plot}
+    expected = {"csv": files.csv, "persons": files.persons, "plot": files.plot}
     if config.video:
         expected["video"] = files.video
     if config.save_poses and config.poses is None:

@@ -182,9 +182,10 @@ def test_the_end_card_adds_the_group_sync_under_the_original_total():
     annotator = run_annotator(8, lambda t: [dancer(t, 120), dancer(t, 420)])
     assert annotator.end_card_lines() == [annotator.end_card_text()]  # before the analysis: the total alone
     persons, _ = annotator.finish()
-    total, group = annotator.end_card_lines()
+    total, group, lags = annotator.end_card_lines()
     assert total == "Total score: 10"
     assert re.fullmatch(r"Group sync: 10\.0 \(chance \d\.\d\)", group), group
+    assert lags == "#1 +0 ms   #2 +0 ms"
     assert [p.sync.score for p in persons] == [pytest.approx(10.0)] * 2
     card = end_card(640, 360, "\n".join((total, group)))
     lit_rows = np.flatnonzero(card.max(axis=(1, 2)) > 0)
@@ -196,3 +197,36 @@ def test_one_line_end_card_without_sync():
     annotator.finish()
     assert annotator.end_card_lines() == [annotator.end_card_text()]
     assert annotator.sync is not None and annotator.sync.group is None
+
+
+def test_the_end_card_of_a_class_names_the_few_furthest_out_and_sums_up_the_rest():
+    from workers.annotate import lag_lines
+
+    lags = [(k, float((k * 7) % 11 - 5)) for k in range(1, 31)]  # 30 dancers within 5 ms...
+    lags[12] = (13, 210.0)  # ...but one 210 ms behind
+    lags[20] = (21, -150.0)  # and one 150 ms ahead
+    assert lag_lines(lags) == ["#13 is 210 ms behind", "#21 is 150 ms ahead", "#3 is 5 ms behind",
+                               "The other 27 within ±5 ms"]
+    assert lag_lines([(2, 100.0), (1, 0.0), (3, -33.3)]) == ["#1 +0 ms   #2 +100 ms   #3 -33 ms"]
+    assert lag_lines([(1, 0.0)]) == []
+
+
+def test_labels_of_a_class_stay_apart_and_small_people_get_smaller_labels():
+    from workers.draw import MIN_LABEL_SCALE, draw_person_labels
+
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    poses = [pose(40, 80 + 180 * (k % 10), 160 + 300 * (k // 10)) for k in range(30)]  # 30 people ~130 px tall
+    people = detections(poses)
+    rects = draw_person_labels(image, people, list(range(1, 31)), [f"#{k} +120 ms" for k in range(1, 31)])
+    assert len(rects) == 30
+    assert not any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                   for k, a in enumerate(rects) for b in rects[k + 1:])
+    widths = [r[2] - r[0] for r in rects]
+    boxes = people.boxes
+    heads = [(x0, y0, x1, y0 + 0.2 * (y1 - y0)) for x0, y0, x1, y1 in boxes]  # the top fifth: the face
+    assert not any(r[0] < h[2] and h[0] < r[2] and r[1] < h[3] and h[1] < r[3] for r in rects for h in heads)
+    assert max(widths) <= 1.3 * (boxes[:, 2] - boxes[:, 0]).max() + 20  # about a person wide, not wider
+    big = np.zeros((720, 1280, 3), np.uint8)
+    (rect,) = draw_person_labels(big, detections([pose(150, 640, 400)]), [1], ["#1 +120 ms"])
+    assert rect[2] - rect[0] > max(widths)  # a big person keeps the full-size label
+    assert MIN_LABEL_SCALE > 0.3

@@ -156,8 +156,8 @@ def test_a_folder_run_does_every_video_reports_bad_files_and_resumes(tmp_path, f
     outputs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                      if p.is_file() and not p.parent.name.endswith(".review"))
     assert outputs == [
-        "a.csv", "a.html", "a.json", "a.mp4", "a.png", "a.poses.npz", "index.html",
-        "sub/b.csv", "sub/b.html", "sub/b.json", "sub/b.mp4", "sub/b.png", "sub/b.poses.npz",
+        "a.csv", "a.html", "a.json", "a.mp4", "a.persons.csv", "a.png", "a.poses.npz", "index.html",
+        "sub/b.csv", "sub/b.html", "sub/b.json", "sub/b.mp4", "sub/b.persons.csv", "sub/b.png", "sub/b.poses.npz",
         "summary.csv",
     ]
     assert (out / "a.review" / "thumb.jpg").is_file() and (out / "sub" / "b.review" / "thumb.jpg").is_file()
@@ -238,7 +238,8 @@ def test_ctrl_c_removes_the_current_file_and_marks_the_summary(tmp_path, monkeyp
         ("a.mp4", "done"), ("b.mp4", "interrupted"), ("c.mp4", "pending"),
     ]
     assert sorted(p.name for p in out.iterdir()) == [
-        "a.csv", "a.html", "a.json", "a.mp4", "a.png", "a.poses.npz", "a.review", "index.html", "summary.csv",
+        "a.csv", "a.html", "a.json", "a.mp4", "a.persons.csv", "a.png", "a.poses.npz", "a.review", "index.html",
+        "summary.csv",
     ]  # the interrupted file's outputs are gone; the index covers what was done
     assert "interrupted" in capsys.readouterr().err
 

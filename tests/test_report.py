@@ -12,7 +12,7 @@ from PIL import Image
 
 from config import Config
 from pipeline import schemas
-from pipeline.report import CSV_COLUMNS, frame_rows, person_entries, score_statistics, write_reports
+from pipeline.report import CSV_COLUMNS, PERSON_COLUMNS, frame_rows, person_entries, score_statistics, write_reports
 from pipeline.results import FrameResult
 from pipeline.resume import complete_report, fingerprint
 from pipeline.runner import run_video
@@ -180,7 +180,8 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     config, result = _run(tmp_path, clip)
     report = write_reports(result, config, probe_seconds=0.01)
 
-    assert renamed == ["clip.mp4", "clip.poses.npz", "clip.csv", "clip.png", "clip.json"]  # the JSON last
+    assert renamed == ["clip.mp4", "clip.poses.npz", "clip.csv", "clip.png", "clip.persons.csv",
+                       "clip.json"]  # the JSON last
     on_disk = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert on_disk == report
     seen = check_against_schema(report)
@@ -231,6 +232,16 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     assert rows[5] == ["4", "0.400000", "1", "", "10.000000", "1"]  # one person: unscored, the average still shown
     assert float(rows[2][3]) == pytest.approx(10.0)
     assert rows[1][5] == "1 2"  # the ids drawn, the same as the report's and the pose cache's
+    with open(tmp_path / "out" / "clip.persons.csv", newline="") as handle:
+        people = list(csv.DictReader(handle))
+    assert tuple(people[0]) == PERSON_COLUMNS
+    assert [row["id"] for row in people] == [str(p["id"]) for p in sorted(
+        report["persons"], key=lambda p: (not p["scored"], p["group"] or 0, p["id"]))]
+    for row in people:
+        entry = next(p for p in report["persons"] if str(p["id"]) == row["id"])
+        assert row["performer"] == ("yes" if entry["scored"] else "no") and row["reason"] == entry["reason"]
+        assert row["lag_ms"] == ("" if entry["lag_ms"] is None else f"{entry['lag_ms']:.1f}")
+        assert float(row["seen_share"]) == pytest.approx(entry["frames"] / 15, abs=1e-3)
     from workers.poses import load_poses
 
     _, cached = load_poses(tmp_path / "out" / "clip.poses.npz")
@@ -242,7 +253,7 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
         assert image.format == "PNG" and image.size == (1000, 500)
         assert len(image.convert("RGB").getcolors(maxcolors=100_000)) > 10  # something was drawn
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "clip.csv", "clip.json", "clip.mp4", "clip.png", "clip.poses.npz",
+        "clip.csv", "clip.json", "clip.mp4", "clip.persons.csv", "clip.png", "clip.poses.npz",
     ]  # no partial file left
 
 
@@ -253,7 +264,7 @@ def test_no_video_writes_reports_only(tmp_path, clip):
     assert result.output is None and result.encoder is None
     assert "encode" not in result.stages
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "clip.csv", "clip.json", "clip.png", "clip.poses.npz",
+        "clip.csv", "clip.json", "clip.persons.csv", "clip.png", "clip.poses.npz",
     ]
     assert report["output"] is None and report["files"]["video"] is None
     assert report["timings"]["stages"]["encode"] is None
@@ -295,6 +306,7 @@ def test_the_cli_writes_the_reports_and_no_video_skips_the_encoder(tmp_path, cli
     out = tmp_path / "results"
     out.mkdir()
     assert main(get_args_parser().parse_args([str(clip), str(out), "--no-video", "--no-progress"])) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.html", "clip.json", "clip.png", "clip.poses.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.html", "clip.json", "clip.persons.csv",
+                                                          "clip.png", "clip.poses.npz"]
     assert "clip.json: 15 frames, 12 scored, total score 10.00" in capsys.readouterr().err
     assert json.loads((out / "clip.json").read_text())["settings"]["video"] is False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +183,7 @@ class Annotator:
 
     def _label(self, person_id: int) -> str:
         lag = self.live_lags.get(person_id)
-        return f"#{person_id}" if lag is None else f"#{person_id} {lag:+.0f} ms"
+        return f"#{person_id}" if lag is None else f"#{person_id} {round(lag):+d} ms"
 
     def _update_live_lags(self) -> None:
         """Every hop, once a whole window has been seen: the lags over the trailing window."""
@@ -243,11 +244,38 @@ class Annotator:
         return self.running.total_text() if self.config.score else ""
 
     def end_card_lines(self) -> list[str]:
-        """The end card: the original's total score, then the group's synchrony once analysed."""
+        """The end card: the original's total score, the group's synchrony once analysed, and who
+        is out of time: every performer's lag for a few, the furthest out and the rest in one
+        line for a class."""
         if not self.config.score:
             return []
         lines = [self.running.total_text()]
         if self.sync is not None and self.sync.group is not None:
             group = self.sync.group
             lines.append(f"Group sync: {group.score:.1f} (chance {group.chance_mean:.1f})")
+        if self._analysis is not None:
+            lines += lag_lines([(p.id, p.lag_ms) for p in self._analysis.persons if p.scored and p.lag_ms is not None])
         return lines
+
+
+def lag_lines(lags: Sequence[tuple[int, float]], named: int = 3, all_up_to: int = 4) -> list[str]:
+    """What the end card says of the performers' timing.
+
+    Args:
+        lags: (id, lag in ms, positive = behind) of every performer with a lag.
+        named: How many of a larger group are named, those furthest from the group's time.
+        all_up_to: Groups up to this size are listed whole, on one line.
+
+    Returns:
+        Up to `named + 1` lines: "#1 +0 ms   #2 +100 ms" for a few; for more, "#7 is 210 ms behind"
+        per named person and "The other 27 within ±40 ms".
+    """
+    if len(lags) < 2:
+        return []
+    if len(lags) <= all_up_to:
+        return ["   ".join(f"#{i} {round(lag):+d} ms" for i, lag in sorted(lags))]
+    ordered = sorted(lags, key=lambda item: (-abs(item[1]), item[0]))
+    lines = [f"#{i} is {abs(lag):.0f} ms {'behind' if lag > 0 else 'ahead'}" for i, lag in ordered[:named]]
+    rest = ordered[named:]
+    lines.append(f"The other {len(rest)} within ±{max(abs(lag) for _, lag in rest):.0f} ms")
+    return lines
