@@ -29,14 +29,15 @@ the likenesses stayed within 0.015 of the one-pair computation's and the group s
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft
 
-#: Threads for the transforms: every core (the analysis runs after the last frame, alone).
-WORKERS = os.cpu_count() or 1
+#: Threads for the transforms. One: with scipy's thread pool on both cores, interrupted runs
+#: (Ctrl-C, a cancelled Ray task) took 15 to 80 s to stop in the full test suite, against 7 to
+#: 20 s with one thread; the matrix products still use every core through BLAS.
+WORKERS = 1
 
 
 def fft_length(window: int, reach: int) -> int:
