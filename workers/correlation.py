@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
-#: Threads for the transforms. One: with scipy's thread pool on both cores, interrupted runs
-#: (Ctrl-C, a cancelled Ray task) took 15 to 80 s to stop in the full test suite, against 7 to
-#: 20 s with one thread; the matrix products still use every core through BLAS.
+#: Threads for the transforms (scipy's `workers`). One: the matrix products already use every
+#: core through BLAS, and a second pool of threads in every process of a folder or cluster run
+#: gained little (the benchmarks in docs/BENCHMARKS.md were measured with two).
 WORKERS = 1
 
 
@@ -110,7 +110,7 @@ def _transforms(values: np.ndarray, min_channel_std: float, size: int):
     kept = finite & moving[:, None, :]
     mean = np.where(finite, values, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
     centred = np.where(kept, values - mean[:, None, :], 0.0)
-    # Time last, so that each transform runs over contiguous memory, on every core.
+    # Time last, so that each transform runs over contiguous memory.
     series = np.stack([centred, centred * centred, kept.astype(np.float64)]).transpose(0, 1, 3, 2)
     spectra = fft.rfft(np.ascontiguousarray(series), size, axis=-1, workers=WORKERS)  # (3, n, C, F)
     present = fft.rfft(np.asarray(finite.any(axis=2), dtype=np.float64), size, axis=-1, workers=WORKERS)
