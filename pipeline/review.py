@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import math
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ import cv2
 import numpy as np
 
 from pipeline.resume import OutputFiles, read_report
+from workers.decode import frame_at
 from workers.draw import colour_of
-from workers.ffmpeg import ffmpeg_exe, input_args
 from workers.files import write_bytes
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -101,20 +100,6 @@ def _href(target: Path, page: Path) -> str:
     return quote(Path(relpath(target, page.parent)).as_posix())
 
 
-def _frame_at(video: Path, seconds: float, width: int, height: int) -> np.ndarray | None:
-    """The frame of `video` shown at `seconds` (RGB), or None when it cannot be read."""
-    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-ss", f"{max(0.0, seconds):.3f}",
-            *input_args(video), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    try:
-        done = subprocess.run(args, capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    width, height = width + width % 2, height + height % 2  # the encoder pads odd sizes
-    if done.returncode != 0 or len(done.stdout) < width * height * 3:
-        return None
-    return np.frombuffer(done.stdout[: width * height * 3], np.uint8).reshape(height, width, 3)
-
-
 def _save_jpeg(path: Path, image: np.ndarray, size: int) -> Path:
     scale = size / max(image.shape[:2])
     if scale < 1:
@@ -162,7 +147,7 @@ def _media(report: dict, files: OutputFiles) -> tuple[Path | None, dict[int, Pat
             when = at if seen_then else (person["first_frame"] + person["last_frame"]) / 2 / fps
             wanted.setdefault(when, []).append((crop, person))
     for when, images in wanted.items():
-        frame = _frame_at(video, when, width, height)
+        frame = frame_at(video, when, width + width % 2, height + height % 2)  # the encoder pads odd sizes
         if frame is None:
             continue
         for path, person in images:

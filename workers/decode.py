@@ -3,20 +3,86 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 
 from workers.data import Frame, VideoInfo
 from workers.errors import DecodeError
-from workers.ffmpeg import FFmpegProcess, input_args, last_message
+from workers.ffmpeg import FFmpegProcess, ffmpeg_exe, file_url, input_args, last_message
+from workers.probe import OPEN_OPTIONS
 
 log = logging.getLogger("dancingskeletons")
 
 #: Decoder errors tolerated in one video before it fails (damaged frames are concealed or
 #: dropped by ffmpeg and reported as a warning up to this many).
 MAX_DECODE_ERRORS = 50
+
+
+def frame_at(video: Path, seconds: float, width: int, height: int, timeout: float = 60.0) -> np.ndarray | None:
+    """The frame of `video` shown at `seconds`, upright, as RGB uint8 (height, width, 3).
+
+    One ffmpeg process that seeks (to the keyframe before, then decodes up to the time): for
+    a few frames of a long video, far cheaper than reading it all.
+
+    Args:
+        video: A video file.
+        seconds: Where, from the start.
+        width, height: The frame's upright size in pixels (see `workers.probe.probe`).
+        timeout: Seconds to wait for ffmpeg.
+
+    Returns:
+        The frame, or None when it cannot be read (past the end, a damaged file).
+    """
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+            "-ss", f"{max(0.0, seconds):.3f}",
+            *input_args(video), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    try:
+        done = subprocess.run(args, capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    size = width * height * 3
+    if done.returncode != 0 or len(done.stdout) < size:
+        return None
+    return np.frombuffer(done.stdout[:size], np.uint8).reshape(height, width, 3)
+
+
+def keyframe_near(info: VideoInfo, seconds: float, earliest: float = 0.0) -> np.ndarray | None:
+    """A frame near `seconds` that is cheap to decode (RGB uint8, upright): the keyframe at or
+    before it, or where that keyframe lies before `earliest`, the first frame from `earliest` on.
+
+    A sample of the video near a time for the price of one decoded frame, where `frame_at`
+    decodes from the keyframe up to the exact time (0.3-0.4 s for a 1080p H.264 frame against
+    about 0.05). In this process through PyAV; a rotated video goes through `frame_at`
+    (ffmpeg turns it).
+
+    Args:
+        info: The probed video.
+        seconds: Where, from the start.
+        earliest: The earliest acceptable time (seconds), at most `seconds`.
+
+    Returns:
+        The frame, or None when it cannot be read.
+    """
+    if info.rotation:
+        return frame_at(info.path, seconds, info.width, info.height)
+    try:
+        with av.open(file_url(info.path), options=dict(OPEN_OPTIONS), timeout=60.0) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threads: a short clip may have to decode from its start
+            if stream.time_base is not None:
+                container.seek(int(max(0.0, seconds) / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time < earliest - 1e-6:
+                    continue
+                image = frame.to_ndarray(format="rgb24")
+                return image if image.shape[:2] == (info.height, info.width) else None
+    except (av.FFmpegError, OSError):
+        return None
+    return None
 
 
 class VideoReader:
