@@ -65,7 +65,8 @@ class Config:
         display_window: Frames (with persons) averaged for the on-screen score.
         end_card_seconds: Length of the end card with the total score.
         model_min_size: The model's input size: Keypoint R-CNN's min_size (shorter side,
-            default 800); YOLO's imgsz (longer side, default 640).
+            default 800); YOLO's imgsz (longer side, default 640). None: chosen per video
+            from the people's size, never below the model's default (workers.input_size).
         max_persons: Most persons the model returns per frame (the most confident).
         infer_every: Run the model on every k-th frame only and interpolate the persons of the
             frames between (a speed setting: see docs/BENCHMARKS.md for what it changes).

@@ -46,6 +46,16 @@ exit codes: 0 done (folder: every file done or skipped), 1 failed (folder: any f
   one line says why), 2 usage error, 130 interrupted"""
 
 
+def _min_size(text: str) -> int | None:
+    """`--min-size`: "auto" (None) or a number of pixels (its range is checked by Config)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of pixels, got {text!r}") from None
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The CLI's parser; `main(parser.parse_args([...]))` runs it without a subprocess."""
     defaults = Config(input=Path("in"), output=Path("out"))
@@ -110,9 +120,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keypoint-threshold", type=float, default=None,
                         help="keypoint score above which a keypoint is drawn "
                              "(default: the model's, 2 for keypointrcnn, 0.5 for yolo)")
-    parser.add_argument("--min-size", type=int, default=None, dest="model_min_size",
-                        help="model input size, 32..4096: keypointrcnn's shorter side (default 800), "
-                             "yolo's longer side (default 640)")
+    parser.add_argument("--min-size", type=_min_size, default=None, dest="model_min_size",
+                        help="model input size, 32..4096: keypointrcnn's shorter side (its default 800), "
+                             "yolo's longer side (its default 640); default auto: the model's default, "
+                             "raised per video when a few frames show small people")
     parser.add_argument("--max-persons", type=int, default=defaults.max_persons,
                         help=f"most persons detected per frame, 1..1000 (default: {defaults.max_persons})")
     parser.add_argument("--poses", type=Path, default=None,

@@ -25,6 +25,7 @@ from pipeline.resume import FORMAT, OutputFiles, expected_files, fingerprint, in
 from workers.files import write_csv, write_json
 from workers.identity import METHOD as IDENTITY_METHOD
 from workers.identity import TrackletSpan
+from workers.input_size import InputSize
 from workers.sync import SyncResult, SyncScore
 from workers.timing import Moment
 
@@ -55,6 +56,21 @@ def score_statistics(scores: Iterable[float | None]) -> dict[str, float | int | 
     p10, p25, median, p75, p90 = np.percentile(values, [10, 25, 50, 75, 90])
     numbers = (values.mean(), values.std(), values.min(), p10, p25, median, p75, p90, values.max())
     return {"count": int(values.size), **{name: float(value) for name, value in zip(names, numbers)}}
+
+
+def input_size_entry(choice: InputSize | None) -> dict | None:
+    """The report's `input_size`: the model's input size for the video and why."""
+    if choice is None:
+        return None
+    return {
+        "pixels": choice.pixels,
+        "side": choice.side,
+        "default": choice.default,
+        "how": choice.how,
+        "person_pixels": None if choice.person_pixels is None else round(choice.person_pixels, 1),
+        "scout_seconds": round(choice.scout_seconds, 3),
+        "text": choice.describe(),
+    }
 
 
 def person_entries(persons: Sequence[PersonResult], fps: float) -> list[dict]:
@@ -230,6 +246,7 @@ def build_report(
         "model": result.model,
         "device": result.device,
         "runtime": result.runtime,
+        "input_size": input_size_entry(result.input_size),
         "encoder": result.encoder,
         "width": info.width,
         "height": info.height,

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.stages import StageClock
 from workers.analysis import Group, IdentitySummary, PersonResult
 from workers.data import VideoInfo
+from workers.input_size import InputSize
 from workers.records import FrameResult, FrameTable
 from workers.sync import SyncResult
 from workers.timing import Moment
@@ -46,6 +47,8 @@ class RunResult:
             "tracks", "timing", "sync" (those that ran).
         groups: The groups of performers, largest first (see `workers.analysis.Group`).
         identity: How the ids were made: tracklets, joins, camera cuts.
+        input_size: The model's input size for this video and why, or None (a replay, a
+            model without one).
     """
 
     info: VideoInfo
@@ -66,6 +69,7 @@ class RunResult:
     analysis_seconds: dict[str, float] = field(default_factory=dict)
     groups: list[Group] = field(default_factory=list)
     identity: IdentitySummary = IdentitySummary()
+    input_size: InputSize | None = None
 
     @property
     def fps(self) -> float:

@@ -22,6 +22,7 @@ from workers.decode import VideoReader
 from workers.draw import end_card
 from workers.encode import VideoWriter, choose_encoder
 from workers.infer import AdaptiveBatches, PoseEstimator
+from workers.input_size import input_size_for
 from workers.keyframes import detect_frames
 from workers.poses import PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.probe import probe
@@ -55,6 +56,7 @@ def run_video(
     """
     started = time.perf_counter()
     info = info or probe(config.input)
+    input_size = input_size_for(info, estimator, config.model_min_size)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     encoder = choose_encoder(config.encoder, estimator.device) if config.video else None
     reader = VideoReader(info, nice=config.ffmpeg_nice)
@@ -165,8 +167,11 @@ def run_video(
             writer.abort()
     saved_poses = None
     if found_per_frame is not None:
+        settings = config.detection_settings()
+        if input_size is not None:
+            settings["input_size"] = input_size.pixels
         meta = PoseCacheMeta(
-            model=estimator.name, settings=config.detection_settings(), frames=len(found_per_frame),
+            model=estimator.name, settings=settings, frames=len(found_per_frame),
             fps=str(info.fps), width=info.width, height=info.height, input=info.path.name,
         )
         saved_poses = save_poses(poses_path(config.output), found_per_frame, meta)
@@ -191,4 +196,5 @@ def run_video(
         analysis_seconds=annotator.analysis_seconds,
         groups=analysis.groups,
         identity=analysis.identity,
+        input_size=input_size,
     )

@@ -96,3 +96,15 @@ def test_every_torch_load_uses_weights_only():
                 calls.append((path, line))
                 assert "weights_only=True" in line, f"{path}: {line.strip()}"
     assert calls  # the scan found the loader
+
+
+def test_the_input_size_changes_between_videos(tmp_path):
+    estimator = keypoint_rcnn.KeypointRCNNEstimator.from_config(_config(tmp_path))
+    assert (estimator.input_side, estimator.default_input_size) == ("short", 96)
+    estimator.set_input_size(160)
+    transform = estimator.model.transform
+    assert (transform.min_size, transform.max_size) == ((160,), 267)  # 160 * 1333 / 800, rounded up
+    images, _ = transform([torch.zeros(3, 96, 128)])
+    assert tuple(images.image_sizes[0]) == (160, 213)  # scaled by 160 / 96
+    found = estimator.predict([np.zeros((96, 128, 3), np.uint8)])[0]
+    assert found.boxes.shape[1] == 4 and np.all(found.boxes[:, 2] <= 128 + 1e-3)  # back in the frame's pixels

@@ -53,6 +53,10 @@ class DancingPair(PoseModel):
 
     name = "dancing-pair"
     device = "cpu"
+    # An input size to choose, like the real models (the clips are smaller than it: not scouted).
+    input_side = "long"
+    default_input_size = 640
+    input_stride = 32
 
     def __init__(self) -> None:
         self.frames = 0
@@ -209,6 +213,8 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     assert [p["sync"]["score"] >= 9.5 for p in moving_report["persons"]] == [True, True]
     assert report["input"] == str(clip) and report["output"] == str(config.output)
     assert report["model"] == "stand-in" and report["encoder"] == "libx264"
+    assert report["input_size"] is None  # a model without an input size to choose
+    assert (moving_report["input_size"]["how"], moving_report["input_size"]["pixels"]) == ("not scouted", 640)
     assert (report["frames"], report["frames_scored"], report["fps"], report["fps_exact"]) == (15, 12, 10.0, "10/1")
     assert report["duration_seconds"] == pytest.approx(1.5)
     assert report["score"]["mean"] == pytest.approx(10.0) and report["score"]["end_card"] == "Total score: 10"

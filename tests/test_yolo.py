@@ -125,6 +125,24 @@ def test_finds_people_in_a_real_frame(estimator, park_frame: np.ndarray) -> None
 
 @needs_ultralytics
 @needs_weights
+def test_the_input_size_changes_between_videos(estimator, park_frame: np.ndarray) -> None:
+    assert (estimator.input_side, estimator.default_input_size, estimator.input_stride) == ("long", 640, 32)
+    (default,) = estimator.predict([park_frame])
+    try:
+        estimator.set_input_size(1000)
+        assert estimator.image_size == 1024  # rounded up to the stride
+        (larger,) = estimator.predict([park_frame])
+    finally:
+        estimator.set_input_size(640)
+    assert estimator.image_size == 640
+    # The same people, in the frame's pixels either way.
+    assert len(larger) >= len(default) >= 1
+    best = larger.boxes[np.argmax(larger.box_scores)]
+    assert np.abs(default.boxes - best).max(axis=1).min() < 20
+
+
+@needs_ultralytics
+@needs_weights
 def test_a_batch_gives_what_single_frames_give(estimator, park_frame: np.ndarray) -> None:
     (single,) = estimator.predict([park_frame])
     batch = estimator.predict([park_frame, park_frame.copy()])

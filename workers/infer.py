@@ -13,13 +13,16 @@ import threading
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from workers.data import Detections
 from workers.device import is_out_of_memory, release_device_memory
 from workers.errors import ModelError
+
+if TYPE_CHECKING:
+    from workers.input_size import Side
 
 log = logging.getLogger("dancingskeletons")
 
@@ -33,12 +36,20 @@ class PoseEstimator(Protocol):
             (workers.runtimes); None for a replay, where no model runs.
         replays_cache: Whether it replays a pose cache (`--poses`) instead of detecting:
             then every frame is read (no `--infer-every`) and no new cache is saved.
+        input_side: Which side of the frame the model's input size measures: "long"
+            (YOLO's imgsz) or "short" (Keypoint R-CNN's min_size); None when it has no input
+            size to choose (a replay, a stand-in model).
+        default_input_size: The model's own input size, pixels.
+        input_stride: Input sizes are multiples of this.
     """
 
     name: str
     device: str
     runtime: str | None
     replays_cache: bool
+    input_side: Side | None
+    default_input_size: int
+    input_stride: int
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detect persons and their keypoints.
@@ -55,6 +66,10 @@ class PoseEstimator(Protocol):
         """Called once the video has been read: a replay refuses a cache longer than it."""
         ...
 
+    def set_input_size(self, pixels: int) -> None:
+        """Run at this input size from the next batch on (see `input_side`); between videos only."""
+        ...
+
 
 class PoseModel:
     """Defaults of a `PoseEstimator` for a model that detects (not a replay)."""
@@ -63,9 +78,15 @@ class PoseModel:
     device: str = "cpu"
     runtime: str | None = "torch"
     replays_cache: bool = False
+    input_side: Side | None = None
+    default_input_size: int = 0
+    input_stride: int = 1
 
     def check_complete(self, frames_decoded: int) -> None:
         """Nothing to check after a video."""
+
+    def set_input_size(self, pixels: int) -> None:
+        """A model without an input size to choose ignores it."""
 
 
 class ModelThread(PoseModel):
@@ -89,6 +110,9 @@ class ModelThread(PoseModel):
         self.name = estimator.name
         self.device = estimator.device
         self.runtime = estimator.runtime
+        self.input_side = estimator.input_side
+        self.default_input_size = estimator.default_input_size
+        self.input_stride = estimator.input_stride
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         # A daemon, like the stage threads: a batch still running at exit does not hold it up.
         self._thread = threading.Thread(target=self._serve, name=f"model-{estimator.name}", daemon=True)
@@ -104,6 +128,10 @@ class ModelThread(PoseModel):
             # Held until the next batch otherwise: the frames, and a failed batch's error with
             # its tensors.
             images = done = None
+
+    def set_input_size(self, pixels: int) -> None:
+        """See `PoseEstimator.set_input_size` (no batch runs between videos)."""
+        self.estimator.set_input_size(pixels)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """See `PoseEstimator.predict`; runs on the model's thread, waits for the result."""

@@ -6,11 +6,12 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from workers.data import Detections
 from workers.device import resolve_device
@@ -80,12 +81,23 @@ class KeypointRCNNEstimator(PoseModel):
     """
 
     name = "keypointrcnn"
+    input_side = "short"
+    #: torchvision pads each batch to a multiple of 32 whatever min_size is; 16 keeps sizes round.
+    input_stride = 16
 
     def __init__(self, model: torch.nn.Module, device: str, half: bool = False) -> None:
         self.model = model
         self.device = device
         self.half = half and device.startswith("cuda")
+        self._transform = cast(GeneralizedRCNNTransform, model.transform)
+        self.default_input_size = int(self._transform.min_size[0])
         self._staging: torch.Tensor | None = None
+
+    def set_input_size(self, pixels: int) -> None:
+        """See `workers.infer.PoseEstimator.set_input_size`: min_size (the shorter side), and
+        max_size (the longer side's cap) in torchvision's default proportion (800 to 1333)."""
+        self._transform.min_size = (int(pixels),)
+        self._transform.max_size = math.ceil(pixels * DEFAULT_MAX_SIZE / DEFAULT_MIN_SIZE)
 
     @classmethod
     def from_config(cls, config: Config) -> KeypointRCNNEstimator:

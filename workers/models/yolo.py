@@ -260,7 +260,7 @@ def load_exported(config: Config, runtime: Runtime, path: Path) -> YoloPoseEstim
         size = config.model_min_size or meta["image_size"]
         estimator = YoloPoseEstimator(
             model, "cpu", -(-size // meta["stride"]) * meta["stride"], config.person_threshold_in_effect,
-            max_persons=config.max_persons, names=names, runtime=runtime.name,
+            max_persons=config.max_persons, names=names, runtime=runtime.name, stride=meta["stride"],
         )
         estimator.predict([np.zeros((64, 64, 3), np.uint8)])
         if runtime.name == "openvino":
@@ -303,9 +303,11 @@ class YoloPoseEstimator(PoseModel):
         max_persons: Most persons returned per frame.
         names: The model's class names by index; None to ask the model.
         runtime: What runs the model: "torch", "openvino" or "onnxruntime" (workers.runtimes).
+        stride: The model's largest stride: input sizes are multiples of it.
     """
 
     name = "yolo"
+    input_side = "long"
 
     def __init__(
         self,
@@ -317,11 +319,13 @@ class YoloPoseEstimator(PoseModel):
         max_persons: int = 30,
         names: dict[int, str] | None = None,
         runtime: str = "torch",
+        stride: int = 32,
     ) -> None:
         self.model = model
         self.device = device
         self.runtime = runtime
-        self.image_size = image_size
+        self.image_size = self.default_input_size = image_size
+        self.input_stride = stride
         self.person_threshold = person_threshold
         self.half = half and device.startswith("cuda")
         person = next(index for index, name in (names or model.names).items() if name == "person")
@@ -376,8 +380,12 @@ class YoloPoseEstimator(PoseModel):
         # own GPU deployment mode; opt-in through config.half like the other models.
         return cls(
             model, device, image_size, config.person_threshold_in_effect, half=config.half,
-            max_persons=config.max_persons,
+            max_persons=config.max_persons, stride=stride,
         )
+
+    def set_input_size(self, pixels: int) -> None:
+        """See `workers.infer.PoseEstimator.set_input_size`: the longer side, rounded up to the stride."""
+        self.image_size = self._predict_args["imgsz"] = -(-pixels // self.input_stride) * self.input_stride
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """See `workers.infer.PoseEstimator.predict`.
