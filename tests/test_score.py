@@ -163,3 +163,17 @@ def test_running_score_window_and_texts():
     assert running.total == pytest.approx(7.45)
     assert running.total_text() == "Total score: 07"
     assert RunningScore(PARAMS).total_text() == "Total score: --"
+
+
+def test_the_same_person_found_twice_is_kept_once():
+    from workers.score import order_above, without_duplicates
+
+    dancer = pose(100.0, 200, 100)
+    twice = dancer + np.array([[2.0, -1.0]] * 17)
+    twice[9] += (30.0, 5.0)  # the second box has a wrist elsewhere: its box is wider
+    beside = pose(100.0, 420, 100)  # the same pose one body width away: another person
+    found = detections([beside, twice, dancer], box_scores=[0.7, 0.6, 0.9])
+    order = order_above(found, 0.5)
+    assert order.tolist() == [2, 0, 1]
+    assert without_duplicates(found, order).tolist() == [2, 0]  # the less confident copy goes
+    assert without_duplicates(found, order[:1]).tolist() == [2]

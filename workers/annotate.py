@@ -20,7 +20,7 @@ from workers.draw import draw_label, draw_person_labels, draw_skeletons
 from workers.identity import IdentityJoiner, IdentityParams, scene_change, scene_thumbnail
 from workers.poses import PoseLog
 from workers.records import FrameResult, FrameTable
-from workers.score import RunningScore, ScoreParams, frame_score, order_above
+from workers.score import RunningScore, ScoreParams, frame_score, order_above, without_duplicates
 from workers.sync import SyncParams, SyncResult
 from workers.timing import Moment, TimingParams, current_lags
 from workers.track import Tracker, TrackSummarizer, select_performers
@@ -120,7 +120,7 @@ class Annotator:
             The frames finished now, oldest first (drawn in place; with `draw` off, their
             index and time only, with a 1x1 picture).
         """
-        order = order_above(detections, self.params.person_threshold)
+        order = without_duplicates(detections, order_above(detections, self.params.person_threshold))
         persons = detections.select(order)
         started = time.thread_time()  # CPU time: the stage shares the interpreter with the others
         cut = self._camera_cut(frame.image)

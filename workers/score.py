@@ -178,6 +178,40 @@ def order_above(detections: Detections, threshold: float) -> np.ndarray:
     return keep[np.argsort(-detections.box_scores[keep], kind="stable")]
 
 
+#: Two detections whose keypoints lie this close (median distance over the 17, as a share of the
+#: taller box's height) are one person found twice.
+DUPLICATE_DISTANCE = 0.05
+
+
+def without_duplicates(detections: Detections, order: np.ndarray) -> np.ndarray:
+    """`order` without the detections that repeat a more confident one: the same person found
+    twice.
+
+    YOLO's NMS keeps two boxes of one person when they overlap less than its IoU of 0.7, e.g.
+    one with the outstretched arms and one without (seen on a small dancer of a class: a
+    second id for 12 frames). Their keypoints coincide (a median distance of 3 px on a
+    180-px person); two people's never do, even side by side in the same pose.
+
+    Args:
+        detections: A frame's detections.
+        order: Indices into them, most confident first (`order_above`).
+
+    Returns:
+        The indices kept, in their order.
+    """
+    if len(order) < 2:
+        return order
+    keypoints = detections.keypoints[order].astype(np.float64)
+    heights = detections.boxes[order, 3] - detections.boxes[order, 1]
+    apart = np.median(np.linalg.norm(keypoints[:, None] - keypoints[None], axis=-1), axis=-1)
+    same = apart < DUPLICATE_DISTANCE * np.maximum(heights[:, None], heights[None])
+    kept: list[int] = []
+    for k in range(len(order)):
+        if not any(same[k, j] for j in kept):
+            kept.append(k)
+    return order[kept]
+
+
 def persons_above(detections: Detections, threshold: float) -> Detections:
     """The detections whose box score is above `threshold`, most confident first."""
     return detections.select(order_above(detections, threshold))
