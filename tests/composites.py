@@ -47,6 +47,32 @@ _WALKER_CENTRES = (1522, 1498, 1389, 1322, 1223, 1127, 1031, 919, 835, 722, 623,
 _WALKER_FIRST, _WALKER_LAST = 45, 175
 
 
+def skip_marks() -> list:
+    """pytest's skip marks of a test module that runs composites through the real model."""
+    import importlib.util
+
+    import pytest
+
+    return [
+        pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None,
+                           reason="ultralytics is not installed (requirements-yolo.txt)"),
+        pytest.mark.skipif(importlib.util.find_spec("motmetrics") is None,
+                           reason="motmetrics is not installed (requirements-dev.txt)"),
+    ]
+
+
+def cpu_estimator():
+    """YOLO11n-pose on the CPU, loaded once for all the composites (skips without ../shared)."""
+    from config import Config
+    from tests.helpers import need_shared
+    from workers.models import build_estimator
+
+    need_shared("models", "yolo11n-pose.pt")
+    need_shared("videos", "park_two_people_vp9_audio.mp4")
+    return build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
+                                  device="cpu"))
+
+
 def _piecewise(points: Sequence[tuple[float, float]], variable: str) -> str:
     """An ffmpeg expression through (value of `variable`, result) points, flat outside them."""
     (first, value), rest = points[0], points[1:]
@@ -180,6 +206,136 @@ def make_composite(case: Case, path: Path) -> Path:
     return path
 
 
+#: The latest copy of a crowd is this many frames (300 ms) behind the earliest.
+MAX_DELAY = 9
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """A class: copies of the dancer, each in its own rectangle, each some frames late.
+
+    Attributes:
+        name: The case's name.
+        canvas: (width, height) of the picture.
+        places: (x, y, height) of each copy's rectangle (its top-left corner and height in
+            pixels; the width keeps the rectangle's proportions); x may be negative or reach
+            past the right edge (a dancer cut by the frame).
+        frames: Length of the clip (the dance repeats every FRAMES).
+    """
+
+    name: str
+    canvas: tuple[int, int]
+    places: tuple[tuple[int, int, int], ...]
+    frames: int = FRAMES - MAX_DELAY
+
+    @property
+    def dancers(self) -> list[str]:
+        return [f"D{k + 1:02d}" for k in range(len(self.places))]
+
+    @property
+    def delays(self) -> list[int]:
+        """Frames each copy is late: 0 to MAX_DELAY, spread (k * 7 mod 10), so neighbours differ."""
+        return [(k * 7) % (MAX_DELAY + 1) for k in range(len(self.places))]
+
+
+def grid_places(canvas: tuple[int, int], columns: int, rows: int, height: int,
+                count: int | None = None) -> tuple[tuple[int, int, int], ...]:
+    """Rectangles `height` tall in a grid that spans the canvas, edge to edge."""
+    width = round(height * DANCER[0] / DANCER[1])
+    xs = np.linspace(0, canvas[0] - width, columns).round().astype(int)
+    ys = np.linspace(0, canvas[1] - height, rows).round().astype(int) if rows > 1 else [0]
+    places = [(int(x), int(y), height) for y in ys for x in xs]
+    return tuple(places[: count or len(places)])
+
+
+def scattered_places(canvas: tuple[int, int], count: int, heights: tuple[int, int],
+                     seed: int) -> tuple[tuple[int, int, int], ...]:
+    """`count` rectangles of random heights in `heights` at random places that do not overlap;
+    the first two touch the left and right edges and the third is cut by the left one by a
+    sixth of its width."""
+    rng = np.random.default_rng(seed)
+    places: list[tuple[int, int, int]] = []
+    for _ in range(100_000):
+        if len(places) == count:
+            return tuple(places)
+        height = int(rng.integers(heights[0], heights[1] + 1))
+        width = round(height * DANCER[0] / DANCER[1])
+        x = {0: 0, 1: canvas[0] - width, 2: -width // 6}.get(len(places), int(rng.integers(0, canvas[0] - width)))
+        y = int(rng.integers(0, canvas[1] - height + 1))
+        box = (x, y, x + width, y + height)
+        if all(box[2] <= p[0] or p[2] <= box[0] or box[3] <= p[1] or p[3] <= box[1]
+               for p in ((px, py, px + round(ph * DANCER[0] / DANCER[1]), py + ph) for px, py, ph in places)):
+            places.append((x, y, height))
+    raise ValueError(f"{count} rectangles of {heights} px do not fit on {canvas}")
+
+
+CROWDS = {crowd.name: crowd for crowd in (
+    # The issue's two wide shots: 12 at 1080p (each about 230 px tall) and 24 in a 1920x720
+    # strip (about 190 px); at YOLO's default input both shrink below 80 px.
+    Crowd("grid_12", (1920, 1080), grid_places((1920, 1080), 6, 2, 290)),
+    Crowd("grid_24", (1920, 720), grid_places((1920, 720), 8, 3, 220)),
+    Crowd("grid_24_long", (1920, 720), grid_places((1920, 720), 8, 3, 220), frames=3 * FRAMES),
+    # Scattered, sizes mixed (the smallest about 130 px tall), three at the edges.
+    Crowd("scattered_5", (1920, 1080), scattered_places((1920, 1080), 5, (170, 420), 5)),
+    Crowd("scattered_20", (1920, 1080), scattered_places((1920, 1080), 20, (170, 260), 20)),
+    Crowd("grid_30", (1920, 1080), grid_places((1920, 1080), 8, 4, 220, 30)),
+)}
+
+
+def make_crowd(crowd: Crowd, path: Path) -> Path:
+    """Render `crowd` to `path` (H.264, 30 fps) with the bundled ffmpeg."""
+    count = len(crowd.places)
+    graph = [f"[0:v]crop=520:480:330:0,trim=end_frame=120,setpts=PTS-STARTPTS,split[f][r];[r]reverse[b];"
+             f"[f][b]concat=n=2:v=1:a=0,setsar=1,loop=loop={-(-crowd.frames // FRAMES)}:size={FRAMES},"
+             f"split={count}" + "".join(f"[d{k}]" for k in range(count)),
+             f"color=c=0x808080:s={crowd.canvas[0]}x{crowd.canvas[1]}:r={FPS}:d={crowd.frames / FPS}[c0]"]
+    for k, ((x, y, height), delay) in enumerate(zip(crowd.places, crowd.delays)):
+        width = round(height * DANCER[0] / DANCER[1])
+        # Late by `delay` frames: it starts that many frames less far into the dance than the
+        # latest, so that everyone moves from the first frame (no one frozen at the start).
+        lead = MAX_DELAY - delay
+        graph.append(f"[d{k}]scale={width}:{height},trim=start_frame={lead},setpts=PTS-STARTPTS[s{k}]")
+        graph.append(f"[c{k}][s{k}]overlay=x={x}:y={y}:eof_action=pass[c{k + 1}]")
+    graph[-1] = graph[-1].rsplit("[", 1)[0] + ",format=yuv420p[out]"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(PARK),
+                    "-filter_complex", ";".join(graph), "-map", "[out]", "-frames:v", str(crowd.frames),
+                    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "14", str(path)], check=True)
+    return path
+
+
+def crowd_truth(crowd: Crowd, solo: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: (frames, 4) true box on the canvas}: `solo` (the dancer's boxes in his own
+    DANCER-sized rectangle, `solo_boxes("dancer", ...)`) scaled and moved; NaN where less than
+    half of the box is inside the canvas."""
+    out = {}
+    for name, (x, y, height), delay in zip(crowd.dancers, crowd.places, crowd.delays):
+        own = solo[(np.arange(crowd.frames) + MAX_DELAY - delay) % FRAMES] * (height / DANCER[1])
+        boxes = own + np.array([x, y, x, y], dtype=np.float64)
+        inside = ((np.minimum(boxes[:, 2], crowd.canvas[0]) - np.maximum(boxes[:, 0], 0))
+                  / (boxes[:, 2] - boxes[:, 0]))
+        boxes[~(inside >= 0.5)] = np.nan
+        out[name] = boxes
+    return out
+
+
+def detected_share(poses_path: Path, true_boxes: dict[str, np.ndarray]) -> dict[str, float]:
+    """{name: share of the frames where the person is seen in which a person the run tracked
+    (id > 0) covers the true box (IoU >= 0.5)}."""
+    from workers.poses import load_poses
+    from workers.track import box_iou
+
+    _, log = load_poses(poses_path)
+    hits = {name: [] for name in true_boxes}
+    for t in range(len(log)):
+        rows = log.rows(t, t + 1).records
+        boxes = rows["boxes"][rows["ids"] > 0].astype(np.float64).reshape(-1, 4)
+        for name, truth_boxes in true_boxes.items():
+            if np.isfinite(truth_boxes[t]).all():
+                iou = box_iou(truth_boxes[t][None], boxes)
+                hits[name].append(bool(iou.size and iou.max() >= 0.5))
+    return {name: float(np.mean(seen)) if seen else 0.0 for name, seen in hits.items()}
+
+
 def _solo_clip(source: str, path: Path, frames: int) -> Path:
     graph = f"[0:v]{_DANCER_GRAPH}[out]" if source == "dancer" else f"[0:v]{_walker_graph()}[out]"
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(PARK), "-filter_complex",
@@ -311,10 +467,126 @@ def score_ids(poses_path: Path, true_boxes: dict[str, np.ndarray], retrack: bool
     )
 
 
+def run_crowd(crowd: Crowd, folder: Path, estimator, solo: np.ndarray, **settings) -> dict:
+    """One crowd through the CLI's run (YOLO11n-pose, CPU, no video): what the table shows."""
+    from config import Config
+    from pipeline.report import write_reports
+    from pipeline.runner import run_video
+
+    clip = make_crowd(crowd, folder / f"{crowd.name}.mp4")
+    config = Config(input=clip, output=folder / f"{crowd.name}-out.mp4", model="yolo", weights=str(WEIGHTS),
+                    device="cpu", progress=False, video=False, **settings)
+    result = run_video(config, estimator)
+    report = write_reports(result, config)
+    true_boxes = crowd_truth(crowd, solo)
+    scores = score_ids(result.poses, true_boxes)
+    seen = detected_share(result.poses, true_boxes)
+    lags = {}
+    for name in crowd.dancers:
+        person = next((p for p in report["persons"] if p["id"] == scores.person_of.get(name)), None)
+        lags[name] = None if person is None else person["lag_ms"]
+    known = [name for name in crowd.dancers if lags[name] is not None]
+    errors = np.array([lags[name] for name in known]) - np.array(
+        [crowd.delays[crowd.dancers.index(name)] * 1000 / FPS for name in known])
+    return {
+        "report": report, "scores": scores, "seen": seen, "lags": lags,
+        "lag_errors": errors - errors.mean() if len(errors) else errors,
+        "seconds": result.seconds, "frames": len(result.frames),
+    }
+
+
+def crowds_main(folder: Path, names: Sequence[str]) -> int:
+    """The crowds through the whole run at the defaults: the table of docs/BENCHMARKS.md."""
+    from config import Config
+    from workers.models import build_estimator
+
+    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
+                                       device="cpu"))
+    solo = solo_boxes("dancer", folder, estimator.predict)
+    print("| case | dancers | frame | input size | each found in (least, mean) | IDF1 | switches | ids per dancer "
+          "(most) | performers | lag error, centred (largest) | run s (of which scout) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in names or list(CROWDS):
+        crowd = CROWDS[name]
+        out = run_crowd(crowd, folder, estimator, solo)
+        report, scores = out["report"], out["scores"]
+        seen = np.array(list(out["seen"].values()))
+        size = report["input_size"]
+        performers = sum(p["scored"] for p in report["persons"])
+        worst = float(np.abs(out["lag_errors"]).max()) if len(out["lag_errors"]) else float("nan")
+        print(f"| {name} | {len(crowd.places)} | {crowd.canvas[0]}x{crowd.canvas[1]} "
+              f"| {size['pixels']} ({size['how']}) "
+              f"| {seen.min():.3f}, {seen.mean():.3f} | {scores.idf1:.3f} | {scores.switches} "
+              f"| {max(len(ids) for ids in scores.ids_per_person.values())} | {performers} "
+              f"| {worst:.0f} ms ({sum(v is None for v in out['lags'].values())} without a lag) "
+              f"| {out['seconds']:.1f} ({size['scout_seconds']:.1f}) |")
+    return 0
+
+
+def sizes_main(folder: Path, names: Sequence[str], sizes: Sequence[int] = (640, 960, 1280),
+               tiles: Sequence[tuple[int, int]] = ((2, 1), (2, 2))) -> int:
+    """The model alone on each crowd's frames: each input size, and tiles at the default size
+    (overlapping by a tenth of the frame): milliseconds a frame and the share of the dancers
+    found (a detection on the true box, IoU >= 0.5; a dancer cut by a seam counts if one tile
+    finds him whole)."""
+    import time
+
+    from config import Config
+    from workers.decode import VideoReader
+    from workers.models import build_estimator
+    from workers.probe import probe
+    from workers.track import box_iou
+
+    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
+                                       device="cpu"))
+    solo = solo_boxes("dancer", folder, estimator.predict)
+    print("| case | how the model sees the frame | ms a frame | each dancer found in (least, mean) |")
+    print("| --- | --- | --- | --- |")
+    for name in names or ("grid_12", "grid_24"):
+        crowd = CROWDS[name]
+        reader = VideoReader(probe(make_crowd(crowd, folder / f"{name}.mp4")))
+        reader.start()
+        frames = [frame.image for frame in reader][::3]
+        true_boxes = crowd_truth(crowd, solo)
+        width, height = crowd.canvas
+        ways: list[tuple[str, int, tuple[int, int]]] = [(f"whole frame at {size}", size, (1, 1)) for size in sizes]
+        ways += [(f"{cols}x{rows} tiles at {sizes[0]}", sizes[0], (cols, rows)) for cols, rows in tiles]
+        for label, size, (cols, rows) in ways:
+            estimator.set_input_size(size)
+            pad_x, pad_y = (width // 20 if cols > 1 else 0), (height // 20 if rows > 1 else 0)
+            windows = [(max(0, c * width // cols - pad_x), max(0, r * height // rows - pad_y),
+                        min(width, (c + 1) * width // cols + pad_x), min(height, (r + 1) * height // rows + pad_y))
+                       for r in range(rows) for c in range(cols)]
+            found = np.zeros((len(frames), len(crowd.dancers)), dtype=bool)
+            started = time.perf_counter()
+            for t, image in enumerate(frames):
+                boxes = []
+                for x0, y0, x1, y1 in windows:
+                    part = estimator.predict([np.ascontiguousarray(image[y0:y1, x0:x1])])[0]
+                    boxes.append(part.boxes + np.array([x0, y0, x0, y0], dtype=np.float32))
+                every = np.concatenate(boxes).astype(np.float64)
+                for k, dancer in enumerate(crowd.dancers):
+                    box = true_boxes[dancer][3 * t]
+                    found[t, k] = bool(np.isfinite(box).all() and len(every) and box_iou(box[None], every).max() >= 0.5)
+            seconds = time.perf_counter() - started
+            share = found.mean(axis=0)
+            print(f"| {name} | {label} | {1000 * seconds / len(frames):.0f} | {share.min():.3f}, {share.mean():.3f} |")
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
-    """Every case through YOLO11n-pose on the CPU; prints the table of docs/SYNC.md."""
+    """Every case through YOLO11n-pose on the CPU; prints the table of docs/SYNC.md.
+
+    With `--crowds [NAME...]` first: the crowds instead (docs/BENCHMARKS.md, "Small people");
+    with `--sizes [NAME...]`: the model alone at each input size and tiled.
+    """
     import json
     import tempfile
+
+    if argv and argv[0] in ("--crowds", "--sizes"):
+        folder = Path(tempfile.mkdtemp(prefix="crowds-"))
+        names = argv[1:]
+        return crowds_main(folder, names) if argv[0] == "--crowds" else sizes_main(folder, names)
 
     from config import Config
     from pipeline.report import write_reports

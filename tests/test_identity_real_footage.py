@@ -13,35 +13,23 @@ Skips cleanly without ../shared, the optional ultralytics package, or motmetrics
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from config import Config
 from pipeline.report import write_reports
 from tests import composites
-from tests.helpers import need_shared
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None,
-                       reason="ultralytics is not installed (requirements-yolo.txt)"),
-    pytest.mark.skipif(importlib.util.find_spec("motmetrics") is None,
-                       reason="motmetrics is not installed (requirements-dev.txt)"),
-]
+pytestmark = composites.skip_marks()
 FRAME_MS = 1000.0 / composites.FPS
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Runs each case once per module (model loaded once): {name: (report, Scores)}."""
-    need_shared("models", "yolo11n-pose.pt")
-    need_shared("videos", "park_two_people_vp9_audio.mp4")
     from pipeline.runner import run_video
-    from workers.models import build_estimator
 
+    estimator = composites.cpu_estimator()
     folder = tmp_path_factory.mktemp("composites")
-    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo",
-                                       weights=str(composites.WEIGHTS), device="cpu"))
     solo = {source: composites.solo_boxes(source, folder, estimator.predict) for source in ("dancer", "walker")}
     done: dict = {}
 
