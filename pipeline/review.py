@@ -43,6 +43,11 @@ TIMELINE_POINTS = 1500
 THUMB_SIZE, CROP_SIZE = 240, 96
 #: The track timeline's rows: the first row's top and each row's height, in SVG units.
 TRACK_TOP, TRACK_ROW = 4, 16
+#: Above this many people the page goes compact: small crops and heat-map cells, thin lag lines.
+COMPACT_PERSONS = 8
+#: Above this many performers the index names the few furthest from the group's time and sums
+#: up the others in one chip ("+27 within ±40 ms"), as the end card does.
+MAX_CHIPS = 6
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class IndexRow:
     sync: float | None = None
     chance: float | None = None
     chips: list[Chip] = field(default_factory=list)
+    others: str | None = None
     frames: int | None = None
     duration: float | None = None
     processing: float | None = None
@@ -212,6 +218,7 @@ def _timeline(report: dict, frames: dict[str, np.ndarray]) -> dict:
               "width": max(1.0, TIMELINE_WIDTH * (m["end_s"] - m["start_s"]) / duration)}
              for m in report.get("worst_moments") or []]
     return {"width": TIMELINE_WIDTH, "height": TIMELINE_HEIGHT, "lines": lines, "bands": bands,
+            "lag_width": 1.2 if len(report["persons"]) > COMPACT_PERSONS else 3,
             "score_top": score_top, "score_height": score_height, "lag_top": lag_top, "lag_height": lag_height,
             "lag_reach": reach, "lag_zero": lag_top + lag_height / 2, "duration": duration}
 
@@ -255,13 +262,20 @@ def _join_title(person_id: int, join: dict, fps: float) -> str:
 
 def _heat_map(report: dict) -> dict | None:
     """The pairwise synchrony as a matrix: ids, and per cell its score, colour and whether the
-    pair moves together; None with fewer than two people compared."""
+    pair moves together; None with fewer than two people compared.
+
+    Rows and columns go group by group (group 1 first, those in no group last), so that each
+    group is a block on the diagonal; `starts` marks each group's first row and column. Above
+    `COMPACT_PERSONS` people the cells are small and show their score on hover only.
+    """
     pairs = (report.get("sync") or {}).get("pairs") or []
-    ids = sorted({i for pair in pairs for i in pair["ids"]})
+    group_of = {person["id"]: person.get("group") for person in report["persons"]}
+    ids = sorted({i for pair in pairs for i in pair["ids"]},
+                 key=lambda i: (group_of.get(i) is None, group_of.get(i) or 0, i))
     if len(ids) < 2:
         return None
     found = {tuple(pair["ids"]): pair for pair in pairs}
-    group_of = {person["id"]: person.get("group") for person in report["persons"]}
+    starts = {i for k, i in enumerate(ids) if k > 0 and group_of.get(i) != group_of.get(ids[k - 1])}
     cells = []
     for a in ids:
         row = []
@@ -270,9 +284,10 @@ def _heat_map(report: dict) -> dict | None:
             score = None if pair is None else pair["score"]
             row.append({"score": score, "together": bool(pair and pair["moves_together"]),
                         "background": _heat_colour(score) if pair is not None else "#eee",
-                        "title": "" if pair is None else _pair_title(pair)})
-        cells.append({"id": a, "colour": _hex(a), "group": group_of.get(a), "cells": row})
-    return {"ids": [{"id": i, "colour": _hex(i)} for i in ids], "rows": cells}
+                        "title": "" if pair is None else _pair_title(pair), "starts": b in starts})
+        cells.append({"id": a, "colour": _hex(a), "group": group_of.get(a), "cells": row, "starts": a in starts})
+    return {"ids": [{"id": i, "colour": _hex(i), "starts": i in starts} for i in ids], "rows": cells,
+            "compact": len(ids) > COMPACT_PERSONS}
 
 
 def _heat_colour(score: float | None) -> str:
@@ -334,7 +349,7 @@ def build_video_page(report_path: Path, index: Path | None = None) -> Path | Non
         thumb=_href(thumb, page) if thumb else None,
         timeline=_timeline(report, frames), index=_href(index, page) if index else None,
         tracks=_tracks(report), heat=_heat_map(report), groups=report.get("groups") or [],
-        identity=report.get("identity"),
+        identity=report.get("identity"), compact=len(persons) > COMPACT_PERSONS,
         frame_seconds=1.0 / report["fps"] if report["fps"] else 0.0,
     )
     return _write(page, text)
@@ -349,10 +364,22 @@ def _row_from_report(input_name: str, status: str, report: dict, report_path: Pa
         page=_href(page_path(report_path), index) if page_path(report_path).is_file() else None,
         thumb=_href(media, index) if media.is_file() else None,
         score=report["score"]["mean"], sync=group.get("score"), chance=group.get("chance_mean"),
-        chips=[Chip(p["id"], _hex(p["id"]), p["lag_ms"], p["lag_confidence"])
-               for p in report["persons"] if p["scored"]],
+        **_chips([Chip(p["id"], _hex(p["id"]), p["lag_ms"], p["lag_confidence"])
+                  for p in report["persons"] if p["scored"]]),
         frames=report["frames"], duration=report["duration_seconds"], processing=processing,
     )
+
+
+def _chips(chips: list[Chip], named: int = 3) -> dict:
+    """{"chips", "others"} of an index row: every performer's chip, or above `MAX_CHIPS` the
+    `named` furthest from the group's time and one line for the others."""
+    timed = sorted((c for c in chips if c.lag_ms is not None), key=lambda c: (-abs(c.lag_ms or 0.0), c.id))
+    if len(chips) <= MAX_CHIPS or len(timed) <= named:
+        return {"chips": chips, "others": None}
+    rest = len(chips) - named
+    reach = max(abs(c.lag_ms or 0.0) for c in timed[named:])
+    return {"chips": timed[:named], "others": f"+{rest} more within ±{reach:.0f} ms"
+            if rest == len(timed) - named else f"+{rest} more ({len(timed) - named} within ±{reach:.0f} ms)"}
 
 
 def build_index(output_folder: Path, summary_rows: Sequence[dict[str, str]] | None = None,

@@ -120,3 +120,17 @@ def test_the_track_timeline_and_the_heat_map_come_from_the_report():
     assert heat["rows"][1]["cells"][0]["score"] == 8.0  # symmetric
     assert heat["rows"][0]["cells"][0]["title"] == ""  # the diagonal is empty
     assert _heat_map({**report, "sync": {"pairs": []}}) is None
+
+
+def test_the_index_names_the_few_furthest_of_a_class_and_sums_up_the_others():
+    from pipeline.review import MAX_CHIPS, Chip, _chips
+
+    few = [Chip(i, "#000", 10.0 * i, 0.9) for i in range(1, MAX_CHIPS + 1)]
+    assert _chips(few) == {"chips": few, "others": None}
+    lags = [5.0, -40.0, 12.0, 210.0, -8.0, 30.0, 0.0, -95.0, 20.0, None]
+    chips = [Chip(i + 1, "#000", lag, 0.9) for i, lag in enumerate(lags)]
+    shown = _chips(chips)
+    assert [chip.id for chip in shown["chips"]] == [4, 8, 2]  # 210, -95, -40 ms
+    assert shown["others"] == "+7 more (6 within ±30 ms)"
+    shown = _chips(chips[:-1])
+    assert shown["others"] == "+6 more within ±30 ms"

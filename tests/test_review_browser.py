@@ -197,3 +197,58 @@ def test_a_thousand_video_index_opens_in_under_two_seconds(browser, results, tmp
     assert page.locator("#videos tbody tr").count() == 1000
     assert opened < 2.0, f"the index of 1,000 videos took {opened:.2f} s to open"
     assert writing < 10.0, f"writing it took {writing:.2f} s"
+
+
+@pytest.fixture(scope="module")
+def class_of_30(tmp_path_factory) -> Path:
+    """The review page of a class: a real run of a generated clip where a stand-in model (no
+    inference cost) returns 30 dancing people a frame, each 0-6 frames late."""
+    from config import Config
+    from pipeline.bench import CrowdModel
+    from pipeline.report import write_reports
+    from pipeline.review import build_video_page
+    from pipeline.runner import run_video
+    from tests.helpers import make_video
+
+    folder = tmp_path_factory.mktemp("class")
+    clip = make_video(folder / "class.mp4", seconds=8.0, fps="30", size="640x360")
+    config = Config(input=clip, output=folder / "out" / "class.mp4", progress=False, max_persons=30,
+                    end_card_seconds=1.0)
+    write_reports(run_video(config, CrowdModel(30)), config)
+    return build_video_page(folder / "out" / "class.json")
+
+
+def test_a_class_of_30_reads_on_one_screen(browser, class_of_30):
+    report = json.loads(class_of_30.with_suffix(".json").read_text())
+    assert sum(p["scored"] for p in report["persons"]) == 30
+    watched = Watched(browser, class_of_30.as_uri())
+    page = watched.page
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # A compact row per person, sortable: the lag heading puts the furthest from the group first.
+    rows = page.locator("#persons tbody tr")
+    assert rows.count() == 30
+    heights = page.eval_on_selector_all("#persons tbody tr", "rows => rows.map(r => r.getBoundingClientRect().height)")
+    assert max(heights) <= 40, heights
+    page.click("#persons th button[data-key=lag]")
+    lags = [abs(v) for v in page.eval_on_selector_all(
+        "#persons tbody tr", "rows => rows.map(r => parseFloat(r.dataset.lag))")]
+    assert lags == sorted(lags, reverse=True) and lags[0] > lags[-1]
+    page.click("#persons th button[data-key=id]")
+    ids = page.eval_on_selector_all("#persons tbody tr", "rows => rows.map(r => +r.dataset.id)")
+    assert ids == sorted(ids)
+
+    # The heat map: 30 x 30 small cells, group by group, narrower than the page.
+    assert page.locator("#heatmap.compact tbody td").count() == 30 * 30
+    box = page.locator("#heatmap").bounding_box()
+    assert box["width"] <= 1280 - 40, box
+    group_of = {p["id"]: p["group"] or 10**6 for p in report["persons"]}
+    order = page.eval_on_selector_all("#heatmap tbody tr", "rows => rows.map(r => +r.dataset.person)")
+    assert [group_of[i] for i in order] == sorted(group_of[i] for i in order)
+
+    # A row under the pointer lights its person's lag line and dims the others.
+    first = ids[0]
+    page.hover(f"#persons tbody tr[data-person='{first}']")
+    assert page.locator(f"#timeline path.lag.hot[data-person='{first}']").count() == 1
+    assert page.locator("#timeline.focus").count() == 1
+    assert watched.dialogs == [] and watched.errors == []

@@ -333,13 +333,24 @@ def choose_groups(
             partners = sorted({other for pair in together if person_id in pair.ids for other in pair.ids} - {person_id})
             selection[person_id] = (True, f"performer (group {number[person_id]}): present in "
                                           f"{tracks[person_id].presence:.0%} of frames, moves with "
-                                          f"{', '.join(f'#{i}' for i in partners)}")
+                                          f"{_partners_text(partners, len(groups[number[person_id] - 1].members))}")
         elif person_id in compared:
             selection[person_id] = (False, f"not moving with the group: present in {tracks[person_id].presence:.0%} "
                                            "of frames, moving, but not with anyone above chance")
         else:  # not compared: select_performers says why (brief, small or static)
             selection[person_id] = (False, details)
     return selection, groups
+
+
+def _partners_text(partners: Sequence[int], group_size: int, named: int = 4) -> str:
+    """"#2, #3" for a few partners; in a class, "all 29 others in the group" or "17 of the 29
+    others in the group"."""
+    if len(partners) <= named:
+        return ", ".join(f"#{i}" for i in partners)
+    others = group_size - 1
+    if len(partners) == others:
+        return f"all {others} others in the group"
+    return f"{len(partners)} of the {others} others in the group"
 
 
 def group_worst_moments(timings: Mapping[int, PersonTiming], fps: float, params: ScoreParams) -> list[Moment]:
