@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from config import Config
-from pipeline.runner import run_video
+from pipeline.runner import DRAW_THREADS, run_video
 from workers.annotate import Annotator
-from workers.data import Detections
+from workers.data import Detections, Frame
 from workers.decode import VideoReader
+from workers.draw import paint
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe
 from workers.infer import PoseEstimator, PoseModel
@@ -300,18 +301,49 @@ def bench_crowd(counts: list[int], args: argparse.Namespace, folder: Path) -> No
     clip = make_clip(None, args.ceiling_frames, folder / "crowd", size=(1920, 1080))
     print(f"\nmachinery ceiling with a class (stand-in model, no inference cost), {args.ceiling_frames} frames "
           f"1920x1080 @ 30 fps, libx264 {Config.x264_preset}, {os.cpu_count()} cores")
-    print("| persons a frame | pipeline frames/s | score stage busy s (per frame ms) | encode busy s | "
-          "analysis s |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"| persons a frame | pipeline frames/s | score stage busy s (ms a frame) | draw stage busy s (ms a frame; "
+          f"{DRAW_THREADS} threads) | alone, ms a frame: score / draw | encode busy s | analysis s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for count in counts:
         config = Config(input=clip, output=folder / f"crowd{count}.mp4", end_card_seconds=0.0, progress=False,
                         save_poses=False, batch_size=args.batch_size, max_persons=max(count, 10))
         result = run_video(config, CrowdModel(count))
-        score, encode = result.stages["score_draw"], result.stages["encode"]
+        score, draw, encode = result.stages["score"], result.stages["draw"], result.stages["encode"]
         frames = len(result.frames)
         analysis = sum(result.analysis_seconds.values())
+        alone = _score_and_draw_alone(config, count, folder)
         print(f"| {count} | {result.fps:.1f} | {score.busy:.1f} ({1000 * score.busy / frames:.1f}) | "
+              f"{draw.busy:.1f} ({1000 * draw.busy / frames:.1f}) | {alone[0]:.1f} / {alone[1]:.1f} | "
               f"{encode.busy:.1f} | {analysis:.2f} |", flush=True)
+
+
+def _score_and_draw_alone(config: Config, count: int, folder: Path, frames: int = 150) -> tuple[float, float]:
+    """Milliseconds a frame of the score stage's work and of drawing, each alone on one thread with
+    nothing else running: what the stages can do on a machine with cores to spare (here, the
+    pipeline's own threads and ffmpeg share 2 cores, and its busy times include the waits)."""
+    model = CrowdModel(count)
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    found = [model.predict([image])[0] for _ in range(frames)]
+    annotator = Annotator(config, draw=True, fps=30.0, directory=folder, frame_size=(1920, 1080))
+    finished = []
+    started = time.perf_counter()
+    for index, detections in enumerate(found):
+        finished += annotator.track(Frame(index, index / 30.0, image), detections)
+    finished += annotator.flush()
+    scoring = time.perf_counter() - started
+    started = time.perf_counter()
+    for _, overlay in finished:
+        paint(image.copy(), overlay)
+    drawing = time.perf_counter() - started - frames * _copy_seconds(image)
+    return 1000 * scoring / frames, 1000 * drawing / frames
+
+
+def _copy_seconds(image: np.ndarray, repeats: int = 20) -> float:
+    """Seconds one copy of `image` takes (taken out of the drawing's time)."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        image.copy()
+    return (time.perf_counter() - started) / repeats
 
 
 def _rss_mb() -> float:

@@ -781,16 +781,17 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "| model | clip | batch | half | variant | model alone f/s | pipeline f/s (steady) | efficiency "
         "| x real time (30 fps) | GPU util % mean / p10 (model alone) | peak GPU MiB (model alone) "
-        "| decode busy/wait s | infer busy/wait s | score+draw busy/wait s | encode busy/wait s "
+        "| decode busy/wait s | infer busy/wait s | score busy/wait s | draw busy/wait s | encode busy/wait s "
         "| CPU cores: machine / process / model thread | encoder |",
-        "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
     for row in results["measurements"]:
         stages = row["stages"]
         cells = [f"{_f(stages[s]['busy'])} / {_f(stages[s]['waiting'])}" if s in stages else "--"
-                 for s in ("decode", "infer", "score_draw", "encode")]
+                 for s in ("decode", "infer", "score", "draw", "encode")]
         if row["error"]:
-            cells = [f"failed: {row['error']}", "", "", ""]
+            cells = [f"failed: {row['error']}", "", "", "", ""]
         cpu = row.get("cpu") or {}
         model_thread = sum(v for k, v in cpu.get("threads", {}).items() if k.startswith("model-")) or None
         cpu_cell = (f"{_f(cpu.get('machine_cores'))} / {_f(cpu.get('process_cores'))} / {_f(model_thread)}"

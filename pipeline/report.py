@@ -36,7 +36,7 @@ PERSON_COLUMNS = ("id", "performer", "group", "lag_ms", "lag_confidence", "sync"
                   "timing_score", "seen_share", "first_s", "last_s", "gaps", "reason")
 
 #: The pipeline stages whose timings a report holds (null for a stage that did not run).
-STAGES = ("decode", "infer", "score_draw", "encode")
+STAGES = ("decode", "infer", "score", "draw", "encode")
 
 
 def score_statistics(scores: Iterable[float | None]) -> dict[str, float | int | None]:

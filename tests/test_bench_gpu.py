@@ -36,7 +36,7 @@ def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_jso
     rows = results["measurements"]
     assert {row["model"] for row in rows} >= {"keypointrcnn"}
     assert all(row["error"] is None and row["pipeline_fps"] > 0 and row["model_fps"] > 0 for row in rows)
-    assert all(set(row["stages"]) >= {"decode", "infer", "score_draw"} for row in rows)
+    assert all(set(row["stages"]) >= {"decode", "infer", "score"} for row in rows)
     assert {row["variant"] for row in rows} >= {"defaults", "no video", "x264 ultrafast", "encoder libx264"}
     assert results["encoders"][0]["encode_alone_fps"] > 0
     assert results["checks"]["staging_buffer"]["max_keypoint_difference_px"] == 0.0

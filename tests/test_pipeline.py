@@ -198,3 +198,33 @@ def test_infer_every_k_frames_runs_the_model_on_keys_and_interpolates_between(tm
     _, frames = load_poses(tmp_path / "out.poses.npz")
     nose_x = [round(float(f.keypoints[0, 0, 0])) for f in frames]
     assert nose_x == [40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 160]
+
+
+def test_frames_drawn_on_several_threads_come_out_in_order_with_their_own_skeletons(tmp_path, monkeypatch):
+    import pipeline.runner
+    from workers.decode import VideoReader
+
+    monkeypatch.setattr(pipeline.runner, "DRAW_THREADS", 4)
+    # Every frame brighter than the one before, by a fifth of the range (five steps, then again).
+    source = make_video(tmp_path / "in.mp4", seconds=3, fps="10", size="320x240",
+                        extra=["-vf", "eq=brightness='0.2*mod(n,5)-0.4':eval=frame"])
+    config = _config(tmp_path, source, end_card_seconds=0, crf=0, x264_preset="ultrafast")
+    result = run_video(config, StandInEstimator())
+    frames = []
+    for path in (source, config.output):
+        reader = VideoReader(probe(path))
+        reader.start()
+        frames.append([frame.image.astype(int) for frame in reader])
+    inputs, outputs = frames
+    assert len(outputs) == len(inputs) == 30
+    # Below the skeletons (the bottom 16 rows) nothing is drawn: each output frame is its own
+    # input frame, not a neighbour's.
+    bottom = slice(224, 240)
+    for k, (before, after) in enumerate(zip(inputs, outputs)):
+        own = np.abs(after[bottom] - before[bottom]).mean()
+        others = [np.abs(after[bottom] - inputs[j][bottom]).mean() for j in (k - 1, k + 1) if 0 <= j < len(inputs)]
+        assert own < 2 < min(others), (k, own, others)
+    # Where the skeletons are, every frame is drawn on (its persons' colours, not the input's pixels).
+    assert all((np.abs(after[60:180] - before[60:180]).sum(axis=2) > 60).sum() > 200
+               for before, after in zip(inputs, outputs))
+    assert result.stages["draw"].items == 30

@@ -16,7 +16,7 @@ import numpy as np
 from config import Config
 from workers.analysis import PersonResult, VideoAnalysis, analyse_video
 from workers.data import CHUNK_FRAMES, Detections, Frame
-from workers.draw import draw_label, draw_person_labels, draw_skeletons
+from workers.draw import Overlay, paint
 from workers.identity import IdentityJoiner, IdentityParams, scene_change, scene_thumbnail
 from workers.poses import PoseLog
 from workers.records import FrameResult, FrameTable
@@ -27,6 +27,13 @@ from workers.track import Tracker, TrackSummarizer, select_performers
 
 #: What a held frame keeps of its picture when nothing is drawn.
 _NO_PICTURE = np.zeros((1, 1, 3), np.uint8)
+
+
+def _painted(finished: list[tuple[Frame, Overlay | None]]) -> list[Frame]:
+    """The frames, each with its overlay drawn on it."""
+    for frame, overlay in finished:
+        paint(frame.image, overlay)
+    return [frame for frame, _ in finished]
 
 
 def score_params(config: Config) -> ScoreParams:
@@ -120,6 +127,15 @@ class Annotator:
             The frames finished now, oldest first (drawn in place; with `draw` off, their
             index and time only, with a 1x1 picture).
         """
+        return _painted(self.track(frame, detections))
+
+    def close(self) -> list[Frame]:
+        """After the last frame: score, draw on and record the frames still held."""
+        return _painted(self.flush())
+
+    def track(self, frame: Frame, detections: Detections) -> list[tuple[Frame, Overlay | None]]:
+        """`__call__` without the drawing: the frames finished now with what to draw on each
+        (None with `draw` off), for a draw stage of their own (`workers.draw.paint`)."""
         order = without_duplicates(detections, order_above(detections, self.params.person_threshold))
         persons = detections.select(order)
         started = time.thread_time()  # CPU time: the stage shares the interpreter with the others
@@ -136,8 +152,8 @@ class Annotator:
         self._held.append((frame, detections, order))
         return self._release()
 
-    def close(self) -> list[Frame]:
-        """After the last frame: score, draw on and record the frames still held."""
+    def flush(self) -> list[tuple[Frame, Overlay | None]]:
+        """`close` without the drawing (see `track`)."""
         self.joiner.close()
         return self._release()
 
@@ -147,23 +163,24 @@ class Annotator:
         return (previous is not None and previous.shape == thumbnail.shape
                 and scene_change(previous, thumbnail) >= self.SCENE_CUT)
 
-    def _release(self) -> list[Frame]:
+    def _release(self) -> list[tuple[Frame, Overlay | None]]:
         done = []
         while self.joiner.ready():
             started = time.thread_time()
             person_ids = self.joiner.pop()
             self._joining_seconds += time.thread_time() - started
             frame, detections, order = self._held.popleft()
-            self._finish(frame, detections.select(order), person_ids)
+            overlay = self._finish(frame, detections.select(order), person_ids)
             if self.raw_log is not None:
                 raw_ids = np.zeros(len(detections), dtype=np.int64)
                 raw_ids[order] = person_ids
                 self.raw_log.append(detections, raw_ids)
-            done.append(frame)
+            done.append((frame, overlay))
         return done
 
-    def _finish(self, frame: Frame, persons: Detections, person_ids: np.ndarray) -> None:
-        """Score, draw on and record one frame whose persons have their final ids."""
+    def _finish(self, frame: Frame, persons: Detections, person_ids: np.ndarray) -> Overlay | None:
+        """Score and record one frame whose persons have their final ids; what to draw on it
+        (None with `draw` off)."""
         self.tracked.append(persons, person_ids)
         ids = tuple(int(person_id) for person_id in person_ids)
         score = text = displayed = None
@@ -173,13 +190,9 @@ class Annotator:
             displayed = self.running.displayed if len(persons) else None
             self._update_live_lags()
         labels = tuple(self._label(person_id) for person_id in ids)
-        if self.draw:
-            draw_skeletons(frame.image, persons, self.config.keypoint_min_score, ids)
-            draw_person_labels(frame.image, persons, ids, labels)
-            if text:
-                draw_label(frame.image, text)
         result = FrameResult(frame.index, frame.timestamp, len(persons), score, displayed, text, ids, labels)
         self.results.append(result)
+        return Overlay(persons, ids, labels, text, self.config.keypoint_min_score) if self.draw else None
 
     def _label(self, person_id: int) -> str:
         lag = self.live_lags.get(person_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -111,6 +112,39 @@ def draw_person_labels(image: np.ndarray, persons: Detections, ids: Sequence[int
         cv2.putText(image, text, (rect[0] + pad, rect[3] - baseline - pad), FONT, font_scale, colour_of(ids[person]),
                     thickness, cv2.LINE_AA)
     return placed
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What is drawn on one frame, decided by the score stage, drawn by the draw stage.
+
+    Attributes:
+        persons: The frame's persons.
+        ids: (n,) their track ids (colours).
+        labels: (n,) their labels, e.g. "#2 +120 ms".
+        text: The on-screen score, or None.
+        keypoint_threshold: Minimum keypoint score (model scale) for a keypoint to be drawn.
+    """
+
+    persons: Detections
+    ids: tuple[int, ...]
+    labels: tuple[str, ...]
+    text: str | None
+    keypoint_threshold: float
+
+
+def paint(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
+    """Draw `overlay` on `image` in place (nothing for None) and return the image.
+
+    OpenCV releases the GIL while it draws, so frames painted on several threads are painted
+    at the same time (the draw stage's pool).
+    """
+    if overlay is not None:
+        draw_skeletons(image, overlay.persons, overlay.keypoint_threshold, overlay.ids)
+        draw_person_labels(image, overlay.persons, overlay.ids, overlay.labels)
+        if overlay.text:
+            draw_label(image, overlay.text)
+    return image
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
