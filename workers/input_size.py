@@ -8,10 +8,10 @@ people"):
 
 | dancer's height at the model's input | frames in which each dancer is found |
 | --- | --- |
-| 67 px | 0-12% |
-| 82 px | 83-90% |
-| 97 px | 99-100% |
-| 122 px and more | 100% |
+| about 60 px | 0-8% |
+| about 78 px | 75-87% |
+| about 92 px | 96-99% |
+| 112 px and more | 100% |
 
 So before a video runs, a few frames spread over it are shown to the model at twice its default
 size (the scout), and the input size becomes the smallest that puts the smaller people
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dancingskeletons")
 
 #: Height (pixels at the model's input) above which YOLO11n-pose finds a dancer in every frame:
-#: 97 px measured 99%, 122 px 100%; the margin covers people who crouch or are half hidden.
+#: about 92 px measured 96-99%, 118 px 100%; the margin covers people who crouch or are half hidden.
 MIN_PERSON_PIXELS = 112
 #: The heights' percentile that decides: the smaller people of a class, not the smallest box
 #: (a far-away bystander, a half-hidden child) nor the typical one.
