@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-dev run test lint bench bench-ray bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-dev run test test-quick lint bench bench-ray bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -59,6 +59,11 @@ run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --runtime 
 test: setup-dev
 	$(PY) -m pytest -q tests --ignore=tests/test_cluster.py
 	$(PY) -m pytest -q tests/test_cluster.py
+
+# The inner loop: every test but the slow modules (real footage and models, browser, cluster;
+# tests/conftest.py SLOW_MODULES). `make test` stays the whole suite, and what CI runs.
+test-quick: setup-dev
+	$(PY) -m pytest -q -m "not slow" tests --ignore=tests/test_cluster.py
 
 # Style and types, no warnings allowed (settings in pyproject.toml); CI runs it before the tests.
 lint: setup-dev

@@ -6,6 +6,26 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+#: Test modules that run real videos through real models, a browser, a Ray cluster or the GPU
+#: check's dry run: marked `slow`, left out of `make test-quick` (the inner loop), always in
+#: `make test` (what CI runs).
+SLOW_MODULES = frozenset({
+    "test_cluster", "test_crowds_real_footage", "test_identity_real_footage", "test_real_footage",
+    "test_sync_real_footage", "test_runtimes", "test_review_browser", "test_bench_gpu", "test_yolo",
+    "test_keypoint_rcnn",
+})
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: real footage, real models, browser, cluster (see SLOW_MODULES)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def validate_report(report: dict) -> None:
     """Raise jsonschema.ValidationError unless `report` follows the report's JSON Schema."""
     from jsonschema import Draft202012Validator
