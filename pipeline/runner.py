@@ -31,9 +31,9 @@ from workers.keyframes import detect_frames
 from workers.poses import PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.probe import probe
 
-#: Threads of the draw stage: drawing a class of 30 takes longer than scoring it (on the CPU
-#: of a GPU machine, about 8 of 20 ms a frame at 1080p), and frames are independent once
-#: their ids are decided. One on a small machine, up to 4 where there are cores to spare.
+#: Threads of the draw stage: drawing a class of 30 takes longer than scoring it (alone on one
+#: thread here, 5.5 against 3.0 ms a frame at 1080p: docs/BENCHMARKS.md), and frames are
+#: independent once their ids are decided. One on a small machine, up to 4 with cores to spare.
 DRAW_THREADS = max(1, min(4, (os.cpu_count() or 1) // 4))
 
 

@@ -13,6 +13,7 @@ same model on the rectangle alone, moved with the rectangle; a person counts as 
 least half of that box is neither covered by a layer in front nor outside the canvas.
 
     python -m tests.composites [FOLDER]     # every case through YOLO11n-pose: the table of docs/SYNC.md
+    python -m tests.composites --crowds | --sizes | --alone [NAME...]   # docs/BENCHMARKS.md, "Small people"
 
 needs ../shared (the clip and the model) and the optional ultralytics package.
 """
@@ -34,6 +35,7 @@ PARK = SHARED / "videos" / "park_two_people_vp9_audio.mp4"
 WEIGHTS = SHARED / "models" / "yolo11n-pose.pt"
 
 FPS = 30
+FRAME_MS = 1000.0 / FPS
 CANVAS = (1200, 400)
 FRAMES = 240  # 8 s: the dance forwards (4 s), then backwards
 #: The dancer's rectangle on the canvas (the roof crop, 520x480, scaled by 3/4).
@@ -485,27 +487,39 @@ def run_crowd(crowd: Crowd, folder: Path, estimator, solo: np.ndarray, **setting
     for name in crowd.dancers:
         person = next((p for p in report["persons"] if p["id"] == scores.person_of.get(name)), None)
         lags[name] = None if person is None else person["lag_ms"]
-    known = [name for name in crowd.dancers if lags[name] is not None]
-    errors = np.array([lags[name] for name in known]) - np.array(
-        [crowd.delays[crowd.dancers.index(name)] * 1000 / FPS for name in known])
+    reported, truth = _lags_and_truth(crowd, [lags[name] for name in crowd.dancers])
     return {
         "report": report, "scores": scores, "seen": seen, "lags": lags,
-        "lag_errors": errors - errors.mean() if len(errors) else errors,
+        "lag_errors": _centred_errors(reported, truth), "lag_slope": _slope(reported, truth),
         "seconds": result.seconds, "frames": len(result.frames),
     }
 
 
+def _lags_and_truth(crowd: Crowd, lags: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:
+    """The reported lags (ms) that exist, and the true delays (ms) of the same dancers."""
+    known = [k for k, lag in enumerate(lags) if lag is not None]
+    return (np.array([lags[k] for k in known], dtype=np.float64),
+            np.array([crowd.delays[k] * FRAME_MS for k in known], dtype=np.float64))
+
+
+def _centred_errors(reported: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Reported minus true lags, both sides' mean taken out (the lags are relative to the group)."""
+    errors = reported - truth
+    return errors - errors.mean() if len(errors) else errors
+
+
+def _slope(reported: np.ndarray, truth: np.ndarray) -> float:
+    """Reported lag per unit of true delay (1 when the lags are right), least squares."""
+    return float(np.polyfit(truth, reported, 1)[0]) if len(truth) > 1 else float("nan")
+
+
 def crowds_main(folder: Path, names: Sequence[str]) -> int:
     """The crowds through the whole run at the defaults: the table of docs/BENCHMARKS.md."""
-    from config import Config
-    from workers.models import build_estimator
-
-    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
-                                       device="cpu"))
+    estimator = cpu_estimator()
     solo = solo_boxes("dancer", folder, estimator.predict)
     print("| case | dancers | frame | input size | each found in (least, mean) | IDF1 | switches | ids per dancer "
-          "(most) | performers | lag error, centred (largest) | run s (of which scout) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "(most) | performers | lag error, centred (largest) | lag slope | run s (of which scout) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in names or list(CROWDS):
         crowd = CROWDS[name]
         out = run_crowd(crowd, folder, estimator, solo)
@@ -519,7 +533,7 @@ def crowds_main(folder: Path, names: Sequence[str]) -> int:
               f"| {seen.min():.3f}, {seen.mean():.3f} | {scores.idf1:.3f} | {scores.switches} "
               f"| {max(len(ids) for ids in scores.ids_per_person.values())} | {performers} "
               f"| {worst:.0f} ms ({sum(v is None for v in out['lags'].values())} without a lag) "
-              f"| {out['seconds']:.1f} ({size['scout_seconds']:.1f}) |")
+              f"| {out['lag_slope']:.3f} | {out['seconds']:.1f} ({size['scout_seconds']:.1f}) |")
     return 0
 
 
@@ -531,14 +545,11 @@ def sizes_main(folder: Path, names: Sequence[str], sizes: Sequence[int] = (640, 
     finds him whole)."""
     import time
 
-    from config import Config
     from workers.decode import VideoReader
-    from workers.models import build_estimator
     from workers.probe import probe
     from workers.track import box_iou
 
-    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
-                                       device="cpu"))
+    estimator = cpu_estimator()
     solo = solo_boxes("dancer", folder, estimator.predict)
     print("| case | how the model sees the frame | ms a frame | each dancer found in (least, mean) |")
     print("| --- | --- | --- | --- |")
@@ -574,29 +585,83 @@ def sizes_main(folder: Path, names: Sequence[str], sizes: Sequence[int] = (640, 
     return 0
 
 
+def alone_main(folder: Path, names: Sequence[str]) -> int:
+    """Each crowd's lags with the dancers together in one frame against each dancer alone.
+
+    Alone: every copy rendered by itself, at its own place, size and delay on the same canvas,
+    each video through the model at the input size the crowd ran at; the lags of the separate
+    tracks then come from the same analysis. Prints the table of docs/BENCHMARKS.md ("Small
+    people"): where alone is right and together is not, the people around a person move its
+    keypoints.
+    """
+    from workers.decode import VideoReader
+    from workers.probe import probe
+    from workers.timing import analyse_timing
+
+    estimator = cpu_estimator()
+    solo = solo_boxes("dancer", folder, estimator.predict)
+    print("| case | input size | together: lag slope, largest error | alone: lag slope, largest error |")
+    print("| --- | --- | --- | --- |")
+    for name in names or ("scattered_5",):
+        crowd = CROWDS[name]
+        together = run_crowd(crowd, folder, estimator, solo)
+        size = together["report"]["input_size"]["pixels"]
+        estimator.set_input_size(size)
+        tracks = {}
+        for k, (place, delay) in enumerate(zip(crowd.places, crowd.delays)):
+            one = _Alone(f"{name}-alone-{k}", crowd.canvas, (place,), crowd.frames, delay)
+            reader = VideoReader(probe(make_crowd(one, folder / f"{one.name}.mp4")))
+            reader.start()
+            frames = [frame.image for frame in reader]
+            track = np.full((len(frames), 17, 2), np.nan)
+            for start in range(0, len(frames), 4):
+                for offset, found in enumerate(estimator.predict(frames[start:start + 4])):
+                    if len(found):
+                        best = int(np.argmax(found.box_scores))
+                        keypoints = found.keypoints[best].astype(np.float64)
+                        keypoints[found.keypoint_scores[best] <= 0.5] = np.nan
+                        track[start + offset] = keypoints
+            tracks[k] = track
+        timing = analyse_timing(tracks, float(FPS))
+        reported, truth = _lags_and_truth(crowd, [timing[k].lag_ms for k in range(len(tracks))])
+        alone = _centred_errors(reported, truth)
+        print(f"| {name} | {size} | {together['lag_slope']:.3f}, {np.abs(together['lag_errors']).max():.0f} ms "
+              f"| {_slope(reported, truth):.3f}, {np.abs(alone).max():.1f} ms |")
+    return 0
+
+
+@dataclass(frozen=True)
+class _Alone(Crowd):
+    """One dancer of a crowd by itself, keeping its delay."""
+
+    delay: int = 0
+
+    @property
+    def delays(self) -> list[int]:
+        return [self.delay]
+
+
 def main(argv: Sequence[str]) -> int:
     """Every case through YOLO11n-pose on the CPU; prints the table of docs/SYNC.md.
 
     With `--crowds [NAME...]` first: the crowds instead (docs/BENCHMARKS.md, "Small people");
-    with `--sizes [NAME...]`: the model alone at each input size and tiled.
+    with `--sizes [NAME...]`: the model alone at each input size and tiled; with `--alone
+    [NAME...]`: a crowd's lags together against each dancer rendered alone.
     """
     import json
     import tempfile
 
-    if argv and argv[0] in ("--crowds", "--sizes"):
-        folder = Path(tempfile.mkdtemp(prefix="crowds-"))
-        names = argv[1:]
-        return crowds_main(folder, names) if argv[0] == "--crowds" else sizes_main(folder, names)
+    tables = {"--crowds": crowds_main, "--sizes": sizes_main, "--alone": alone_main}
+    if argv and argv[0] in tables:
+        return tables[argv[0]](Path(tempfile.mkdtemp(prefix="crowds-")), argv[1:])
 
     from config import Config
     from pipeline.report import write_reports
     from pipeline.runner import run_video
-    from workers.models import build_estimator
 
     folder = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="composites-"))
     folder.mkdir(parents=True, exist_ok=True)
-    estimator = build_estimator(Config(input="in.mp4", output="out.mp4", model="yolo", weights=str(WEIGHTS),
-                                       device="cpu"))
+    estimator = cpu_estimator()
     solo = {source: solo_boxes(source, folder, estimator.predict) for source in ("dancer", "walker")}
     reports = {}
     print("| case | IDF1 | switches | ids per person | performers (truth) | lags ms (without the event) "

@@ -20,7 +20,7 @@ import pytest
 from tests import composites
 
 pytestmark = composites.skip_marks()
-FRAME_MS = 1000.0 / composites.FPS
+FRAME_MS = composites.FRAME_MS
 
 
 @pytest.fixture(scope="module")

@@ -189,8 +189,7 @@ def input_size_for(info: VideoInfo, estimator: PoseEstimator, asked: int | None)
     return scout_input_size(info, estimator, side)
 
 
-def scout_input_size(info: VideoInfo, estimator: PoseEstimator, side: Side,
-                     times: np.ndarray | None = None) -> InputSize:
+def scout_input_size(info: VideoInfo, estimator: PoseEstimator, side: Side) -> InputSize:
     """Choose the input size of `estimator` for the video `info`, and set it.
 
     Reads `SCOUT_FRAMES` frames spread over the video (one seek each) and runs the model on
@@ -200,7 +199,6 @@ def scout_input_size(info: VideoInfo, estimator: PoseEstimator, side: Side,
         info: The probed video.
         estimator: A model that can change its input size (see `workers.infer.PoseModel`).
         side: Its `input_side`.
-        times: Where to look (seconds); `scout_times` by default.
 
     Returns:
         The choice (also logged when it is not the default).
@@ -218,7 +216,7 @@ def scout_input_size(info: VideoInfo, estimator: PoseEstimator, side: Side,
     looking = min(largest, round_up(SCOUT_SCALE_OF_DEFAULT * default, stride))
     # A keyframe near each time is as good a sample, and decodes in a tenth of the time; but
     # not one from an earlier sample's share of the video (a short clip may have one keyframe).
-    times = scout_times(info.duration) if times is None else np.asarray(times, dtype=np.float64)
+    times = scout_times(info.duration)
     share = info.duration / max(1, len(times))
     frames = [frame for when in times if (frame := keyframe_near(info, when, when - share / 2)) is not None]
     heights: list[float] = []
