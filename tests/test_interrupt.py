@@ -57,8 +57,9 @@ def test_ctrl_c_in_a_terminal_exits_130_and_leaves_nothing(tmp_path):
         pressed = time.monotonic()
         status = None
         while time.monotonic() - pressed < 15:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, code = os.waitpid(pid, os.WNOHANG)
             if done:
+                status = code
                 break
             _read_until(fd, b"\n", 0.2)
         assert status is not None and os.WIFEXITED(status), "still running 15 s after Ctrl-C"
