@@ -18,13 +18,13 @@ from tqdm import tqdm
 from config import Config
 from config.settings import CLUSTERS, ENCODERS, X264_PRESETS
 from workers.encode import output_container
-from workers.errors import PoseCacheError, SyncError, UsageError
+from workers.errors import DancingSkeletonsError, PoseCacheError, UsageError
 from workers.models import model_names
 from workers.poses import read_poses_meta
 from workers.runtimes import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
-    from pipeline.results import RunResult
+    from reports.results import RunResult
 
 log = logging.getLogger("dancingskeletons")
 
@@ -101,7 +101,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="folder runs: process only every N-th file from the I-th (1 <= I <= N), so that N "
                              "machines or a Slurm job array split one folder; merge their summaries with "
-                             "`python -m pipeline.summary OUT` (default: every file)")
+                             "`python -m reports.merge OUT` (default: every file)")
     parser.add_argument("--cluster", choices=CLUSTERS, default=None,
                         help="folder runs: run on a cluster, one task per video; ray = the Ray cluster that "
                              "RAY_ADDRESS names, else the one `ray start` runs on this machine (needs "
@@ -206,14 +206,14 @@ def main(args: argparse.Namespace | None = None) -> int:
         except KeyboardInterrupt:
             log.error("interrupted")
             return 130
-        except SyncError as error:
+        except DancingSkeletonsError as error:
             log.error("error: %s", error)
             log.debug("traceback", exc_info=error)
             return 2 if isinstance(error, UsageError) else 1
 
 
 def _check_folder_args(config: Config) -> None:
-    from pipeline.batch import VIDEO_EXTENSIONS
+    from pipeline.folder import VIDEO_EXTENSIONS
 
     if config.output.exists() and not config.output.is_dir():
         raise UsageError(f"{config.output}: INPUT is a folder, so OUTPUT must be a folder, but it is a file")
@@ -225,38 +225,31 @@ def _check_folder_args(config: Config) -> None:
         raise UsageError("--gpus-per-video is for --cluster runs")
 
 
-def load_estimator(config: Config):
-    from workers.models import build_estimator
-
-    if config.weights == "random":
-        import torch
-
-        torch.manual_seed(0)  # untrained weights (tests): the same in every run, so runs compare
-    return build_estimator(config)
-
-
 def _run(config: Config, bars: bool) -> int:
-    from pipeline.batch import describe, process_video
     from pipeline.progress import make_progress
-    from workers.poses import check_matches
+    from pipeline.runner import process_video
+    from reports.report import describe
+    from workers.models import load_estimator
+    from workers.poses import CachedPoses, check_matches
     from workers.probe import probe
 
     if config.output.is_dir():
         config = config.replace(output=config.output / f"{config.input.stem}.mp4")
     if config.output.resolve() == config.input.resolve():
-        raise SyncError(f"{config.output}: the output would overwrite its own input")
+        raise DancingSkeletonsError(f"{config.output}: the output would overwrite its own input")
     started = time.perf_counter()
     info = probe(config.input)
     probe_seconds = time.perf_counter() - started
     estimator = load_estimator(config)
-    if estimator.replays_cache:
+    if isinstance(estimator, CachedPoses):
         assert config.poses is not None
         check_matches(config.poses, estimator.meta, info, config.model, config.person_threshold_in_effect)
     progress = make_progress(config, bars)
     progress.begin(1)
     progress.start_file(1, config.input.name)
+    progress.expect_frames(info.expected_frames)
     try:
-        result, report = process_video(config, estimator, info, progress, probe_seconds)
+        result, report = process_video(config, estimator, info, progress.advance, probe_seconds)
     finally:
         progress.close()
     log.info(
@@ -275,8 +268,9 @@ def _where(result: RunResult) -> str:
 
 
 def _run_folder(config: Config, bars: bool) -> int:
-    from pipeline.batch import exit_code, run_folder
+    from pipeline.folder import exit_code, run_folder
     from pipeline.progress import make_progress
+    from workers.models import load_estimator
 
     if config.cluster == "ray":
         from pipeline.cluster import run_folder_on_ray

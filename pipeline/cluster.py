@@ -1,10 +1,10 @@
 """Folder runs on a Ray cluster (`--cluster ray`): one Ray task per video, a folder run's semantics.
 
 The driver (this process) plans the run and skips what is done exactly as a local folder run
-does (`pipeline.batch`), checks from every node that takes tasks that the folders are the same
+does (`pipeline.folder`), checks from every node that takes tasks that the folders are the same
 shared storage, and then keeps the cluster busy with one task per video, rewriting the summary
 as each result arrives: a driver killed midway leaves a valid summary of what finished, and a
-rerun skips that. Each task runs `batch.run_job` in a Ray worker, the code of a local run, with
+rerun skips that. Each task runs `folder.run_job` in a Ray worker, the code of a local run, with
 the model loaded in that worker. Ray is imported here only, and only when a run asks for it.
 
 Faults. A task whose worker process or node died (Ray's WorkerCrashedError, NodeDiedError, ...)
@@ -56,20 +56,11 @@ from pathlib import Path
 from typing import Any
 
 from config import Config
-from pipeline.batch import (
-    FolderRun,
-    Job,
-    SummaryRow,
-    describe_row,
-    one_line,
-    plan_folder_run,
-    run_job,
-    skipped_row,
-    this_node,
-)
+from pipeline.folder import FolderRun, Job, describe_row, plan_folder_run, run_job, skipped_row, this_node
 from pipeline.progress import Progress, format_duration
 from pipeline.resume import remove_outputs
-from workers.errors import SyncError, UsageError
+from reports.summary import SummaryRow
+from workers.errors import DancingSkeletonsError, UsageError, one_line
 from workers.runtimes import is_exported
 
 log = logging.getLogger("dancingskeletons")
@@ -88,7 +79,7 @@ WORKER_VIDEOS = 20
 #: Environment passed on to the tasks where the driver has it set.
 PASSED_ENVIRONMENT = ("TORCH_HOME", "YOLO_OFFLINE", "YOLO_CONFIG_DIR")
 #: The project's code and data files, whose digest every node must share.
-CODE_FOLDERS = ("config", "pipeline", "workers")
+CODE_FOLDERS = ("config", "pipeline", "reports", "workers")
 CODE_SUFFIXES = (".py", ".json", ".j2")
 
 
@@ -259,13 +250,13 @@ _MODEL: dict[str, Any] = {}
 
 
 def video_task(job: Job, config: Config, output_folder: Path, position: int, count: int) -> TaskOutcome:
-    """A video's Ray task: `batch.run_job` in this worker, on the GPU Ray assigned, with the model
+    """A video's Ray task: `folder.run_job` in this worker, on the GPU Ray assigned, with the model
     kept for the worker's next video (see the module's docstring)."""
     import ray
     import torch
 
-    from pipeline.cli import load_estimator
     from workers.device import release_device_memory
+    from workers.models import load_estimator
 
     device = task_device(config.device, ray.get_gpu_ids(), torch.cuda.is_available())
     config = config.replace(device=device)
@@ -281,7 +272,7 @@ def video_task(job: Job, config: Config, output_folder: Path, position: int, cou
 
     try:
         row = run_job(job, config, model, Progress(), output_folder, position, count)
-    except SyncError as error:  # from the model's loading only
+    except DancingSkeletonsError as error:  # from the model's loading only
         row = SummaryRow(input=job.relative.as_posix(), status="failed", error=one_line(error))
         return here(row, device, model_error=one_line(error))
     finally:
@@ -321,7 +312,7 @@ def connect(ray: Any) -> str:
     """Connect to the cluster that RAY_ADDRESS names, else the one on this machine; return its address.
 
     Raises:
-        SyncError: No cluster could be reached.
+        DancingSkeletonsError: No cluster could be reached.
     """
     address = os.environ.get("RAY_ADDRESS") or "auto"
     if ray.is_initialized():
@@ -332,7 +323,7 @@ def connect(ray: Any) -> str:
     try:
         context = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
-        raise SyncError(
+        raise DancingSkeletonsError(
             f"cannot connect to the Ray cluster at {address} ({_first_line(error)}); start one with `ray start "
             "--head` or set RAY_ADDRESS; a cluster with token authentication also needs RAY_AUTH_MODE=token and "
             "its token (RAY_AUTH_TOKEN_PATH) here (README, \"Several machines\")"
@@ -347,7 +338,7 @@ def reachable(address: str, seconds: float = 10.0) -> None:
     """Fail at once where a "host:port" address does not answer (Ray itself retries for minutes).
 
     Raises:
-        SyncError: Nothing listens there.
+        DancingSkeletonsError: Nothing listens there.
     """
     host, _, port = address.rpartition(":")
     if address == "auto" or "://" in address or not host or not port.isdigit():
@@ -355,9 +346,10 @@ def reachable(address: str, seconds: float = 10.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
     except OSError as error:
-        raise SyncError(f"cannot connect to the Ray cluster at {address} ({error.strerror or error}); start it with "
-                        "`ray start --head` there, or set RAY_ADDRESS to the head's host:port (README, \"Several "
-                        "machines\")") from None
+        raise DancingSkeletonsError(
+            f"cannot connect to the Ray cluster at {address} ({error.strerror or error}); start it with "
+            "`ray start --head` there, or set RAY_ADDRESS to the head's host:port (README, \"Several machines\")"
+        ) from None
 
 
 def working_nodes(ray: Any) -> list[dict[str, Any]]:
@@ -371,7 +363,7 @@ def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict
     file) as this driver does.
 
     Raises:
-        SyncError: One line naming each node that does not, and what it does not see.
+        DancingSkeletonsError: One line naming each node that does not, and what it does not see.
     """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -415,8 +407,10 @@ def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict
         for node in nodes:
             (run.output_folder / check.reply_name(node["NodeID"])).unlink(missing_ok=True)
     if problems:
-        raise SyncError("; ".join(problems) + ". Inputs, outputs and weights must be at the same paths on every "
-                        "node (a shared mount); see README, \"Several machines\"")
+        raise DancingSkeletonsError(
+            "; ".join(problems) + ". Inputs, outputs and weights must be at the same paths on every node (a shared "
+            "mount); see README, \"Several machines\""
+        )
 
 
 def _describe_node(node: dict[str, Any]) -> str:
@@ -432,14 +426,14 @@ def _system_failure(ray: Any, error: BaseException) -> bool:
 
 def run_folder_on_ray(config: Config, input_folder: Path, output_folder: Path,
                       progress: Progress | None = None) -> list[SummaryRow]:
-    """`batch.run_folder` on a Ray cluster: the same plan, skips, rows, summary and index.
+    """`folder.run_folder` on a Ray cluster: the same plan, skips, rows, summary and index.
 
     Returns:
         One row per input, in order (the rows of the summary).
 
     Raises:
         UsageError: Ray is not installed.
-        SyncError: No cluster, a node that does not see the folders, no node that fits a video's
+        DancingSkeletonsError: No cluster, a node that does not see the folders, no node that fits a video's
             resources, or a model that cannot be loaded (the summary lists what was done).
         KeyboardInterrupt: After cancelling every task and writing the summary (the files that
             were running "interrupted", the rest "pending").
@@ -482,8 +476,10 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
              totals.get("GPU", 0.0), totals.get("CPU", 0.0), resources.describe(),
              slots if slots < 1_000_000 else "all")
     if slots == 0:
-        raise SyncError(f"no node of the Ray cluster at {address} has {resources.describe()} for one video; lower "
-                        "--gpus-per-video or --cpus-per-video, or add nodes")
+        raise DancingSkeletonsError(
+            f"no node of the Ray cluster at {address} has {resources.describe()} for one video; lower "
+            "--gpus-per-video or --cpus-per-video, or add nodes"
+        )
     check_storage(ray, run, config, nodes)
     remote = ray.remote(max_calls=WORKER_VIDEOS)(video_task)
     options = {"num_gpus": resources.gpus, "num_cpus": resources.cpus, "max_retries": 0,
@@ -517,7 +513,7 @@ def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: lis
                     waiting.appendleft(index)
                     continue
                 if outcome.model_error:
-                    raise SyncError(f"the model cannot be loaded on {outcome.where}: {outcome.model_error}")
+                    raise DancingSkeletonsError(f"the model cannot be loaded on {outcome.where}: {outcome.model_error}")
                 rows[index] = outcome.row
                 finished += 1
                 run.write_summary(rows)

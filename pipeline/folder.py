@@ -21,14 +21,13 @@ from pathlib import Path
 from config import Config
 from config.settings import parse_shard
 from pipeline.progress import Progress, format_duration
-from pipeline.report import write_reports
-from pipeline.results import RunResult
-from pipeline.resume import OutputFiles, complete_report, remove_outputs
-from pipeline.review import build_index, build_video_page
-from pipeline.runner import run_video
-from workers.data import VideoInfo
-from workers.errors import FolderError, SyncError
-from workers.files import write_csv
+from pipeline.resume import complete_report, remove_outputs
+from pipeline.runner import process_video, write_page
+from reports.outputs import OutputFiles
+from reports.report import describe, in_words
+from reports.review import build_index
+from reports.summary import INDEX_NAME, SUMMARY_NAME, SummaryRow, is_reserved_stem, shard_summary_name, write_summary
+from workers.errors import DancingSkeletonsError, FolderError, one_line
 from workers.infer import PoseEstimator
 from workers.probe import probe
 
@@ -40,18 +39,6 @@ VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
     ".m2v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".dv", ".y4m",
 })
-
-SUMMARY_NAME = "summary.csv"
-#: The review page over a folder run (pipeline/review.py).
-INDEX_NAME = "index.html"
-SUMMARY_COLUMNS = (
-    "input", "status", "error", "score", "frames", "frames_scored", "persons",
-    "duration_seconds", "processing_seconds", "report", "node",
-)
-#: A row's status: the first three are final; the others are only seen in the summary of a
-#: run that is still going on or was interrupted.
-STATUSES = ("done", "skipped", "failed", "pending", "interrupted")
-
 
 @dataclass(frozen=True)
 class Job:
@@ -66,6 +53,11 @@ class Job:
     source: Path
     relative: Path
     output: Path
+
+    def row(self, status: str, report: dict, seconds: float, output_folder: Path, node: str = "") -> SummaryRow:
+        """The summary row of this job, done or skipped, its numbers taken from its report."""
+        report_path = OutputFiles.of(self.output).json.relative_to(output_folder).as_posix()
+        return SummaryRow.from_report(self.relative.as_posix(), status, report, seconds, report_path, node)
 
 
 def find_videos(folder: Path, exclude: Path | None = None) -> list[Path]:
@@ -115,9 +107,7 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
     taken: dict[str, Path] = {}
     for source, relative in zip(sources, relatives):
         clash = stems[(relative.parent, relative.stem.casefold())] > 1
-        stem_folded = relative.stem.casefold()
-        reserved = relative.parent == Path(".") and (
-            stem_folded in (Path(SUMMARY_NAME).stem, Path(INDEX_NAME).stem) or stem_folded.startswith("summary-shard-"))
+        reserved = relative.parent == Path(".") and is_reserved_stem(relative.stem)
         stem = relative.name if clash or reserved else relative.stem
         output = Path(output_folder) / relative.parent / f"{stem}.mp4"
         key = str(output).casefold()
@@ -139,133 +129,15 @@ def plan_jobs(input_folder: Path, output_folder: Path) -> list[Job]:
     return jobs
 
 
-@dataclass
-class SummaryRow:
-    """One line of `summary.csv` (see docs/REPORTS.md).
-
-    Attributes:
-        input: The input's path relative to the input folder.
-        status: One of STATUSES.
-        error: The one-line error of a failed file, else "".
-        score: The total score, or None.
-        frames: Frames in the video, or None.
-        frames_scored: Frames with a score, or None.
-        persons: Most persons found in one frame, or None.
-        duration_seconds: The video's length (frames / fps), or None.
-        processing_seconds: Seconds this run spent on the file.
-        report: The report's path relative to the output folder, or "".
-        node: The machine that processed the file in this run (its host name), or "" when
-            none did (skipped, pending).
-    """
-
-    input: str
-    status: str
-    error: str = ""
-    score: float | None = None
-    frames: int | None = None
-    frames_scored: int | None = None
-    persons: int | None = None
-    duration_seconds: float | None = None
-    processing_seconds: float | None = None
-    report: str = ""
-    node: str = ""
-
-    @classmethod
-    def from_report(cls, job: Job, status: str, report: dict, seconds: float, output_folder: Path,
-                    node: str = "") -> SummaryRow:
-        """A done or skipped file's row, its numbers taken from its report."""
-        return cls(
-            input=job.relative.as_posix(),
-            status=status,
-            score=report["score"]["mean"],
-            frames=report["frames"],
-            frames_scored=report["frames_scored"],
-            persons=len(report["persons"]),
-            duration_seconds=report["duration_seconds"],
-            processing_seconds=seconds,
-            report=OutputFiles.of(job.output).json.relative_to(output_folder).as_posix(),
-            node=node,
-        )
-
-    def cells(self) -> list[str]:
-        """The row as CSV cells: empty for None, scores to 6 decimals, seconds to 3 (2 for processing)."""
-        def number(value: float | None, digits: int) -> str:
-            return "" if value is None else f"{value:.{digits}f}"
-
-        def count(value: int | None) -> str:
-            return "" if value is None else str(value)
-
-        return [
-            self.input, self.status, self.error, number(self.score, 6), count(self.frames),
-            count(self.frames_scored), count(self.persons), number(self.duration_seconds, 3),
-            number(self.processing_seconds, 2), self.report, self.node,
-        ]
-
-
 def shard_jobs(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
     """Shard `index` of `count` (1-based): every `count`-th job from the `index`-th, in the plan's
     (path) order, so that the shards of one plan are disjoint and together cover it."""
     return list(jobs[index - 1::count])
 
 
-def shard_summary_name(index: int, count: int) -> str:
-    """A shard's own summary, so that shards running at once never write the same file."""
-    return f"summary-shard-{index}-of-{count}.csv"
-
-
-def write_summary(path: Path, rows: Sequence[SummaryRow]) -> Path:
-    """`summary.csv`, written atomically."""
-    return write_csv(path, SUMMARY_COLUMNS, [row.cells() for row in rows])
-
-
 def exit_code(rows: Sequence[SummaryRow]) -> int:
     """0 when every file is done or skipped, 1 when any failed."""
     return 1 if any(row.status == "failed" for row in rows) else 0
-
-
-def one_line(error: BaseException) -> str:
-    """An error as one line: known errors by their message, others with their type."""
-    text = " ".join(str(error).split())
-    if isinstance(error, SyncError):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def process_video(
-    config: Config, estimator: PoseEstimator, info: VideoInfo, progress: Progress, probe_seconds: float = 0.0,
-    index: Path | None = None,
-) -> tuple[RunResult, dict]:
-    """Run one video and write its reports (the JSON last), then its review page.
-
-    Args:
-        index: The folder run's index page, for the video page to link back to.
-
-    Returns:
-        The run's result and its report.
-    """
-    progress.expect_frames(info.expected_frames)
-    result = run_video(config, estimator, info, on_frames=progress.advance)
-    report = write_reports(result, config, probe_seconds)
-    write_page(lambda: build_video_page(OutputFiles.of(config.output).json, index))
-    return result, report
-
-
-def write_page(build: Callable[[], object]) -> None:
-    """Write a review page; a page that fails is a warning, never a failed video or run."""
-    try:
-        build()
-    except Exception as error:  # noqa: BLE001 - the page is a convenience; the outputs are done
-        log.warning("review page not written: %s", one_line(error))
-
-
-def describe(report: dict) -> str:
-    """A finished report in a few words: frames, scored frames, total score."""
-    return _in_words(report["frames"], report["frames_scored"], report["score"]["mean"])
-
-
-def _in_words(frames: int | None, scored: int | None, mean: float | None) -> str:
-    total = "no score" if mean is None else f"total score {mean:.2f}"
-    return f"{frames} frames, {scored} scored, {total}"
 
 
 @dataclass(frozen=True)
@@ -293,7 +165,8 @@ class FolderRun:
     def write_index(self, rows: Sequence[SummaryRow], build_pages: bool = True) -> None:
         """The review index over `rows`; a shard's rows are a part, so a shard writes none (the merge does)."""
         if not self.sharded:
-            write_page(lambda: build_index(self.output_folder, _cells(rows), build_pages=build_pages))
+            cells = [row.as_read() for row in rows]
+            write_page(lambda: build_index(self.output_folder, cells, build_pages=build_pages))
 
     def log_totals(self, rows: Sequence[SummaryRow], seconds: float) -> None:
         counts = Counter(row.status for row in rows)
@@ -308,11 +181,11 @@ def plan_folder_run(config: Config, input_folder: Path, output_folder: Path) -> 
 
     Raises:
         FolderError: The folders cannot be used together.
-        SyncError: No video file was found.
+        DancingSkeletonsError: No video file was found.
     """
     jobs = plan_jobs(input_folder, output_folder)
     if not jobs:
-        raise SyncError(
+        raise DancingSkeletonsError(
             f"{input_folder}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})"
         )
     output_folder = Path(output_folder)
@@ -331,7 +204,7 @@ def plan_folder_run(config: Config, input_folder: Path, output_folder: Path) -> 
 def describe_row(row: SummaryRow) -> str:
     """A done or skipped row in a few words: frames, scored frames, total score, seconds."""
     seconds = "" if row.processing_seconds is None else f", {format_duration(row.processing_seconds)}"
-    return _in_words(row.frames, row.frames_scored, row.score) + seconds
+    return in_words(row.frames, row.frames_scored, row.score) + seconds
 
 
 def run_folder(
@@ -356,7 +229,7 @@ def run_folder(
 
     Raises:
         FolderError: The folders cannot be used together.
-        SyncError: No video file was found, or the model cannot be loaded (the summary then
+        DancingSkeletonsError: No video file was found, or the model cannot be loaded (the summary then
             lists what was done so far).
         KeyboardInterrupt: After removing the current file's partial outputs and writing the
             summary (that file "interrupted", the rest "pending").
@@ -415,7 +288,7 @@ def skipped_row(job: Job, config: Config, output_folder: Path, position: int, co
     if earlier is None:
         return None
     log.info("[%d/%d] skipped %s: done earlier with the same settings", position, count, job.relative.as_posix())
-    return SummaryRow.from_report(job, "skipped", earlier, time.perf_counter() - started, output_folder)
+    return job.row("skipped", earlier, time.perf_counter() - started, output_folder)
 
 
 def run_job(
@@ -430,7 +303,7 @@ def run_job(
         count: The files in the run.
 
     Raises:
-        SyncError: From the model's loading only.
+        DancingSkeletonsError: From the model's loading only.
         KeyboardInterrupt: After removing the file's partial outputs.
     """
     started = time.perf_counter()
@@ -443,8 +316,9 @@ def run_job(
         return _failed(job, error, started, position, count)
     probe_seconds = time.perf_counter() - started
     estimator = model()
+    progress.expect_frames(info.expected_frames)
     try:
-        _, report = process_video(job_config, estimator, info, progress, probe_seconds,
+        _, report = process_video(job_config, estimator, info, progress.advance, probe_seconds,
                                   index=output_folder / INDEX_NAME)
     except KeyboardInterrupt:
         remove_outputs(job.output)
@@ -453,12 +327,7 @@ def run_job(
         return _failed(job, error, started, position, count)
     seconds = time.perf_counter() - started
     log.info("[%d/%d] done %s: %s, %s", position, count, label, describe(report), format_duration(seconds))
-    return SummaryRow.from_report(job, "done", report, seconds, output_folder, node=this_node())
-
-
-def _cells(rows: Sequence[SummaryRow]) -> list[dict[str, str]]:
-    """The rows as `csv.DictReader` would read them back from `summary.csv`."""
-    return [dict(zip(SUMMARY_COLUMNS, row.cells(), strict=True)) for row in rows]
+    return job.row("done", report, seconds, output_folder, node=this_node())
 
 
 def _failed(job: Job, error: Exception, started: float, position: int, count: int) -> SummaryRow:

@@ -12,14 +12,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from config import Config
-
-if TYPE_CHECKING:
-    from pipeline.batch import SummaryRow
+from reports.summary import SummaryRow
 
 log = logging.getLogger("dancingskeletons")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.results import FrameResult, FrameTable, PersonResult
+from reports.results import FrameResult, FrameTable, PersonResult
 from workers.draw import colour_of
 from workers.files import write_atomically
 from workers.sync import SyncResult

@@ -1,10 +1,10 @@
 """Reports beside each output video: `<stem>.json`, `<stem>.csv` and `<stem>.png`.
 
-The JSON's contract is its schema (pipeline/schemas/report.schema.json, rendered in
+The JSON's contract is its schema (reports/schemas/report.schema.json, rendered in
 docs/REPORTS.md). Every file is written atomically (`workers.files`) and the JSON last: its
 presence (with a matching fingerprint) means that all of a video's outputs are complete,
 which is what a folder run's resume relies on (`pipeline.resume`); the plot is
-`pipeline.plot`.
+`reports.plot`. The numbers come from the analysis in `workers/`; this module only lays them out.
 
 The statistics, the person entries and the fingerprint are plain functions of their inputs, with
 no I/O.
@@ -12,16 +12,20 @@ no I/O.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from config import Config
-from pipeline.plot import frame_column, plot_figure, write_plot
-from pipeline.results import FrameResult, Group, IdentitySummary, PersonResult, RunResult
-from pipeline.resume import FORMAT, OutputFiles, expected_files, fingerprint, input_identity
+from reports.outputs import OutputFiles, expected_files
+from reports.plot import frame_column, plot_figure, write_plot
+from reports.results import FrameResult, Group, IdentitySummary, PersonResult, RunResult
+from workers.analysis import group_timing
 from workers.files import write_csv, write_json
 from workers.identity import METHOD as IDENTITY_METHOD
 from workers.identity import TrackletSpan
@@ -29,6 +33,8 @@ from workers.input_size import InputSize
 from workers.sync import SyncResult, SyncScore
 from workers.timing import Moment
 
+#: The report's format; part of every fingerprint, so a new format redoes every video.
+FORMAT = "dancingskeletons-report/1"
 #: The per-frame CSV's header.
 CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed", "ids")
 #: The per-person CSV's header (`<stem>.persons.csv`, for a spreadsheet).
@@ -37,6 +43,44 @@ PERSON_COLUMNS = ("id", "performer", "group", "lag_ms", "lag_confidence", "sync"
 
 #: The pipeline stages whose timings a report holds (null for a stage that did not run).
 STAGES = ("decode", "infer", "score", "draw", "encode")
+
+
+def fingerprint(config: Config) -> str:
+    """A digest of the report format and every setting that changes a run's results.
+
+    Two configs with the same fingerprint produce the same numbers and the same pixels from
+    the same input (see `config.settings.RUN_ONLY_SETTINGS` for what is left out).
+    """
+    canonical = json.dumps({"format": FORMAT, "settings": config.result_settings()}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def input_identity(path: Path) -> dict[str, int]:
+    """Size in bytes and modification time in nanoseconds: a changed input is redone."""
+    stat = Path(path).stat()
+    return {"size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def read_report(path: Path) -> dict | None:
+    """A report written by `write_reports`, or None when missing or not one."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("format") != FORMAT:
+        return None
+    return report
+
+
+def describe(report: dict) -> str:
+    """A finished report in a few words: frames, scored frames, total score."""
+    return in_words(report["frames"], report["frames_scored"], report["score"]["mean"])
+
+
+def in_words(frames: int | None, scored: int | None, mean: float | None) -> str:
+    """Frames, scored frames and a total score in a few words (None where unknown)."""
+    total = "no score" if mean is None else f"total score {mean:.2f}"
+    return f"{frames} frames, {scored} scored, {total}"
 
 
 def score_statistics(scores: Iterable[float | None]) -> dict[str, float | int | None]:
@@ -165,18 +209,15 @@ def sync_entry(score: SyncScore | None) -> dict | None:
 def sync_summary(persons: Sequence[PersonResult], mirror: bool, sync: SyncResult | None = None) -> dict:
     """The group's timing and synchrony: who was scored, the lag spread, the mean scores, the
     group's synchrony calibrated against chance (its fields null where there is none)."""
-    scored = [person for person in persons if person.scored]
-    lags = [person.lag_ms for person in scored if person.lag_ms is not None]
-    pose = [person.score for person in scored if person.score is not None]
-    timing = [person.timing_score for person in scored if person.timing_score is not None]
+    timing = group_timing(persons)
     group = sync_entry(None if sync is None else sync.group) or dict.fromkeys(
         ("score", "chance_mean", "chance_p95", "p_value", "above_chance"))
     return {
-        "performers": [person.id for person in scored],
+        "performers": list(timing.performers),
         "mirror": mirror,
-        "lag_spread_ms": float(max(lags) - min(lags)) if len(lags) >= 2 else None,
-        "pose_score": float(np.mean(pose)) if pose else None,
-        "timing_score": float(np.mean(timing)) if timing else None,
+        "lag_spread_ms": timing.lag_spread_ms,
+        "pose_score": timing.pose_score,
+        "timing_score": timing.timing_score,
         **group,
         "method": None if sync is None else sync.method,
         "windows": [] if sync is None else [

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.stages import StageClock
 from workers.analysis import Group, IdentitySummary, PersonResult
 from workers.data import VideoInfo
 from workers.input_size import InputSize
@@ -18,7 +17,22 @@ from workers.records import FrameResult, FrameTable
 from workers.sync import SyncResult
 from workers.timing import Moment
 
-__all__ = ["FrameResult", "FrameTable", "Group", "IdentitySummary", "PersonResult", "RunResult"]
+__all__ = ["FrameResult", "FrameTable", "Group", "IdentitySummary", "PersonResult", "RunResult", "StageTime"]
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """How a pipeline stage spent a run.
+
+    Attributes:
+        busy: Seconds spent working.
+        waiting: Seconds spent waiting on its input or output queue.
+        items: Items the stage finished.
+    """
+
+    busy: float = 0.0
+    waiting: float = 0.0
+    items: int = 0
 
 
 @dataclass
@@ -60,7 +74,7 @@ class RunResult:
     encoder: str | None
     device: str
     seconds: float
-    stages: dict[str, StageClock] = field(default_factory=dict)
+    stages: dict[str, StageTime] = field(default_factory=dict)
     model: str = ""
     runtime: str | None = "torch"
     persons: list[PersonResult] = field(default_factory=list)

@@ -1,14 +1,14 @@
 """Review pages: `OUT/index.html` over a folder run, `<stem>.html` for each video.
 
-Static and self-contained: Jinja2 templates with autoescaping (pipeline/templates/), inline
+Static and self-contained: Jinja2 templates with autoescaping (reports/templates/), inline
 CSS and JS, a Content-Security-Policy that forbids every network load, relative links only,
 so the results folder opens from `file://` or any static server and can be zipped and mailed.
 Everything on a page comes from what a run left on disk (the JSON report, the per-frame CSV,
-the annotated video, `summary.csv`), so `python -m pipeline.review OUT` rebuilds the pages
+the annotated video, `summary.csv`), so `python -m reports.review OUT` rebuilds the pages
 without running a model.
 
-    python -m pipeline.review OUT            # a folder run's output folder: every page and the index
-    python -m pipeline.review OUT/a/b.json   # one video's page
+    python -m reports.review OUT            # a folder run's output folder: every page and the index
+    python -m reports.review OUT/a/b.json   # one video's page
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from pipeline.resume import OutputFiles, read_report
+from reports.outputs import OutputFiles
+from reports.report import read_report
+from reports.summary import INDEX_NAME, STATUSES, SUMMARY_NAME, read_rows
 from workers.decode import frame_at
 from workers.draw import colour_of
 from workers.files import write_bytes
@@ -393,12 +395,11 @@ def build_index(output_folder: Path, summary_rows: Sequence[dict[str, str]] | No
         build_pages: Write the video pages that are missing.
     """
     output_folder = Path(output_folder)
-    index = output_folder / "index.html"
+    index = output_folder / INDEX_NAME
     if summary_rows is None:
-        summary = output_folder / "summary.csv"
+        summary = output_folder / SUMMARY_NAME
         if summary.is_file():
-            with open(summary, newline="", encoding="utf-8") as handle:
-                summary_rows = list(csv.DictReader(handle))
+            summary_rows = read_rows(summary)
         else:
             summary_rows = [{"input": p.relative_to(output_folder).as_posix(), "status": "done", "error": "",
                              "report": p.relative_to(output_folder).as_posix(), "processing_seconds": ""}
@@ -415,15 +416,14 @@ def build_index(output_folder: Path, summary_rows: Sequence[dict[str, str]] | No
         if build_pages and not page_path(report_path).is_file():
             build_video_page(report_path, index)
         rows.append(_row_from_report(cells["input"], cells["status"], report, report_path, index, processing))
-    counts = {status: sum(row.status == status for row in rows)
-              for status in ("done", "skipped", "failed", "pending", "interrupted")}
+    counts = {status: sum(row.status == status for row in rows) for status in STATUSES}
     text = _environment().get_template("index.html.j2").render(rows=rows, counts=counts, total=len(rows),
                                                                title=output_folder.name or str(output_folder))
     return _write(index, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.review", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m reports.review", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=Path, help="a folder run's output folder, or one video's <stem>.json")
     args = parser.parse_args(argv)
@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if target.is_dir():
         for report in sorted(target.rglob("*.json")):
             if read_report(report) is not None:
-                build_video_page(report, target / "index.html")
+                build_video_page(report, target / INDEX_NAME)
         print(build_index(target, build_pages=False))
         return 0
     page = build_video_page(target.with_suffix(".json"))

@@ -472,8 +472,8 @@ def score_ids(poses_path: Path, true_boxes: dict[str, np.ndarray], retrack: bool
 def run_crowd(crowd: Crowd, folder: Path, estimator, solo: np.ndarray, **settings) -> dict:
     """One crowd through the CLI's run (YOLO11n-pose, CPU, no video): what the table shows."""
     from config import Config
-    from pipeline.report import write_reports
     from pipeline.runner import run_video
+    from reports.report import write_reports
 
     clip = make_crowd(crowd, folder / f"{crowd.name}.mp4")
     config = Config(input=clip, output=folder / f"{crowd.name}-out.mp4", model="yolo", weights=str(WEIGHTS),
@@ -656,8 +656,8 @@ def main(argv: Sequence[str]) -> int:
         return tables[argv[0]](Path(tempfile.mkdtemp(prefix="crowds-")), argv[1:])
 
     from config import Config
-    from pipeline.report import write_reports
     from pipeline.runner import run_video
+    from reports.report import write_reports
 
     folder = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="composites-"))
     folder.mkdir(parents=True, exist_ok=True)

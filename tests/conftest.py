@@ -30,7 +30,7 @@ def validate_report(report: dict) -> None:
     """Raise jsonschema.ValidationError unless `report` follows the report's JSON Schema."""
     from jsonschema import Draft202012Validator
 
-    from pipeline import schemas
+    from reports import schemas
 
     Draft202012Validator(schemas.load("report")).validate(report)
 
@@ -39,7 +39,7 @@ def validate_summary_rows(rows: list[dict]) -> None:
     """Raise jsonschema.ValidationError unless every summary.csv row follows its JSON Schema."""
     from jsonschema import Draft202012Validator
 
-    from pipeline import schemas
+    from reports import schemas
 
     validator = Draft202012Validator(schemas.load("summary"))
     for row in rows:
@@ -64,11 +64,17 @@ def private_torch_home(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def every_report_follows_its_schema(monkeypatch):
-    """Every report and summary.csv a test writes in this process is validated as it is written."""
-    import pipeline.batch
-    import pipeline.report
+    """Every report and summary.csv a test writes in this process is validated as it is written.
 
-    write_json, write_csv = pipeline.report.write_json, pipeline.report.write_csv
+    The patches follow the writers: `reports.report` writes the JSON and the CSVs,
+    `reports.summary` every summary. tests/test_report.py and tests/test_summary.py check
+    that a bad report or row written through them is refused, so that this check cannot
+    silently stop when the code moves.
+    """
+    import reports.report
+    import reports.summary
+
+    write_json, write_csv = reports.report.write_json, reports.report.write_csv
 
     def checked_json(path, data):
         if str(data.get("format", "")).startswith("dancingskeletons-report/"):
@@ -81,6 +87,6 @@ def every_report_follows_its_schema(monkeypatch):
             validate_summary_rows([dict(zip(header, (str(cell) for cell in row))) for row in rows])
         return write_csv(path, header, rows)
 
-    monkeypatch.setattr(pipeline.report, "write_json", checked_json)
-    monkeypatch.setattr(pipeline.report, "write_csv", checked_csv)
-    monkeypatch.setattr(pipeline.batch, "write_csv", checked_csv)
+    monkeypatch.setattr(reports.report, "write_json", checked_json)
+    monkeypatch.setattr(reports.report, "write_csv", checked_csv)
+    monkeypatch.setattr(reports.summary, "write_csv", checked_csv)

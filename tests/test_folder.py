@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 
 from config import Config
-from pipeline.batch import (
-    SUMMARY_COLUMNS,
-    exit_code,
-    find_videos,
-    plan_jobs,
-    run_folder,
-)
 from pipeline.cli import get_args_parser, main
-from pipeline.resume import OutputFiles
+from pipeline.folder import exit_code, find_videos, plan_jobs, run_folder
+from reports.outputs import OutputFiles
+from reports.summary import SUMMARY_COLUMNS
 from tests.conftest import validate_summary_rows
 from tests.helpers import StandInEstimator, make_video
 from workers.errors import FolderError
@@ -323,7 +318,7 @@ def test_a_run_killed_mid_file_and_restarted_matches_an_uninterrupted_run(tmp_pa
 
 
 def test_shards_split_the_plan_disjointly_and_cover_it(tmp_path, folder):
-    from pipeline.batch import shard_jobs
+    from pipeline.folder import shard_jobs
 
     jobs = plan_jobs(folder, tmp_path / "out")
     parts = [shard_jobs(jobs, index, 3) for index in (1, 2, 3)]
@@ -334,7 +329,7 @@ def test_shards_split_the_plan_disjointly_and_cover_it(tmp_path, folder):
 
 
 def test_sharded_runs_merged_give_the_summary_of_one_run(tmp_path, folder):
-    from pipeline import summary as merge_summaries
+    from reports import merge as merge_summaries
 
     whole = tmp_path / "whole"
     run_folder(_config(), folder, whole, CountingModel())
@@ -364,6 +359,6 @@ def test_shard_usage_errors(tmp_path, folder, capsys):
     assert _main(folder, tmp_path / "out", "--shard", "x") == 2
     assert _main(folder / "a.mp4", tmp_path / "o.mp4", "--shard", "1/2") == 2
     assert "--shard splits a folder run" in capsys.readouterr().err
-    from pipeline import summary as merge_summaries
+    from reports import merge as merge_summaries
 
     assert merge_summaries.main([str(tmp_path)]) == 2

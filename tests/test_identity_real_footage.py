@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from config import Config
-from pipeline.report import write_reports
+from reports.report import write_reports
 from tests import composites
 
 pytestmark = composites.skip_marks()

@@ -1,6 +1,6 @@
 """The score-over-time plot's parts."""
 
-from pipeline.plot import unscored_runs
+from reports.plot import unscored_runs
 
 
 def test_unscored_runs():

@@ -11,11 +11,19 @@ import pytest
 from PIL import Image
 
 from config import Config
-from pipeline import schemas
-from pipeline.report import CSV_COLUMNS, PERSON_COLUMNS, frame_rows, person_entries, score_statistics, write_reports
-from pipeline.results import FrameResult
-from pipeline.resume import complete_report, fingerprint
+from pipeline.resume import complete_report
 from pipeline.runner import run_video
+from reports import schemas
+from reports.report import (
+    CSV_COLUMNS,
+    PERSON_COLUMNS,
+    fingerprint,
+    frame_rows,
+    person_entries,
+    score_statistics,
+    write_reports,
+)
+from reports.results import FrameResult
 from tests.conftest import validate_report
 from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.infer import PoseModel
@@ -111,7 +119,7 @@ def test_score_statistics_leave_unscored_frames_out():
 
 
 def test_person_entries_follow_the_tracks_in_id_order():
-    from pipeline.results import PersonResult
+    from reports.results import PersonResult
     from workers.identity import Join, TrackletSpan
     from workers.sync import SyncScore
     from workers.timing import WindowLag
@@ -157,7 +165,7 @@ def test_frame_rows_leave_missing_values_empty():
 
 @pytest.mark.parametrize("name, heading", [("report", "## `<stem>.json`"), ("summary", "### `OUT_DIR/summary.csv`")])
 def test_the_docs_show_the_schemas_key_tables(name, heading):
-    # docs/REPORTS.md's tables are rendered from the schemas: `python -m pipeline.schemas`.
+    # docs/REPORTS.md's tables are rendered from the schemas: `python -m reports.schemas`.
     text = DOCS.read_text()
     section = text[text.index(heading):]
     assert schemas.markdown_table(name).strip() in section, f"docs/REPORTS.md: regenerate the {name} table"
@@ -175,6 +183,22 @@ def test_a_report_with_an_unknown_key_or_a_wrong_type_is_invalid(tmp_path, clip)
         validate_report({**report, "frames": "many"})
     with pytest.raises(ValidationError, match="'fingerprint' is a required property"):
         validate_report({k: v for k, v in report.items() if k != "fingerprint"})
+
+
+def test_every_report_written_is_validated(tmp_path, clip, monkeypatch):
+    # The tests' schema check patches reports.report's writer (tests/conftest.py); a report the
+    # schema refuses must be refused when written, or that check has silently stopped.
+    from jsonschema import ValidationError
+
+    import reports.report
+
+    config, result = _run(tmp_path, clip, video=False)
+    build = reports.report.build_report
+    monkeypatch.setattr(reports.report, "build_report", lambda *args, **kwargs: {**build(*args, **kwargs),
+                                                                                   "surprise": 1})
+    with pytest.raises(ValidationError, match="'surprise' was unexpected"):
+        write_reports(result, config)
+    assert not config.output.with_suffix(".json").exists()
 
 
 def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeypatch):

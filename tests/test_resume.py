@@ -3,7 +3,7 @@
 import re
 
 from config import Config
-from pipeline.resume import fingerprint
+from reports.report import fingerprint
 
 
 def test_fingerprint_follows_result_settings_only():

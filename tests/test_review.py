@@ -8,10 +8,11 @@ import pytest
 
 from config import Config
 from pipeline.cli import get_args_parser, main
-from pipeline.report import write_reports
-from pipeline.resume import OutputFiles, remove_outputs
-from pipeline.review import build_index, build_video_page
+from pipeline.resume import remove_outputs
 from pipeline.runner import run_video
+from reports.outputs import OutputFiles
+from reports.report import write_reports
+from reports.review import build_index, build_video_page
 from tests.helpers import StandInEstimator, make_video
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -50,7 +51,7 @@ def test_the_index_covers_a_folder_without_a_summary_and_a_page_is_redone_with_i
 
 
 def test_python_m_pipeline_review_rebuilds_the_pages(done, tmp_path, capsys):
-    from pipeline import review
+    from reports import review
 
     out = tmp_path / "out"
     shutil.copytree(done.output.parent, out)
@@ -83,7 +84,7 @@ def test_a_person_whose_box_lies_outside_the_frame_gets_a_crop(done, tmp_path):
 
 
 def test_the_track_timeline_and_the_heat_map_come_from_the_report():
-    from pipeline.review import TIMELINE_WIDTH, _heat_map, _tracks
+    from reports.review import TIMELINE_WIDTH, _heat_map, _tracks
 
     join = {"gap_frames": 10, "cost": 0.42, "position": 0.3, "velocity": None, "shape": 0.5, "colour": 0.46}
     report = {
@@ -123,7 +124,7 @@ def test_the_track_timeline_and_the_heat_map_come_from_the_report():
 
 
 def test_the_index_names_the_few_furthest_of_a_class_and_sums_up_the_others():
-    from pipeline.review import MAX_CHIPS, Chip, _chips
+    from reports.review import MAX_CHIPS, Chip, _chips
 
     few = [Chip(i, "#000", 10.0 * i, 0.9) for i in range(1, MAX_CHIPS + 1)]
     assert _chips(few) == {"chips": few, "others": None}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import get_args_parser, main
-from pipeline.review import build_index
+from reports.review import build_index
 from tests.helpers import need_shared
 from workers.ffmpeg import ffmpeg_exe
 
@@ -205,9 +205,9 @@ def class_of_30(tmp_path_factory) -> Path:
     inference cost) returns 30 dancing people a frame, each 0-6 frames late."""
     from config import Config
     from pipeline.bench import CrowdModel
-    from pipeline.report import write_reports
-    from pipeline.review import build_video_page
     from pipeline.runner import run_video
+    from reports.report import write_reports
+    from reports.review import build_video_page
     from tests.helpers import make_video
 
     folder = tmp_path_factory.mktemp("class")

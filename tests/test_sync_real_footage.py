@@ -18,8 +18,8 @@ import subprocess
 import pytest
 
 from config import Config
-from pipeline.results import RunResult
 from pipeline.runner import run_video
+from reports.results import RunResult
 from tests.helpers import SHARED, need_shared
 from workers.ffmpeg import ffmpeg_exe
 

@@ -363,3 +363,35 @@ def group_worst_moments(timings: Mapping[int, PersonTiming], fps: float, params:
         mean = np.where(finite, distances, 0.0).sum(axis=0) / finite.sum(axis=0)
     group_scores = np.array([distance_to_score(d, params) if np.isfinite(d) else np.nan for d in mean])
     return worst_moments(group_scores, fps, {i: result.distances for i, result in timings.items()})
+
+
+@dataclass(frozen=True)
+class GroupTiming:
+    """The performers' timing taken together.
+
+    Attributes:
+        performers: The ids of the persons scored, ascending.
+        lag_spread_ms: The latest performer's lag minus the earliest's, milliseconds, or None
+            with fewer than two lags.
+        pose_score: The mean of the performers' pose scores (0..10), or None.
+        timing_score: The mean of the performers' timing scores (0..10), or None.
+    """
+
+    performers: tuple[int, ...]
+    lag_spread_ms: float | None
+    pose_score: float | None
+    timing_score: float | None
+
+
+def group_timing(persons: Sequence[PersonResult]) -> GroupTiming:
+    """The group's lag spread and mean scores over the performers among `persons`."""
+    scored = [person for person in persons if person.scored]
+    lags = [person.lag_ms for person in scored if person.lag_ms is not None]
+    pose = [person.score for person in scored if person.score is not None]
+    timing = [person.timing_score for person in scored if person.timing_score is not None]
+    return GroupTiming(
+        performers=tuple(person.id for person in scored),
+        lag_spread_ms=float(max(lags) - min(lags)) if len(lags) >= 2 else None,
+        pose_score=float(np.mean(pose)) if pose else None,
+        timing_score=float(np.mean(timing)) if timing else None,
+    )

@@ -1,7 +1,7 @@
-"""The score + draw stage's work on one frame at a time, and the end of the video.
+"""The score stage's work on one frame at a time, and the end of the video.
 
 No threads: `pipeline.runner` feeds an `Annotator` from its queue, the tests feed it plain
-frames and persons.
+frames and persons. What it hands on to be drawn is an `Overlay` per frame (`workers.draw`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from config import Config
 from workers.analysis import PersonResult, VideoAnalysis, analyse_video
 from workers.data import CHUNK_FRAMES, Detections, Frame
 from workers.draw import Overlay, paint
@@ -36,7 +36,41 @@ def _painted(finished: list[tuple[Frame, Overlay | None]]) -> list[Frame]:
     return [frame for frame, _ in finished]
 
 
-def score_params(config: Config) -> ScoreParams:
+class AnnotateSettings(Protocol):
+    """What the score stage reads from the run's settings (`config.Config` has all of it).
+
+    A protocol, so that `workers/` needs nothing from `config/`: the config knows the stages,
+    the stages do not know the config.
+    """
+
+    @property
+    def score(self) -> bool: ...
+    @property
+    def persons(self) -> str | int: ...
+    @property
+    def mirror(self) -> bool: ...
+    @property
+    def distance_offset(self) -> float: ...
+    @property
+    def distance_scale(self) -> float: ...
+    @property
+    def score_max(self) -> float: ...
+    @property
+    def display_window(self) -> int: ...
+    @property
+    def person_threshold_in_effect(self) -> float: ...
+    @property
+    def keypoint_min_score(self) -> float: ...
+    @property
+    def weighting(self) -> str: ...
+    @property
+    def max_gap_s(self) -> float: ...
+    @property
+    def identity_lookahead_s(self) -> float: ...
+    def lookahead_frames(self, width: int, height: int, fps: float) -> int: ...
+
+
+def score_params(config: AnnotateSettings) -> ScoreParams:
     """The score constants a config asks for."""
     return ScoreParams(
         person_threshold=config.person_threshold_in_effect,
@@ -48,12 +82,12 @@ def score_params(config: Config) -> ScoreParams:
     )
 
 
-def timing_params(config: Config) -> TimingParams:
+def timing_params(config: AnnotateSettings) -> TimingParams:
     """The timing-analysis knobs a config asks for (the score constants included)."""
     return TimingParams(mirror=config.mirror, score=score_params(config))
 
 
-def identity_params(config: Config, fps: float, frame_size: tuple[int, int] | None = None) -> IdentityParams:
+def identity_params(config: AnnotateSettings, fps: float, frame_size: tuple[int, int] | None = None) -> IdentityParams:
     """The joining knobs a config asks for; the look-ahead shortened where holding that many
     frames of `frame_size` (width, height) would pass `config.lookahead_megabytes`."""
     lookahead_s = config.identity_lookahead_s
@@ -95,7 +129,7 @@ class Annotator:
     #: A thumbnail change (`workers.identity.scene_change`) at or above this is a camera cut.
     SCENE_CUT = 30.0
 
-    def __init__(self, config: Config, draw: bool = True, fps: float | None = None,
+    def __init__(self, config: AnnotateSettings, draw: bool = True, fps: float | None = None,
                  directory: Path | None = None, frame_size: tuple[int, int] | None = None,
                  raw_log: PoseLog | None = None) -> None:
         self.config = config

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from workers.skeleton import NUM_KEYPOINTS
+
+#: Which side of a frame a model's input size measures: YOLO the longer, Keypoint R-CNN the shorter.
+Side = Literal["long", "short"]
 
 #: Frames read, analysed or buffered at a time wherever a whole video is streamed from disk
 #: (per-frame records, the whole-video analysis): memory stays flat however long the video.

@@ -22,7 +22,7 @@ from workers.device import is_out_of_memory, release_device_memory
 from workers.errors import ModelError
 
 if TYPE_CHECKING:
-    from workers.input_size import Side
+    from workers.data import Side
 
 log = logging.getLogger("dancingskeletons")
 

@@ -30,9 +30,11 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from workers.data import Side
 
 if TYPE_CHECKING:
     from workers.data import VideoInfo
@@ -52,9 +54,6 @@ SCOUT_FRAMES = 4
 MAX_SCALE_OF_DEFAULT = 3
 #: The scout's input as a multiple of the default.
 SCOUT_SCALE_OF_DEFAULT = 2
-
-Side = Literal["long", "short"]
-
 
 @dataclass(frozen=True)
 class InputSize:

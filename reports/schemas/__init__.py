@@ -5,8 +5,8 @@
 The tests validate every report and summary they write against them, and check that the key
 tables of docs/REPORTS.md are the ones `markdown_table` renders from them:
 
-    python -m pipeline.schemas report    # the report's key table, to paste into docs/REPORTS.md
-    python -m pipeline.schemas summary   # the summary.csv column table
+    python -m reports.schemas report    # the report's key table, to paste into docs/REPORTS.md
+    python -m reports.schemas summary   # the summary.csv column table
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""`python -m pipeline.schemas [report|summary]`: the key tables of docs/REPORTS.md."""
+"""`python -m reports.schemas [report|summary]`: the key tables of docs/REPORTS.md."""
 
 import sys
 
-from pipeline.schemas import SCHEMAS, markdown_table
+from reports.schemas import SCHEMAS, markdown_table
 
 for name in sys.argv[1:] or list(SCHEMAS):
     print(markdown_table(name))

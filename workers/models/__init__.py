@@ -11,11 +11,38 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from config import Config
     from workers.infer import PoseEstimator
+
+
+class ModelSettings(Protocol):
+    """What loading a pose model reads from the run's settings (`config.Config` has all of it).
+
+    A protocol, so that the registry and the models need nothing from `config/`: the config
+    knows the models (their defaults), the models do not know the config.
+    """
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def weights(self) -> str | None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def runtime(self) -> str: ...
+    @property
+    def half(self) -> bool: ...
+    @property
+    def max_persons(self) -> int: ...
+    @property
+    def model_min_size(self) -> int | None: ...
+    @property
+    def person_threshold_in_effect(self) -> float: ...
+    @property
+    def poses(self) -> Path | None: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +70,7 @@ class ModelEntry:
     Attributes:
         name: The name `--model` takes.
         defaults: Its thresholds and weighting.
-        builder: "module:Class" of the class whose `from_config(config)` loads it.
+        builder: "module:Class" of the class whose `from_config(settings)` loads it.
         summary: One line for help texts.
         runtimes: What can run it (workers.runtimes), "torch" first.
     """
@@ -54,10 +81,10 @@ class ModelEntry:
     summary: str
     runtimes: tuple[str, ...] = ("torch",)
 
-    def load(self, config: Config) -> PoseEstimator:
+    def load(self, settings: ModelSettings) -> PoseEstimator:
         """The model itself (on the caller's thread; see `build_estimator`)."""
         module, _, cls = self.builder.partition(":")
-        return getattr(importlib.import_module(module), cls).from_config(config)
+        return getattr(importlib.import_module(module), cls).from_config(settings)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -88,7 +115,7 @@ def get_model(name: str) -> ModelEntry:
         raise ValueError(f"model must be one of {', '.join(_REGISTRY)}, got {name!r}") from None
 
 
-def build_estimator(config: Config) -> PoseEstimator:
+def build_estimator(config: ModelSettings) -> PoseEstimator:
     """The pose model `config.model` names on `config.device`, or the replay of `config.poses`.
 
     A model runs on its own long-lived thread (`workers.infer.ModelThread`); a replay reads
@@ -107,6 +134,16 @@ def build_estimator(config: Config) -> PoseEstimator:
 
     return ModelThread(get_model(config.model).load(config))
 
+
+
+def load_estimator(config: ModelSettings) -> PoseEstimator:
+    """`build_estimator`, with untrained weights (`weights="random"`, for tests) the same in
+    every run, so that runs compare."""
+    if config.weights == "random":
+        import torch
+
+        torch.manual_seed(0)
+    return build_estimator(config)
 
 register(ModelEntry(
     name="keypointrcnn",

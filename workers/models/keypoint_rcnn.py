@@ -19,7 +19,7 @@ from workers.errors import ModelError
 from workers.infer import PoseModel
 
 if TYPE_CHECKING:
-    from config import Config
+    from workers.models import ModelSettings
 
 WEIGHTS = KeypointRCNN_ResNet50_FPN_Weights.DEFAULT
 DEFAULT_MIN_SIZE = 800
@@ -100,7 +100,7 @@ class KeypointRCNNEstimator(PoseModel):
         self._transform.max_size = math.ceil(pixels * DEFAULT_MAX_SIZE / DEFAULT_MIN_SIZE)
 
     @classmethod
-    def from_config(cls, config: Config) -> KeypointRCNNEstimator:
+    def from_config(cls, config: ModelSettings) -> KeypointRCNNEstimator:
         """Build the model from the config: weights, device, input size, detection floor.
 
         Persons at or below the person threshold are never scored or drawn, so the detector

@@ -45,7 +45,7 @@ from workers.runtimes import (
 from workers.skeleton import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
-    from config import Config
+    from workers.models import ModelSettings
 
 log = logging.getLogger("dancingskeletons")
 
@@ -229,7 +229,7 @@ def export_checkpoint(path: Path, runtime: Runtime, folder: Path) -> dict[str, A
     return meta
 
 
-def load_exported(config: Config, runtime: Runtime, path: Path) -> YoloPoseEstimator:
+def load_exported(config: ModelSettings, runtime: Runtime, path: Path) -> YoloPoseEstimator:
     """The estimator on `runtime`, from the export cache (exported first if needed).
 
     The model runs once on a small blank frame before it is returned, so that a runtime that
@@ -342,7 +342,7 @@ class YoloPoseEstimator(PoseModel):
             self._predict_args["quantize"] = 16
 
     @classmethod
-    def from_config(cls, config: Config) -> YoloPoseEstimator:
+    def from_config(cls, config: ModelSettings) -> YoloPoseEstimator:
         """Build the model from the config: weights, runtime, device, image size, threshold.
 
         Persons at or below the person threshold are never scored or drawn, so the model's
