@@ -26,8 +26,8 @@ from workers.files import write_csv, write_json
 from workers.identity import METHOD as IDENTITY_METHOD
 from workers.identity import TrackletSpan
 from workers.input_size import InputSize
+from workers.moments import Moment
 from workers.sync import SyncResult, SyncScore
-from workers.timing import Moment
 
 #: The per-frame CSV's header.
 CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed", "ids")

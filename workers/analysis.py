@@ -28,10 +28,11 @@ from scipy.sparse.csgraph import connected_components
 
 from workers.data import CHUNK_FRAMES
 from workers.identity import IdentityJoiner, TrackletSpan
+from workers.moments import Moment, worst_moments
 from workers.poses import PoseLog
 from workers.score import ScoreParams, distance_to_score
 from workers.sync import PairSync, PairwiseSync, SyncParams, SyncResult, SyncScore, pairwise_sync
-from workers.timing import Moment, PersonTiming, TimingParams, WindowLag, analyse_timing_stream, worst_moments
+from workers.timing import PersonTiming, TimingParams, WindowLag, analyse_timing_stream
 from workers.track import TrackSummarizer, TrackSummary, select_performers
 
 #: Seconds left out of the analysis on each side of a person's absence (`unsure_edges`).

@@ -18,11 +18,12 @@ from workers.analysis import PersonResult, VideoAnalysis, analyse_video
 from workers.data import CHUNK_FRAMES, Detections, Frame
 from workers.draw import Overlay, paint
 from workers.identity import IdentityJoiner, IdentityParams, scene_change, scene_thumbnail
+from workers.moments import Moment
 from workers.poses import PoseLog
 from workers.records import FrameResult, FrameTable
 from workers.score import RunningScore, ScoreParams, frame_score, order_above, without_duplicates
 from workers.sync import SyncParams, SyncResult
-from workers.timing import Moment, TimingParams, current_lags
+from workers.timing import TimingParams, current_lags
 from workers.track import Tracker, TrackSummarizer, select_performers
 
 #: What a held frame keeps of its picture when nothing is drawn.
