@@ -30,8 +30,8 @@ from workers.files import write_csv, write_json
 from workers.identity import METHOD as IDENTITY_METHOD
 from workers.identity import TrackletSpan
 from workers.input_size import InputSize
+from workers.moments import Moment
 from workers.sync import SyncResult, SyncScore
-from workers.timing import Moment
 
 #: The report's format; part of every fingerprint, so a new format redoes every video.
 FORMAT = "dancingskeletons-report/1"

@@ -13,9 +13,9 @@ from pathlib import Path
 from workers.analysis import Group, IdentitySummary, PersonResult
 from workers.data import VideoInfo
 from workers.input_size import InputSize
+from workers.moments import Moment
 from workers.records import FrameResult, FrameTable
 from workers.sync import SyncResult
-from workers.timing import Moment
 
 __all__ = ["FrameResult", "FrameTable", "Group", "IdentitySummary", "PersonResult", "RunResult", "StageTime"]
 

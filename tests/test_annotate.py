@@ -15,7 +15,7 @@ from tests.helpers import StandInEstimator, detections, make_video, pose
 from workers.annotate import Annotator
 from workers.data import Detections, Frame
 from workers.draw import PALETTE, draw_skeletons
-from workers.timing import mirror_poses
+from workers.motion import mirror_poses
 
 FPS = 25.0
 SCALE = 60.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from workers.correlation import correlate, fft_length, partners, references
-from workers.timing import peak_shift, peak_shifts, shift_correlations
+from workers.motion import peak_shift, peak_shifts, shift_correlations
 
 LENGTH, REACH, CHANNELS = 120, 16, 24
 

@@ -15,17 +15,10 @@ import pytest
 from config import Config
 from tests.helpers import detections, pose
 from workers.annotate import Annotator
+from workers.appearance import body_colours, covered_share, limb_proportions, srgb_to_lab
 from workers.data import Detections, Frame
-from workers.identity import (
-    IdentityJoiner,
-    IdentityParams,
-    body_colours,
-    covered_share,
-    limb_proportions,
-    scene_change,
-    scene_thumbnail,
-    srgb_to_lab,
-)
+from workers.identity import IdentityJoiner, IdentityParams
+from workers.scenes import scene_change, scene_thumbnail
 from workers.track import Tracker
 
 FPS = 25.0

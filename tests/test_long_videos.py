@@ -15,9 +15,10 @@ from tests.helpers import detections, pose
 from tests.test_annotate import FPS, dancer
 from workers.annotate import Annotator
 from workers.data import PoseRows
+from workers.motion import mirror_poses
 from workers.records import FrameResult, FrameTable
 from workers.spool import RecordSpool
-from workers.timing import TimingParams, analyse_timing, analyse_timing_stream, mirror_poses
+from workers.timing import TimingParams, analyse_timing, analyse_timing_stream
 from workers.track import TrackSummarizer, summarize_tracks
 
 

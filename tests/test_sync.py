@@ -7,8 +7,8 @@ import pytest
 
 from tests.helpers import pose
 from tests.test_annotate import FPS, SCALE, dancer
+from workers.motion import mirror_poses
 from workers.sync import SyncParams, pairwise_sync, surrogate_offsets
-from workers.timing import mirror_poses
 
 SECONDS = 10.0
 

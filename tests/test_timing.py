@@ -4,26 +4,21 @@ import numpy as np
 import pytest
 
 from tests.helpers import pose
-from workers.score import pose_distance
-from workers.skeleton import KEYPOINT_NAMES
-from workers.timing import (
+from workers.moments import pose_partners, worst_moments
+from workers.motion import (
     MIRROR_PERMUTATION,
-    TimingParams,
-    analyse_timing,
     analysis_windows,
     mirror_poses,
     motion_features,
     normalise_poses,
     peak_shift,
-    pose_distances,
-    pose_partners,
     shift_correlations,
-    solve_group_lags,
-    timing_score,
     torso_centres,
     vertical_features,
-    worst_moments,
 )
+from workers.score import pose_distance, pose_distances
+from workers.skeleton import KEYPOINT_NAMES
+from workers.timing import TimingParams, analyse_timing, solve_group_lags, timing_score
 
 FPS = 30.0
 FRAME_MS = 1000.0 / FPS

@@ -28,10 +28,12 @@ from scipy.sparse.csgraph import connected_components
 
 from workers.data import CHUNK_FRAMES
 from workers.identity import IdentityJoiner, TrackletSpan
+from workers.moments import Moment, worst_moments
+from workers.motion import PoseSource
 from workers.poses import PoseLog
 from workers.score import ScoreParams, distance_to_score
 from workers.sync import PairSync, PairwiseSync, SyncParams, SyncResult, SyncScore, pairwise_sync
-from workers.timing import Moment, PersonTiming, TimingParams, WindowLag, analyse_timing_stream, worst_moments
+from workers.timing import PersonTiming, TimingParams, WindowLag, analyse_timing_stream
 from workers.track import TrackSummarizer, TrackSummary, select_performers
 
 #: Seconds left out of the analysis on each side of a person's absence (`unsure_edges`).
@@ -179,33 +181,19 @@ def analyse_video(
     """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    summarizer = TrackSummarizer(fps)
-    for start in range(0, len(tracked), chunk_frames):
-        summarizer.add(tracked.rows(max(0, start - summarizer.margin), start + chunk_frames), own_from=start)
+    summarizer = _summarise_tracks(tracked, fps, chunk_frames)
     tracks = summarizer.summaries()
     gaps = summarizer.gaps()
     spans = identity.persons() if identity is not None else {}
-    summary = IdentitySummary(
-        tracklets=0 if identity is None else identity.tracklet_count,
-        joins=sum(span.join is not None for person in spans.values() for span in person),
-        scene_cuts=() if identity is None else tuple(identity.scene_cuts),
-        lookahead_s=0.0 if identity is None else identity.lookahead / identity.fps,
-    )
+    summary = _identity_summary(identity, spans)
     seconds["tracks"] = time.perf_counter() - started
     if not tracks:
         return VideoAnalysis(seconds=seconds, identity=summary)
 
     unsure = unsure_edges(tracks, gaps, len(tracked), max(1, round(EDGE_S * fps)))
 
-    def read_of(ids: Sequence[int]):
-        def read(start: int, stop: int) -> list[np.ndarray]:
-            poses = tracked.rows(start, stop).poses(keypoint_min_score, only=set(ids))
-            for person_id in ids:
-                for low, high in unsure.get(person_id, ()):
-                    if low < stop and high > start:
-                        poses[person_id][max(low, start) - start:min(high, stop) - start] = np.nan
-            return [poses[person_id] for person_id in ids]
-        return read
+    def read_of(ids: Sequence[int]) -> PoseSource:
+        return _pose_source(tracked, ids, keypoint_min_score, unsure)
 
     def mirrored_among(ids: Sequence[int]) -> set[tuple[int, int]]:
         if not timing.mirror or len(ids) < 2:
@@ -246,6 +234,56 @@ def analyse_video(
             timings.update(analyse_timing_stream(members, len(tracked), read_of(members), fps, timing,
                                                  chunk_frames=chunk_frames))
         seconds["timing"] = time.perf_counter() - started
+    results = _person_results(tracks, selection, timings, group_sync, groups, spans, gaps)
+    moments = group_worst_moments(timings, fps, timing.score)
+    ordered: dict[str, float] = {part: seconds[part] for part in ("tracks", "timing", "sync") if part in seconds}
+    return VideoAnalysis(results, moments, group_sync, ordered, groups, summary)
+
+
+def _summarise_tracks(tracked: PoseLog, fps: float, chunk_frames: int) -> TrackSummarizer:
+    """Every track's summary and absences, from the recorded frames read a chunk at a time."""
+    summarizer = TrackSummarizer(fps)
+    for start in range(0, len(tracked), chunk_frames):
+        summarizer.add(tracked.rows(max(0, start - summarizer.margin), start + chunk_frames), own_from=start)
+    return summarizer
+
+
+def _identity_summary(identity: IdentityJoiner | None,
+                      spans: Mapping[int, Sequence[TrackletSpan]]) -> IdentitySummary:
+    """How the ids were made, from the joiner (None: unknown) and each person's tracklets."""
+    return IdentitySummary(
+        tracklets=0 if identity is None else identity.tracklet_count,
+        joins=sum(span.join is not None for person in spans.values() for span in person),
+        scene_cuts=() if identity is None else tuple(identity.scene_cuts),
+        lookahead_s=0.0 if identity is None else identity.lookahead / identity.fps,
+    )
+
+
+def _pose_source(tracked: PoseLog, ids: Sequence[int], keypoint_min_score: float,
+                 unsure: Mapping[int, Sequence[tuple[int, int]]]) -> PoseSource:
+    """The poses of `ids` read from the recorded frames, in that order: keypoints at or below
+    `keypoint_min_score` absent, and each person's unsure frames (`unsure_edges`) left out."""
+    def read(start: int, stop: int) -> list[np.ndarray]:
+        poses = tracked.rows(start, stop).poses(keypoint_min_score, only=set(ids))
+        for person_id in ids:
+            for low, high in unsure.get(person_id, ()):
+                if low < stop and high > start:
+                    poses[person_id][max(low, start) - start:min(high, stop) - start] = np.nan
+        return [poses[person_id] for person_id in ids]
+    return read
+
+
+def _person_results(
+    tracks: Mapping[int, TrackSummary],
+    selection: Mapping[int, tuple[bool, str]],
+    timings: Mapping[int, PersonTiming],
+    group_sync: SyncResult | None,
+    groups: Sequence[Group],
+    spans: Mapping[int, Sequence[TrackletSpan]],
+    gaps: Mapping[int, Sequence[tuple[int, int]]],
+) -> list[PersonResult]:
+    """One `PersonResult` per track, in the order of `tracks`: its summary, whether and why it
+    is a performer, its timing and synchrony (where scored), its group, tracklets and gaps."""
     group_of = {i: group.number for group in groups for i in group.members}
     results = []
     for person_id, track in tracks.items():
@@ -265,9 +303,7 @@ def analyse_video(
             tracklets=tuple(spans.get(person_id, ())),
             gaps=tuple(gaps.get(person_id, ())),
         ))
-    moments = group_worst_moments(timings, fps, timing.score)
-    ordered: dict[str, float] = {part: seconds[part] for part in ("tracks", "timing", "sync") if part in seconds}
-    return VideoAnalysis(results, moments, group_sync, ordered, groups, summary)
+    return results
 
 
 def unsure_edges(tracks: Mapping[int, TrackSummary], gaps: Mapping[int, Sequence[tuple[int, int]]], frames: int,

@@ -17,12 +17,14 @@ import numpy as np
 from workers.analysis import PersonResult, VideoAnalysis, analyse_video
 from workers.data import CHUNK_FRAMES, Detections, Frame
 from workers.draw import Overlay, paint
-from workers.identity import IdentityJoiner, IdentityParams, scene_change, scene_thumbnail
+from workers.identity import IdentityJoiner, IdentityParams
+from workers.moments import Moment
 from workers.poses import PoseLog
 from workers.records import FrameResult, FrameTable
+from workers.scenes import scene_change, scene_thumbnail
 from workers.score import RunningScore, ScoreParams, frame_score, order_above, without_duplicates
 from workers.sync import SyncParams, SyncResult
-from workers.timing import Moment, TimingParams, current_lags
+from workers.timing import TimingParams, current_lags
 from workers.track import Tracker, TrackSummarizer, select_performers
 
 #: What a held frame keeps of its picture when nothing is drawn.
@@ -126,7 +128,7 @@ class Annotator:
 
     #: Frames read at a time by the whole-video analysis.
     CHUNK_FRAMES = CHUNK_FRAMES
-    #: A thumbnail change (`workers.identity.scene_change`) at or above this is a camera cut.
+    #: A thumbnail change (`workers.scenes.scene_change`) at or above this is a camera cut.
     SCENE_CUT = 30.0
 
     def __init__(self, config: AnnotateSettings, draw: bool = True, fps: float | None = None,

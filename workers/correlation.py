@@ -1,6 +1,6 @@
 """Shift correlations of every pair of persons at once, through the FFT.
 
-Pure math, no I/O. `workers.timing.shift_correlations` compares one pair in one window; a class
+Pure math, no I/O. `workers.motion.shift_correlations` compares one pair in one window; a class
 of 30 has 435 pairs, and the timing analysis, the live lag and the synchrony score each ask for
 every pair in every window (the synchrony score also for every surrogate shift). Here one call
 gives the curves of all pairs of a window: each person's features are transformed once, the
@@ -94,7 +94,7 @@ class Partners:
 
 def _moving(values: np.ndarray, finite: np.ndarray, threshold: float) -> np.ndarray:
     """(n, T, C) -> (n, C): whether each channel's standard deviation over its finite frames
-    exceeds `threshold` (as `workers.timing`'s channel test)."""
+    exceeds `threshold` (as `workers.motion.shift_correlations`' channel test)."""
     count = np.maximum(finite.sum(axis=1), 1)
     filled = np.where(finite, values, 0.0)
     mean = filled.sum(axis=1) / count
@@ -187,7 +187,7 @@ def correlate(
 
     Returns:
         (n, m, 2S + 1) similarity; index k is shift k - S, which pairs the partner's frame
-        t + s with the reference's frame t (as `workers.timing.shift_correlations`); NaN where
+        t + s with the reference's frame t (as `workers.motion.shift_correlations`); NaN where
         too few frames or channels count.
     """
     size = 2 * (reference.spectra.shape[3] - 1)

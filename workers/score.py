@@ -94,7 +94,7 @@ def fit_affine(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> n
     return solution[0] if single else solution
 
 
-def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """The original score's pose distance for many pose pairs at once.
 
     `other` is mapped onto `reference` by a weighted least-squares affine transform (the
@@ -103,12 +103,13 @@ def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray
     keypoints of the gaps between them, each weighted by the square root of its pair weight.
     A keypoint that is NaN in either pose is absent: weight 0, and left out of the centring and
     scaling. The frame score uses it with the model's keypoint weights (`pose_distance`), the
-    timing analysis with weight 1 for every keypoint both poses have.
+    timing analysis without weights (`workers.moments.partner_distances`).
 
     Args:
         reference: (T, 17, 2) keypoints in pixels (NaN where absent).
         other: (T, 17, 2) keypoints in pixels.
-        weights: (T, 17) pair weights >= 0, e.g. the product of the two poses' keypoint weights.
+        weights: (T, 17) pair weights >= 0, e.g. the product of the two poses' keypoint weights;
+            None for weight 1 on every keypoint that both poses have.
 
     Returns:
         (T,) distances (0 for poses equal up to an affine map), NaN where the score keypoints
@@ -117,6 +118,8 @@ def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray
     """
     reference = np.asarray(reference, dtype=np.float64)
     other = np.asarray(other, dtype=np.float64)
+    if weights is None:
+        weights = np.ones(reference.shape[:2])
     present = np.isfinite(reference).all(axis=-1) & np.isfinite(other).all(axis=-1)  # (T, 17)
     weights = np.where(present, np.asarray(weights, dtype=np.float64), 0.0)
     source = np.where(present[..., None], other, 0.0)

@@ -1,17 +1,17 @@
 """Group synchrony calibrated against chance: how alike the performers move, and when.
 
 Pure math, no I/O. The input is the performers' keypoints, read a stretch at a time through
-a `workers.timing.PoseSource` (pixels, NaN where absent), so videos of any length fit in
+a `workers.motion.PoseSource` (pixels, NaN where absent), so videos of any length fit in
 memory. See docs/SYNC.md for the method, its references and the measurements behind its
 constants.
 
 Definitions:
 - Movement: the velocities of the 12 body keypoints of the normalised pose (the timing
-  analysis's motion features, `workers.timing.motion_features`, here over
+  analysis's motion features, `workers.motion.motion_features`, here over
   `velocity_span_s`): a pose sequence and its reverse have opposite velocities, so direction
   counts.
 - Pair likeness and lag in a window (4 s every 1 s, as the timing analysis): the velocity
-  correlation curve over shifts within +-`max_lag_s` (`workers.timing.shift_correlations`);
+  correlation curve over shifts within +-`max_lag_s` (`workers.motion.shift_correlations`);
   its highest value r, and where it lies, the pair's lag d in that window.
 - Chance: the same with one of the two shifted circularly in time by amounts outside the lag
   search (`surrogate_offsets`): what two people who do not move together reach by searching
@@ -38,16 +38,16 @@ import numpy as np
 
 from workers.correlation import Partners, References, correlate, fft_length, partners, references
 from workers.data import CHUNK_FRAMES
-from workers.timing import (
+from workers.motion import (
     BODY_KEYPOINTS,
     PoseSource,
-    TimingParams,
     analysis_windows,
     mirror_poses,
     motion_features,
     normalise_poses,
     torso_scales,
 )
+from workers.timing import TimingParams
 
 #: Largest feature store kept in memory; a bigger one goes to a temporary file (`_FeatureStore`).
 _IN_MEMORY_BYTES = 256 * 2 ** 20
@@ -445,10 +445,10 @@ def pairwise_sync(
     Args:
         ids: The persons' ids, in the order `source` returns them.
         frames: Frames in the video, T.
-        source: Reads a stretch of every person's poses (see `workers.timing.PoseSource`).
+        source: Reads a stretch of every person's poses (see `workers.motion.PoseSource`).
         fps: Frames per second.
         scales: Each person's torso length over the whole video, pixels (NaN: unknown);
-            None reads them (`workers.timing.torso_scales`).
+            None reads them (`workers.motion.torso_scales`).
         mirrored_pairs: Pairs of ids compared as mirror images (the timing analysis's choice
             under `--mirror`).
         params: Knobs.
