@@ -1,4 +1,4 @@
-"""The GPU check: every GPU code path measured in one call (`bash tools/gpu_check.sh`).
+"""The GPU check: every GPU code path measured in one call (`bash bench/gpu_check.sh`).
 
 For each clip size (1080p and 720p by default), each model (Keypoint R-CNN with random
 weights, two boxes a frame let through as in `make bench`; YOLO11n-pose), with and without
@@ -14,7 +14,7 @@ to `--out` (or $BENCH_GPU_OUT), after every measurement, so a run cut short stil
 what it measured. Measurements that would start after `--deadline` seconds are skipped and
 listed. `--dry-run` runs the same code on the CPU in seconds (the test suite does).
 
-    python -m pipeline.bench_gpu [--out DIR] [--kit DIR] [--dry-run] [--deadline S] ...
+    python -m bench.gpu [--out DIR] [--kit DIR] [--dry-run] [--deadline S] ...
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.speed import SHARED_CLIP, SHARED_YOLO, make_clip, stand_in_settings
 from config import Config
-from pipeline.bench import SHARED_CLIP, SHARED_YOLO, make_clip, stand_in_settings
 from pipeline.runner import run_video
 from workers.decode import VideoReader
 from workers.device import is_out_of_memory
@@ -50,7 +50,7 @@ from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.models import build_estimator
 from workers.probe import probe
 
-#: The folder `make gpu-kit` fills with what the GPU machine lacks (see tools/gpu_kit.py).
+#: The folder `make gpu-kit` fills with what the GPU machine lacks (see bench/gpu_kit.py).
 DEFAULT_KIT = Path(".gpu-kit")
 #: Frames per clip for each model: enough for a steady rate, few enough for the time box.
 DEFAULT_FRAMES = {"keypointrcnn": 128, "yolo": 256}
@@ -60,12 +60,12 @@ REAL_TIME_FPS = 30.0
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.bench_gpu", description=__doc__,
+        prog="python -m bench.gpu", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  bash tools/gpu_check.sh                      # on the GPU machine, after make gpu-kit here\n"
-               "  python -m pipeline.bench_gpu --dry-run       # the same code on the CPU, seconds\n"
-               "  python -m pipeline.bench_gpu --models yolo --sizes 1080 --batches 8",
+               "  bash bench/gpu_check.sh                      # on the GPU machine, after make gpu-kit here\n"
+               "  python -m bench.gpu --dry-run                # the same code on the CPU, seconds\n"
+               "  python -m bench.gpu --models yolo --sizes 1080 --batches 8",
     )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("BENCH_GPU_OUT", "bench-out/gpu")),
                         help="folder for gpu-check.md and gpu-check.json (default: $BENCH_GPU_OUT or bench-out/gpu)")
@@ -729,7 +729,7 @@ def _spin(stop: threading.Event, ready: threading.Event) -> None:
 
 def _machinery(stop: threading.Event, ready: threading.Event, clip: Path, output: Path) -> None:
     """The pipeline with an instant stand-in model on `clip`, over and over until `stop`."""
-    from pipeline.bench import InstantModel
+    from bench.speed import InstantModel
 
     config = Config(input=clip, output=output, end_card_seconds=0.0, progress=False, save_poses=False)
     ready.set()
@@ -741,7 +741,7 @@ def _machinery_process(stop: threading.Event, ready: threading.Event, clip: Path
     """`_machinery` in a process of its own (no GIL shared with ours), until `stop`."""
     import signal
 
-    child = subprocess.Popen([sys.executable, "-m", "pipeline.bench_gpu", "--machinery-loop", str(clip),
+    child = subprocess.Popen([sys.executable, "-m", "bench.gpu", "--machinery-loop", str(clip),
                               "--out", str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None

@@ -9,7 +9,7 @@ Measures
      and a blank frame (black / grey / white / noise / heavy blur, first that works) has none; the
      model is converted with the conversion frame and run on the blank one, and the reverse.
   3. batch: the one-image OV model on a (2,3,H,W) input, and a wrapper traced for a batch of 2.
-Run:  python tools/rcnn_openvino.py [--video PATH] [--frames 0,30,60,90] [--runs 5]
+Run:  python -m bench.rcnn_openvino [--video PATH] [--frames 0,30,60,90] [--runs 5]
       (first frame = conversion/timing frame; default video: ../shared's park clip). Needs torch,
       torchvision, openvino (make setup-cpu-fast) and opencv. About 3 minutes on 2 cores.
 
@@ -140,7 +140,7 @@ def try_ov(fn, x):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.rcnn_openvino", description=__doc__.splitlines()[0])
     ap.add_argument("--video", default=str(PARK))
     ap.add_argument("--frames", default="0,30,60,90")
     ap.add_argument("--runs", type=int, default=5)

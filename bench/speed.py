@@ -5,7 +5,7 @@ pipeline's end-to-end frames per second on the same frames, their ratio (pipelin
 efficiency), a plain sequential loop (decode a batch, infer, draw, encode, repeat) on the same
 frames for comparison, each stage's busy and waiting time, the real-time factor, and peak memory.
 
-    python -m pipeline.bench [--clip PATH] [--frames N] [--models keypointrcnn,yolo] ...
+    python -m bench [--clip PATH] [--frames N] [--models keypointrcnn,yolo] ...
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ SHARED_YOLO = SHARED / "models" / "yolo11n-pose.pt"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", type=Path, default=None,
                         help="input clip (default: ../shared's park clip if present, else a generated 720p clip)")
