@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_kit
-from bench.gpu import GpuSampler, Measurement, _steady_rate, markdown
+from bench.gpu_meters import GpuSampler, steady_rate
+from bench.gpu_report import Measurement, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,8 +60,8 @@ def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and
 def test_the_steady_rate_leaves_out_the_start_and_the_end():
     # 100 frames: a slow start (2 s for the first 10), then 50 frames/s, then a slow end.
     progress = [(2.0, 10)] + [(2.0 + i / 50, 10 + i) for i in range(1, 81)] + [(10.0, 100)]
-    assert _steady_rate(progress, 100) == pytest.approx(50.0)
-    assert _steady_rate([(1.0, 100)], 100) is None
+    assert steady_rate(progress, 100) == pytest.approx(50.0)
+    assert steady_rate([(1.0, 100)], 100) is None
 
 
 def test_a_failed_measurement_is_a_row_that_says_why():
