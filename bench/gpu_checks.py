@@ -175,12 +175,12 @@ def compare_encoders(check: Check, source: Path | None, size: tuple[int, int], f
     images = [frame.image for frame in VideoReader(info)]
     encoders = ["libx264"] + (["h264_nvenc"] if check.results["environment"]["nvenc_works"] else [])
     for encoder in encoders:
-        writer = VideoWriter(folder / f"encode-{encoder}.mp4", info.width, info.height, info.fps,
-                             encoder=encoder, nice=10)
-        start = time.perf_counter()
-        for image in images:
-            writer.write(image)
-        writer.finish()
+        with VideoWriter(folder / f"encode-{encoder}.mp4", info.width, info.height, info.fps,
+                         encoder=encoder, nice=10) as writer:
+            start = time.perf_counter()  # ffmpeg's start-up is not part of the encoding's rate
+            for image in images:
+                writer.write(image)
+            writer.finish()
         entry: dict[str, Any] = {"encoder": encoder, "clip": f"{info.width}x{info.height}",
                                  "encode_alone_fps": len(images) / (time.perf_counter() - start)}
         check.results["encoders"].append(entry)

@@ -134,26 +134,29 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
     """
     start = time.perf_counter()
     info = probe(config.input)
-    writer = VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
-                         encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
-                         crf=config.crf, nice=config.ffmpeg_nice)
     annotate = Annotator(config, fps=float(info.fps), frame_size=(info.width, info.height))
-    batch = []
-    frames = iter(VideoReader(info, nice=config.ffmpeg_nice))
-    while True:
-        frame = next(frames, None)
-        if frame is not None:
-            batch.append(frame)
-        if batch and (frame is None or len(batch) == config.batch_size):
-            for item, found in zip(batch, estimator.predict([f.image for f in batch])):
-                for finished in annotate(item, found):
-                    writer.write(finished.image)
-            batch = []
-        if frame is None:
-            break
-    for finished in annotate.close():
-        writer.write(finished.image)
-    writer.finish()
+    with (
+        VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
+                    encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
+                    crf=config.crf, nice=config.ffmpeg_nice) as writer,
+        VideoReader(info, nice=config.ffmpeg_nice) as reader,
+    ):
+        batch = []
+        frames = iter(reader)
+        while True:
+            frame = next(frames, None)
+            if frame is not None:
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == config.batch_size):
+                for item, found in zip(batch, estimator.predict([f.image for f in batch])):
+                    for finished in annotate(item, found):
+                        writer.write(finished.image)
+                batch = []
+            if frame is None:
+                break
+        for finished in annotate.close():
+            writer.write(finished.image)
+        writer.finish()
     return time.perf_counter() - start
 
 
