@@ -71,20 +71,20 @@ lint: setup-dev
 	$(PY) -m mypy
 
 bench: setup-dev
-	$(PY) -m pipeline.bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 # What a folder run on Ray costs against a local one, on a one-machine cluster (docs/BENCHMARKS.md, "Ray").
 bench-ray: setup-dev
-	$(PY) -m pipeline.bench_ray $(ARGS)
+	$(PY) -m bench.ray_folder $(ARGS)
 
 # The GPU check (docs/BENCHMARKS.md, "GPU"): `make gpu-kit` here fills .gpu-kit-ffmpeg/ and .gpu-kit/ with what a
-# bare, offline GPU machine lacks; there, `bash tools/gpu_check.sh` (or `make bench-gpu`)
+# bare, offline GPU machine lacks; there, `bash bench/gpu_check.sh` (or `make bench-gpu`)
 # installs it and measures. Here, without a GPU: make bench-gpu ARGS=--dry-run
 gpu-kit: setup
-	$(PY) tools/gpu_kit.py make
+	$(PY) -m bench.gpu_kit make
 
 bench-gpu:
-	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash tools/gpu_check.sh $(ARGS)
+	PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bash bench/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -2,7 +2,7 @@
 
 import re
 
-from pipeline.bench import get_args_parser, main
+from bench.speed import get_args_parser, main
 
 
 def test_bench_runs_and_reports_the_ceiling(capsys):
@@ -12,8 +12,8 @@ def test_bench_runs_and_reports_the_ceiling(capsys):
 
 
 def test_the_sequential_baseline_writes_the_same_video(tmp_path):
+    from bench.speed import run_sequential
     from config import Config
-    from pipeline.bench import run_sequential
     from tests.helpers import StandInEstimator, make_video, stream_facts
 
     source = make_video(tmp_path / "in.mp4", seconds=1, fps="10", audio=True)

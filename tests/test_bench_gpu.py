@@ -1,9 +1,8 @@
-"""The GPU check (`bash tools/gpu_check.sh`): its dry run on the CPU, its parts, and its kit."""
+"""The GPU check (`bash bench/gpu_check.sh`): its dry run on the CPU, its parts, and its kit."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import lzma
 import os
@@ -14,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench_gpu import GpuSampler, Measurement, _steady_rate, markdown
+from bench import gpu_kit
+from bench.gpu_meters import GpuSampler, steady_rate
+from bench.gpu_report import Measurement, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_jso
     env = {**os.environ, "PYTHON": sys.executable, "BENCH_GPU_OUT": str(tmp_path / "out"),
            "GPU_KIT": str(tmp_path / "no-kit"), "GPU_KIT_FFMPEG": str(tmp_path / "no-kit"),
            "GPU_SITE": str(tmp_path / "site")}
-    done = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), "--dry-run"], env=env, cwd=ROOT,
+    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry-run"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "out" / "gpu-check.md").read_text()
@@ -59,8 +60,8 @@ def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and
 def test_the_steady_rate_leaves_out_the_start_and_the_end():
     # 100 frames: a slow start (2 s for the first 10), then 50 frames/s, then a slow end.
     progress = [(2.0, 10)] + [(2.0 + i / 50, 10 + i) for i in range(1, 81)] + [(10.0, 100)]
-    assert _steady_rate(progress, 100) == pytest.approx(50.0)
-    assert _steady_rate([(1.0, 100)], 100) is None
+    assert steady_rate(progress, 100) == pytest.approx(50.0)
+    assert steady_rate([(1.0, 100)], 100) is None
 
 
 def test_a_failed_measurement_is_a_row_that_says_why():
@@ -76,21 +77,13 @@ def test_a_failed_measurement_is_a_row_that_says_why():
     assert "- error: yolo: broke" in text and "- skipped: yolo 1280x720 batch 1" in text
 
 
-def _gpu_kit():
-    spec = importlib.util.spec_from_file_location("gpu_kit", ROOT / "tools" / "gpu_kit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _fake_kit(folder: Path, binary: bytes, sha256: str | None = None) -> Path:
-    kit = _gpu_kit()
     folder.mkdir()
     with zipfile.ZipFile(folder / "imageio_ffmpeg.zip", "w") as light:
         light.writestr("imageio_ffmpeg/__init__.py", "")
         light.writestr("imageio_ffmpeg/binaries/__init__.py", "")
     path = "imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2"
-    (folder / "ffmpeg.xz").write_bytes(lzma.compress(binary, format=lzma.FORMAT_XZ, filters=kit.XZ_FILTERS))
+    (folder / "ffmpeg.xz").write_bytes(lzma.compress(binary, format=lzma.FORMAT_XZ, filters=gpu_kit.XZ_FILTERS))
     (folder / "ffmpeg.json").write_text(json.dumps(
         {"path": path, "sha256": sha256 or hashlib.sha256(binary).hexdigest(), "bytes": len(binary)}))
     return folder
@@ -99,7 +92,7 @@ def _fake_kit(folder: Path, binary: bytes, sha256: str | None = None) -> Path:
 def test_the_kit_puts_ffmpeg_back_where_imageio_ffmpeg_looks_executable(tmp_path):
     binary = b"#!/bin/sh\necho ffmpeg version test\n"
     kit = _fake_kit(tmp_path / "kit", binary)
-    _gpu_kit().install(kit, tmp_path / "site")
+    gpu_kit.install(kit, tmp_path / "site")
     installed = tmp_path / "site" / "imageio_ffmpeg" / "binaries" / "ffmpeg-linux-x86_64-v9.0.2"
     assert installed.read_bytes() == binary and os.access(installed, os.X_OK)
     assert (tmp_path / "site" / "imageio_ffmpeg" / "__init__.py").is_file()
@@ -109,7 +102,6 @@ def _fake_pyav_kit(folder: Path, sha256: str | None = None) -> Path:
     import io
     import tarfile
 
-    kit = _gpu_kit()
     folder.mkdir()
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
@@ -118,18 +110,18 @@ def _fake_pyav_kit(folder: Path, sha256: str | None = None) -> Path:
             info.size = len(text)
             tar.addfile(info, io.BytesIO(text.encode()))
     data = archive.getvalue()
-    (folder / "av.tar.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=kit.XZ_FILTERS))
+    (folder / "av.tar.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=gpu_kit.XZ_FILTERS))
     (folder / "av.json").write_text(json.dumps({"sha256": sha256 or hashlib.sha256(data).hexdigest(),
                                                 "bytes": len(data)}))
     return folder
 
 
 def test_the_kit_unpacks_pyav_into_the_site(tmp_path):
-    _gpu_kit().install(_fake_pyav_kit(tmp_path / "kit"), tmp_path / "site")
+    gpu_kit.install(_fake_pyav_kit(tmp_path / "kit"), tmp_path / "site")
     assert (tmp_path / "site" / "av" / "__init__.py").read_text() == "VERSION = 'kit'\n"
     assert (tmp_path / "site" / "av.libs" / "libavcodec.so").is_file()
     with pytest.raises(SystemExit, match="does not unpack to the PyAV wheel"):
-        _gpu_kit().install(_fake_pyav_kit(tmp_path / "bad", sha256="0" * 64), tmp_path / "site2")
+        gpu_kit.install(_fake_pyav_kit(tmp_path / "bad", sha256="0" * 64), tmp_path / "site2")
 
 
 def test_the_check_says_which_kit_is_missing(tmp_path):
@@ -139,7 +131,7 @@ def test_the_check_says_which_kit_is_missing(tmp_path):
     probe = subprocess.run(["python3", "-c", "import av"], capture_output=True, env=env)
     if probe.returncode == 0:
         pytest.skip("this machine's python3 has PyAV")
-    done = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh")], env=env, cwd=ROOT,
+    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 3
     assert "carry" in done.stderr and "--install-only" in done.stderr
@@ -148,4 +140,4 @@ def test_the_check_says_which_kit_is_missing(tmp_path):
 def test_a_kit_whose_ffmpeg_does_not_match_its_checksum_is_refused(tmp_path):
     kit = _fake_kit(tmp_path / "kit", b"ffmpeg", sha256="0" * 64)
     with pytest.raises(SystemExit, match="does not unpack to the ffmpeg it was made from"):
-        _gpu_kit().install(kit, tmp_path / "site")
+        gpu_kit.install(kit, tmp_path / "site")

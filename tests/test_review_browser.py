@@ -203,8 +203,8 @@ def test_a_thousand_video_index_opens_in_under_two_seconds(browser, results, tmp
 def class_of_30(tmp_path_factory) -> Path:
     """The review page of a class: a real run of a generated clip where a stand-in model (no
     inference cost) returns 30 dancing people a frame, each 0-6 frames late."""
+    from bench.stand_ins import CrowdModel
     from config import Config
-    from pipeline.bench import CrowdModel
     from pipeline.runner import run_video
     from reports.report import write_reports
     from reports.review import build_video_page

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from pipeline.runner import run_video
 from tests.helpers import StandInEstimator, child_processes, detections, make_video, pose, stream_facts
 from workers.annotate import Annotator
 from workers.data import Frame
+from workers.decode import VideoReader
+from workers.encode import VideoWriter
 from workers.errors import VideoOpenError
 from workers.probe import probe
 
@@ -107,6 +110,75 @@ def test_a_failing_encoder_is_reported_and_cleaned_up(tmp_path, monkeypatch):
         run_video(config, StandInEstimator())
     assert child_processes() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_an_error_inside_a_writers_with_block_stops_ffmpeg_and_leaves_no_file(tmp_path):
+    output = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="the stage broke"):
+        with VideoWriter(output, 640, 480, Fraction(10)) as writer:
+            for _ in range(8):  # 7.4 MB: more than the pipe and ffmpeg's probing (5 MB) hold
+                writer.write(np.zeros((480, 640, 3), np.uint8))
+            # So ffmpeg has read past its setup, where it opens its output: the partial file is there.
+            assert child_processes() != [] and writer.temporary.exists()
+            raise RuntimeError("the stage broke")
+    assert child_processes() == []
+    assert list(tmp_path.iterdir()) == []  # nothing under the final name, no partial file
+
+
+def _write_two_then_leave(output, leave: str) -> VideoWriter:
+    with VideoWriter(output, 64, 48, Fraction(10)) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+            if writer.frames_written == 2:
+                if leave == "return":
+                    return writer
+                break
+    return writer
+
+
+@pytest.mark.parametrize("leave", ["return", "break"])
+def test_a_writers_with_block_left_without_finish_aborts(tmp_path, leave):
+    writer = _write_two_then_leave(tmp_path / "out.mp4", leave)
+    assert not writer.finished and writer.frames_written == 2
+    assert child_processes() == []
+    assert list(tmp_path.iterdir()) == []  # a video cut short is not kept, error or not
+
+
+def test_a_writers_with_block_keeps_the_video_finish_checked(tmp_path):
+    output = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="after the video"):
+        with VideoWriter(output, 64, 48, Fraction(10)) as writer:
+            for value in (0, 128, 255):
+                writer.write(np.full((48, 64, 3), value, np.uint8))
+            assert writer.finish() == output
+            raise RuntimeError("after the video")  # the finished video is whole: it stays
+    assert stream_facts(output)["frames"] == 3
+    assert child_processes() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_a_reader_left_early_stops_its_ffmpeg(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=2, fps="10")  # 20 frames: more than a pipe holds
+    with VideoReader(probe(source)) as reader:
+        frames = iter(reader)  # kept: the generator alone would stop ffmpeg when collected
+        assert next(frames).index == 0
+        assert child_processes() != []  # ffmpeg is blocked on the full pipe
+    assert child_processes() == []
+    with pytest.raises(RuntimeError, match="the stage broke"):
+        with VideoReader(probe(source)) as reader:
+            frames = iter(reader)
+            next(frames)
+            raise RuntimeError("the stage broke")
+    assert child_processes() == []
+    del frames
+
+
+def test_a_reader_read_to_the_end_in_a_with_block_counts_its_frames(tmp_path):
+    source = make_video(tmp_path / "in.mp4", seconds=1, fps="10")
+    with VideoReader(probe(source)) as reader:
+        assert [frame.index for frame in reader] == list(range(10))
+    assert reader.frames_read == 10 and reader.warnings == []
+    assert child_processes() == []
 
 
 def test_missing_and_non_video_inputs_fail_with_the_file_named(tmp_path):

@@ -93,6 +93,16 @@ class VideoReader:
     to `max_errors` decoder errors; more, or a file that ends in the middle of its data
     (a truncated MP4), fails.
 
+    ffmpeg starts with `start` or the first iteration. In a `with` block, leaving it stops
+    ffmpeg whatever happened (`close`): a caller that raises, or stops reading before the end,
+    leaves no process behind; a caller that read to the end has had the end checked, as a
+    plain iteration does. The threaded runner calls `start` and `kill` itself, `kill` from
+    another thread on a stop.
+
+        with VideoReader(probe(path)) as reader:
+            for frame in reader:
+                ...
+
     Args:
         info: The probed input.
         nice: Niceness added to the ffmpeg process.
@@ -170,6 +180,12 @@ class VideoReader:
 
     def close(self) -> None:
         self.kill()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def decoding_verdict(

@@ -60,6 +60,20 @@ def choose_encoder(requested: str, device: str) -> str:
 class VideoWriter:
     """Writes RGB frames to an MP4 under a temporary name; `finish` moves it into place.
 
+    ffmpeg starts here. As a context manager the writer keeps its video only if `finish`
+    succeeded inside the block; however else the block is left (an exception, an early
+    `return` or `break`, a `finish` that raised) it aborts: ffmpeg is stopped and the partial
+    file removed, so no process outlives the block and nothing half-written lands under the
+    final name. Leaving the block does not call `finish` for the caller: a video cut short
+    without an error is no more complete than one cut short by an error, and `finish`'s
+    EncodeError belongs at the caller's line. The threaded runner calls `finish` and `abort`
+    itself (`abort` from another thread on a stop).
+
+        with VideoWriter(output, width, height, fps) as writer:
+            for image in images:
+                writer.write(image)
+            writer.finish()
+
     Args:
         output: Final path of the video.
         width: Frame width in pixels.
@@ -88,6 +102,7 @@ class VideoWriter:
         self.temporary = partial_path(self.output)
         self.width, self.height, self.fps = width, height, fps
         self.frames_written = 0
+        self.finished = False
         self.has_audio = audio_from is not None and audio_from.has_audio
         muxer, copyable = output_container(self.output)
         args = [
@@ -146,6 +161,7 @@ class VideoWriter:
                 f"expected {self.frames_written} (audio: {self.has_audio})"
             )
         os.replace(self.temporary, self.output)
+        self.finished = True
         return self.output
 
     def abort(self) -> None:
@@ -155,3 +171,11 @@ class VideoWriter:
             self.temporary.unlink()
         except FileNotFoundError:
             pass
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Abort unless `finish` succeeded (see the class); an exception goes on as it is."""
+        if not self.finished:
+            self.abort()

@@ -124,9 +124,6 @@ class FFmpegProcess:
         # that no thread outlives a stopped run.
         self._drain.join(timeout=5)
 
-    def is_running(self) -> bool:
-        return self.process.poll() is None
-
 
 def run_ffmpeg(args: list[str], timeout: float) -> tuple[int, list[str]]:
     """Run ffmpeg to completion; return its exit code and stderr lines.

@@ -5,7 +5,7 @@ pipeline's end-to-end frames per second on the same frames, their ratio (pipelin
 efficiency), a plain sequential loop (decode a batch, infer, draw, encode, repeat) on the same
 frames for comparison, each stage's busy and waiting time, the real-time factor, and peak memory.
 
-    python -m pipeline.bench [--clip PATH] [--frames N] [--models keypointrcnn,yolo] ...
+    python -m bench [--clip PATH] [--frames N] [--models keypointrcnn,yolo] ...
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.stand_ins import CrowdModel, DancingModel, InstantModel, class_dancer, detections_of
 from config import Config
 from pipeline.runner import DRAW_THREADS, run_video
 from workers.annotate import Annotator
-from workers.data import Detections, Frame
+from workers.data import Frame
 from workers.decode import VideoReader
 from workers.draw import paint
 from workers.encode import VideoWriter, choose_encoder
 from workers.ffmpeg import ffmpeg_exe
-from workers.infer import PoseEstimator, PoseModel
+from workers.infer import PoseEstimator
 from workers.models import build_estimator, get_model
 from workers.models.keypoint_rcnn import cached_weights_path
 from workers.probe import probe
-from workers.skeleton import STANDING_POSE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_CLIP = SHARED / "videos" / "park_two_people_vp9_audio.mp4"
@@ -46,7 +46,7 @@ SHARED_YOLO = SHARED / "models" / "yolo11n-pose.pt"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", type=Path, default=None,
                         help="input clip (default: ../shared's park clip if present, else a generated 720p clip)")
@@ -134,92 +134,30 @@ def run_sequential(config: Config, estimator: PoseEstimator) -> float:
     """
     start = time.perf_counter()
     info = probe(config.input)
-    writer = VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
-                         encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
-                         crf=config.crf, nice=config.ffmpeg_nice)
     annotate = Annotator(config, fps=float(info.fps), frame_size=(info.width, info.height))
-    batch = []
-    frames = iter(VideoReader(info, nice=config.ffmpeg_nice))
-    while True:
-        frame = next(frames, None)
-        if frame is not None:
-            batch.append(frame)
-        if batch and (frame is None or len(batch) == config.batch_size):
-            for item, found in zip(batch, estimator.predict([f.image for f in batch])):
-                for finished in annotate(item, found):
-                    writer.write(finished.image)
-            batch = []
-        if frame is None:
-            break
-    for finished in annotate.close():
-        writer.write(finished.image)
-    writer.finish()
+    with (
+        VideoWriter(config.output, info.width, info.height, info.fps, audio_from=info,
+                    encoder=choose_encoder(config.encoder, estimator.device), preset=config.x264_preset,
+                    crf=config.crf, nice=config.ffmpeg_nice) as writer,
+        VideoReader(info, nice=config.ffmpeg_nice) as reader,
+    ):
+        batch = []
+        frames = iter(reader)
+        while True:
+            frame = next(frames, None)
+            if frame is not None:
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == config.batch_size):
+                for item, found in zip(batch, estimator.predict([f.image for f in batch])):
+                    for finished in annotate(item, found):
+                        writer.write(finished.image)
+                batch = []
+            if frame is None:
+                break
+        for finished in annotate.close():
+            writer.write(finished.image)
+        writer.finish()
     return time.perf_counter() - start
-
-
-class InstantModel(PoseModel):
-    """A stand-in pose model with no inference cost: two fixed skeletons per frame.
-
-    Times the machinery alone (decode, queues, score, draw, encode): the ceiling that keeps
-    a fast GPU fed.
-    """
-
-    name = "instant"
-    device = "cpu"
-
-    def predict(self, images):
-        height, width = images[0].shape[:2]
-        unit = np.array(STANDING_POSE) * height / 5
-        return [_two_people([unit + [width * 0.3, height / 2], unit + [width * 0.7, height / 2]])] * len(images)
-
-
-def _two_people(poses: list[np.ndarray]) -> Detections:
-    """Confident detections of the given (17, 2) poses, boxes around them."""
-    keypoints = np.stack(poses)
-    return Detections(
-        boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
-        box_scores=np.array([0.99, 0.98]), keypoints=keypoints, keypoint_scores=np.full((2, 17), 10.0),
-    )
-
-
-class DancingModel(PoseModel):
-    """A stand-in pose model with no inference cost: two people dancing the same moves, the
-    second 3 frames late, so that tracking and the timing analysis do their real work."""
-
-    name = "dancing"
-    device = "cpu"
-
-    def __init__(self) -> None:
-        self.frame = 0
-
-    def predict(self, images):
-        height, width = images[0].shape[:2]
-        found = []
-        for _ in images:
-            people = []
-            for delay, centre in ((0, 0.3), (3, 0.7)):
-                t = self.frame - delay
-                pose = np.array(STANDING_POSE) * height / 5 + [width * centre, height / 2]
-                pose[9:11, 1] += height / 8 * np.sin(2 * np.pi * t / 37)  # wrists
-                pose[7:9, 0] += height / 12 * np.cos(2 * np.pi * t / 53 + 0.3 * np.sin(t / 11))  # elbows
-                pose[13:15, 1] += height / 25 * np.sin(2 * np.pi * t / 23)  # knees
-                people.append(pose)
-            found.append(_two_people(people))
-            self.frame += 1
-        return found
-
-
-def _class_dancer(t: float, x: float, y: float, scale: float) -> np.ndarray:
-    """One dancer of a generated class at time `t` seconds: arms and knees on smooth,
-    non-periodic curves (as the tests' dancer), (17, 2) pixels."""
-    pose = np.array(STANDING_POSE) * scale + [x, y]
-    left = np.sin(2 * np.pi * 0.7 * t) + 0.6 * np.sin(2 * np.pi * 1.9 * t + 1.0)
-    right = np.sin(2 * np.pi * 1.1 * t + 2.0) + 0.5 * np.sin(2 * np.pi * 0.3 * t)
-    pose[[7, 9], 1] -= scale * np.array([0.5, 1.0]) * left
-    pose[[8, 10], 1] -= scale * np.array([0.5, 1.0]) * right
-    pose[9, 0] += scale * 0.4 * right
-    pose[[13, 15], 0] += scale * 0.2 * np.sin(2 * np.pi * 1.3 * t)
-    return pose
 
 
 def bench_analysis(performers: list[int], lengths: list[float], fps: float, folder: Path) -> None:
@@ -246,9 +184,9 @@ def bench_analysis(performers: list[int], lengths: list[float], fps: float, fold
             delays = [(k * 7) % 10 for k in range(count)]
             for index in range(round(seconds * fps)):
                 t = index / fps
-                poses = [_class_dancer(t - delays[k] / fps, 100 + 160 * (k % columns), 200 + 380 * (k // columns),
-                                       50.0) + rng.normal(0.0, 0.5, (17, 2)) for k in range(count)]
-                log.append(_people(poses), np.arange(1, count + 1))
+                poses = [class_dancer(t - delays[k] / fps, 100 + 160 * (k % columns), 200 + 380 * (k // columns),
+                                      50.0) + rng.normal(0.0, 0.5, (17, 2)) for k in range(count)]
+                log.append(detections_of(poses), np.arange(1, count + 1))
             started = time.perf_counter()
             result = analyse_video(log, fps, score=True, persons="auto", keypoint_min_score=0.0,
                                    timing=TimingParams(), sync=SyncParams())
@@ -258,42 +196,6 @@ def bench_analysis(performers: list[int], lengths: list[float], fps: float, fold
                   f"{parts.get('tracks', 0):.2f} | {parts.get('sync', 0):.2f} | {parts.get('timing', 0):.2f} | "
                   f"{total:.2f} | {total * 60 / seconds:.1f} |", flush=True)
             log.close()
-
-
-def _people(poses: list[np.ndarray]) -> Detections:
-    """Confident detections of any number of (17, 2) poses, boxes around them."""
-    keypoints = np.stack(poses)
-    return Detections(
-        boxes=np.concatenate([keypoints.min(axis=1), keypoints.max(axis=1)], axis=1),
-        box_scores=np.full(len(poses), 0.99), keypoints=keypoints, keypoint_scores=np.full((len(poses), 17), 10.0),
-    )
-
-
-class CrowdModel(PoseModel):
-    """A stand-in pose model with no inference cost: `count` people dancing in a grid, each a
-    few frames later than the last, so that tracking, scoring, the live lag and drawing do
-    their real work for a class."""
-
-    name = "crowd"
-    device = "cpu"
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.frame = 0
-
-    def predict(self, images):
-        height, width = images[0].shape[:2]
-        columns = int(np.ceil(np.sqrt(self.count * width / height)))
-        rows = int(np.ceil(self.count / columns))
-        scale = 0.8 * height / rows / 3.3  # STANDING_POSE is 3.3 units tall
-        found = []
-        for _ in images:
-            t = self.frame / 30.0
-            found.append(_people([_class_dancer(t - (k % 7) / 30.0, width * (k % columns + 0.5) / columns,
-                                                height * (k // columns + 0.55) / rows, scale)
-                                  for k in range(self.count)]))
-            self.frame += 1
-        return found
 
 
 def bench_crowd(counts: list[int], args: argparse.Namespace, folder: Path) -> None:
@@ -354,7 +256,7 @@ def _rss_mb() -> float:
 
 def bench_memory(minutes: float, args: argparse.Namespace, folder: Path) -> None:
     """Resident memory along a long video: does it grow with the video's length?"""
-    from pipeline.report import write_reports
+    from reports.report import write_reports
 
     frames = round(minutes * 60 * 30)
     clip = folder / "long.mp4"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The GPU check on a bare GPU machine: install what the kits carry (see tools/gpu_kit.py) into
-# .gpu-site/ in the checkout, then measure (python -m pipeline.bench_gpu). Arguments go to the
+# The GPU check on a bare GPU machine: install what the kits carry (see bench/gpu_kit.py) into
+# .gpu-site/ in the checkout, then measure (python -m bench.gpu). Arguments go to the
 # measurement; results land in $BENCH_GPU_OUT (default bench-out/gpu).
 #
 #   make gpu-kit                          # here, once: fills .gpu-kit-ffmpeg/ and .gpu-kit/
-#   bash tools/gpu_check.sh --install-only                # there, call 1, carrying .gpu-kit-ffmpeg
-#   BENCH_GPU_OUT=/some/dir bash tools/gpu_check.sh       # there, call 2, carrying .gpu-kit
-#   bash tools/gpu_check.sh --dry-run     # here: the same on the CPU, seconds
+#   bash bench/gpu_check.sh --install-only                # there, call 1, carrying .gpu-kit-ffmpeg
+#   BENCH_GPU_OUT=/some/dir bash bench/gpu_check.sh       # there, call 2, carrying .gpu-kit
+#   bash bench/gpu_check.sh --dry-run     # here: the same on the CPU, seconds
 #
 # The two kits together are over what one call may carry, so they travel in two calls; the
 # first installs into .gpu-site/, which stays in the checkout while the machine is held. A
@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1
 installed=0
 for kit in "$KIT_FFMPEG" "$KIT"; do
     if [ -d "$kit" ]; then
-        "$PY" tools/gpu_kit.py install --kit "$kit" --target "$SITE"
+        "$PY" -m bench.gpu_kit install --kit "$kit" --target "$SITE"
         echo "installed $kit into $SITE"
         installed=1
     fi
@@ -36,7 +36,7 @@ if [ "${1:-}" = "--install-only" ]; then
 fi
 if ! "$PY" -c "import av, imageio_ffmpeg; imageio_ffmpeg.get_ffmpeg_exe()" 2>/dev/null; then
     echo "missing PyAV or imageio-ffmpeg (installed from kits: $installed): carry $KIT_FFMPEG in a first call" \
-         "(bash tools/gpu_check.sh --install-only), then $KIT in the next, while the machine is held" >&2
+         "(bash bench/gpu_check.sh --install-only), then $KIT in the next, while the machine is held" >&2
     exit 3
 fi
-"$PY" -m pipeline.bench_gpu --kit "$KIT" "$@"
+"$PY" -m bench.gpu --kit "$KIT" "$@"

@@ -16,7 +16,7 @@ per-video cost is scheduling plus, once per worker, a process start, the imports
 Each way runs `--repeats` times, alternating; the medians give the cost per video, and the share
 of a one-minute clip's processing time that it is.
 
-    python -m pipeline.bench_ray [--clips 4] [--seconds 4] [--repeats 3] [--model yolo]
+    python -m bench.ray_folder [--clips 4] [--seconds 4] [--repeats 3] [--model yolo]
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ import time
 from datetime import date
 from pathlib import Path
 
-from pipeline.bench import SHARED_CLIP, SHARED_YOLO
+from bench.speed import SHARED_CLIP, SHARED_YOLO
 from workers.ffmpeg import ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench_ray", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.ray_folder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=4, help="clips in the folder (default: 4)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each clip (default: 4)")

@@ -1,7 +1,7 @@
 """The kit the GPU check carries to a bare GPU machine that has no network, and its unpacking.
 
-    python3 tools/gpu_kit.py make                                  # here: `make gpu-kit`
-    python3 tools/gpu_kit.py install --kit .gpu-kit --target DIR   # there: tools/gpu_check.sh
+    python3 -m bench.gpu_kit make                                  # here: `make gpu-kit`
+    python3 -m bench.gpu_kit install --kit .gpu-kit --target DIR   # there: bench/gpu_check.sh
 
 The GPU machine has torch, torchvision, numpy, scipy, matplotlib, OpenCV, tqdm, PyYAML and
 nvidia-ml-py, but neither imageio-ffmpeg (our ffmpeg), PyAV (our probe) nor ultralytics, and
@@ -14,7 +14,7 @@ with one call:
 - `.gpu-kit/` (about 34 MiB): PyAV's wheel unpacked and xz-compressed (36 MB as a wheel,
   23 MiB so), the ultralytics wheel, the YOLO11n-pose weights and the park clip.
 
-`install` installs what one kit holds into a folder for PYTHONPATH; tools/gpu_check.sh
+`install` installs what one kit holds into a folder for PYTHONPATH; bench/gpu_check.sh
 keeps that folder (`.gpu-site/`) in the checkout, so a first call carrying one kit and a
 second carrying the other add up while the machine is still held. Only the Python standard
 library is used, so `install` runs on any python3.
@@ -143,7 +143,8 @@ def _unpacked(path: Path, sha256: str, what: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_kit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("make", "install"))
     parser.add_argument("--kit", type=Path, default=ROOT / ".gpu-kit",
                         help="install: the kit folder (default: .gpu-kit)")

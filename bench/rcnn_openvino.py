@@ -9,7 +9,7 @@ Measures
      and a blank frame (black / grey / white / noise / heavy blur, first that works) has none; the
      model is converted with the conversion frame and run on the blank one, and the reverse.
   3. batch: the one-image OV model on a (2,3,H,W) input, and a wrapper traced for a batch of 2.
-Run:  python tools/rcnn_openvino.py [--video PATH] [--frames 0,30,60,90] [--runs 5]
+Run:  python -m bench.rcnn_openvino [--video PATH] [--frames 0,30,60,90] [--runs 5]
       (first frame = conversion/timing frame; default video: ../shared's park clip). Needs torch,
       torchvision, openvino (make setup-cpu-fast) and opencv. About 3 minutes on 2 cores.
 
@@ -139,25 +139,13 @@ def try_ov(fn, x):
         return None, "EXCEPTION " + one_line(e)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--video", default=str(PARK))
-    ap.add_argument("--frames", default="0,30,60,90")
-    ap.add_argument("--runs", type=int, default=5)
-    a = ap.parse_args()
-    video = a.video
-    idxs = [int(s) for s in a.frames.split(",")]
-    t_start = time.perf_counter()
-    torch.set_num_threads(2)
-    log(f"torch {torch.__version__} torchvision {torchvision.__version__} openvino {ov.__version__} "
-        f"threads {torch.get_num_threads()} cpus {os.cpu_count()} loadavg {os.getloadavg()[0]:.1f}")
-    frames = load_frames(video, idxs)
-    assert len(frames) == len(idxs), f"got frames {sorted(frames)} of {idxs} from {video}"
-    f0 = frames[idxs[0]]
-    log(f"video {video}: frames {idxs}, shape {tuple(f0.shape)}")
+def part_conversion(model, frames, idxs, runs):
+    """Part 1: the model as is, then wrapped; torch against OV on each frame; interleaved timing.
 
+    Returns the one-image OV model (converted with the first frame).
+    """
     log("\n== Part 1: conversion, accuracy, timing (box_score_thresh=0.0) ==")
-    model = build(0.0)
+    f0 = frames[idxs[0]]
     try:
         convert(model, ([f0],))
         r = "OK (unexpected)"
@@ -172,7 +160,7 @@ def main():
         SUMMARY.append((f"T=0, frame {i}", s))
     fns = {"torch": lambda: run_torch(model, f0), "openvino": lambda: ov1(f0)}
     ts: dict[str, list[float]] = {k: [] for k in fns}
-    for rnd in range(1 + a.runs):  # round 0 = warm-up; interleaved: a noisy neighbour hits both alike
+    for rnd in range(1 + runs):  # round 0 = warm-up; interleaved: a noisy neighbour hits both alike
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
@@ -183,8 +171,13 @@ def main():
         log(f"  time {k:8s}: median {med[k]*1e3:.0f} ms, rounds {[round(t, 2) for t in v]}")
     log(f"  speed-up torch/OV: {med['torch'] / med['openvino']:.2f}x (median per-round {ratio:.2f}x)")
     SUMMARY.append(("time frame 0 (median)", f"torch {med['torch']*1e3:.0f} ms, OV {med['openvino']*1e3:.0f} ms,"
-                    f" x{med['torch'] / med['openvino']:.2f} (per-round x{ratio:.2f}), {a.runs} runs"))
+                    f" x{med['torch'] / med['openvino']:.2f} (per-round x{ratio:.2f}), {runs} runs"))
+    return ov1
 
+
+def part_empty_frame(model, f0):
+    """Part 2: a threshold between a blank frame's best score and the conversion frame's; the
+    model converted with each frame as the example and run on both."""
     log("\n== Part 2: a frame with no detection above the threshold ==")
     small = torch.nn.functional.interpolate(f0[None], scale_factor=1 / 64, mode="area")
     blanks = {"black": torch.zeros_like(f0), "grey": torch.full_like(f0, 0.5), "white": torch.ones_like(f0),
@@ -222,7 +215,11 @@ def main():
                 SUMMARY.append((f"T={T:.3f} conv.{tag} -> run {run_tag}", c + ("" if o is not None else "; " + s[:80])))
             del fn
 
+
+def part_batch(model, ov1, frames, idxs):
+    """Part 3: the one-image OV model on a batch of two, and a wrapper traced for a batch of two."""
     log("\n== Part 3: batch ==")
+    f0 = frames[idxs[0]]
     fr2 = [frames[i] for i in idxs[:2]] if len(idxs) > 1 else [f0, f0]
     x2 = torch.stack(fr2)
     _, s = try_ov(ov1, x2)
@@ -243,6 +240,28 @@ def main():
     log(f"    N=2: {s}\n    N=3 input: {s3}")
     SUMMARY.append(("WrapBatch N=2 on 2 frames", s[:150]))
     SUMMARY.append(("WrapBatch N=2 on 3 frames", gist(s3)))
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="python -m bench.rcnn_openvino", description=__doc__.splitlines()[0])
+    ap.add_argument("--video", default=str(PARK))
+    ap.add_argument("--frames", default="0,30,60,90")
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    video = a.video
+    idxs = [int(s) for s in a.frames.split(",")]
+    t_start = time.perf_counter()
+    torch.set_num_threads(2)
+    log(f"torch {torch.__version__} torchvision {torchvision.__version__} openvino {ov.__version__} "
+        f"threads {torch.get_num_threads()} cpus {os.cpu_count()} loadavg {os.getloadavg()[0]:.1f}")
+    frames = load_frames(video, idxs)
+    assert len(frames) == len(idxs), f"got frames {sorted(frames)} of {idxs} from {video}"
+    f0 = frames[idxs[0]]
+    log(f"video {video}: frames {idxs}, shape {tuple(f0.shape)}")
+    model = build(0.0)
+    ov1 = part_conversion(model, frames, idxs, a.runs)
+    part_empty_frame(model, f0)
+    part_batch(model, ov1, frames, idxs)
 
     log("\n== SUMMARY ==")
     for what, found in SUMMARY:
