@@ -7,6 +7,7 @@ under a memory cap, libx264 against NVENC, and why the pipeline is slower than t
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import threading
@@ -14,12 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from bench.gpu_meters import CpuMeter, time_model, time_model_for
+from bench.gpu_report import Measurement
 from bench.speed import make_clip
 from config import Config
 from pipeline.runner import run_video
@@ -29,8 +31,23 @@ from workers.encode import VideoWriter
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.probe import probe
 
-if TYPE_CHECKING:
-    from bench.gpu import Check
+
+class Check(Protocol):
+    """What these checks use of the running check (`bench.gpu.Check`): a protocol, so that
+    this module does not import the one that imports it."""
+
+    args: argparse.Namespace
+    cuda: bool
+    device: str
+    results: dict[str, Any]
+    weights: dict[str, str | None]
+
+    def attempt(self, what: str, action: Callable[[], Any]) -> Any: ...
+    def estimator(self, model: str, half: bool, clip: Path, folder: Path) -> PoseEstimator: ...
+    def measure(self, model: str, clip: Path, images: Sequence[np.ndarray], batch: int, half: bool,
+                folder: Path, variant: str = "", setup: Callable[[], Callable[[], None]] | None = None,
+                **changes: Any) -> Measurement: ...
+    def save(self) -> None: ...
 
 
 def diagnose(check: Check, model: str, clip: Path, images: Sequence[np.ndarray], folder: Path) -> None:
