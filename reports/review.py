@@ -34,7 +34,9 @@ from reports.report import read_report
 from reports.summary import INDEX_NAME, STATUSES, SUMMARY_NAME, read_rows
 from workers.decode import frame_at
 from workers.draw import colour_of
+from workers.errors import DancingSkeletonsError
 from workers.files import write_bytes
+from workers.probe import probe
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: The timeline's drawing size in SVG units.
@@ -136,9 +138,13 @@ def _media(report: dict, files: OutputFiles) -> tuple[Path | None, dict[int, Pat
     video = files.video
     if not report.get("files", {}).get("video") or not video.is_file():
         return None, {}
+    try:
+        info = probe(video)  # its size is the encoded one: the encoder pads odd sizes
+    except DancingSkeletonsError:
+        return None, {}
     folder = files.media
     folder.mkdir(exist_ok=True)
-    width, height, fps = report["width"], report["height"], report["fps"] or 1.0
+    fps = report["fps"] or 1.0
     moments = report.get("worst_moments") or []
     at = moments[0]["start_s"] if moments else report["duration_seconds"] / 2
     wanted: dict[float, list[tuple[Path, dict | None]]] = {}
@@ -155,7 +161,7 @@ def _media(report: dict, files: OutputFiles) -> tuple[Path | None, dict[int, Pat
             when = at if seen_then else (person["first_frame"] + person["last_frame"]) / 2 / fps
             wanted.setdefault(when, []).append((crop, person))
     for when, images in wanted.items():
-        frame = frame_at(video, when, width + width % 2, height + height % 2)  # the encoder pads odd sizes
+        frame = frame_at(info, when)
         if frame is None:
             continue
         for path, person in images:

@@ -150,7 +150,7 @@ def test_keyframe_near_reads_a_frame_from_the_asked_share_of_a_clip_with_one_key
     info = probe(make_video(tmp_path / "gop.mp4", seconds=3.0, fps="10", size="320x240", extra=["-g", "1000"]))
     first = keyframe_near(info, 2.0)
     later = keyframe_near(info, 2.0, earliest=1.5)
-    exact = frame_at(info.path, 1.5, 320, 240)
+    exact = frame_at(info, 1.5)
     assert first is not None and later is not None and exact is not None
     assert first.shape == later.shape == (240, 320, 3)
     assert not np.array_equal(first, later)  # not the keyframe at 0

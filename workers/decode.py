@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from workers.data import Frame, VideoInfo
 from workers.errors import DecodeError
-from workers.ffmpeg import FFmpegProcess, ffmpeg_exe, file_url, input_args, last_message
+from workers.ffmpeg import FFmpegProcess, file_url, input_args, last_message
 from workers.probe import OPEN_OPTIONS
 
 log = logging.getLogger("dancingskeletons")
@@ -22,32 +21,25 @@ log = logging.getLogger("dancingskeletons")
 MAX_DECODE_ERRORS = 50
 
 
-def frame_at(video: Path, seconds: float, width: int, height: int, timeout: float = 60.0) -> np.ndarray | None:
-    """The frame of `video` shown at `seconds`, upright, as RGB uint8 (height, width, 3).
+def frame_at(info: VideoInfo, seconds: float) -> np.ndarray | None:
+    """The frame of a video shown at `seconds`, upright, as RGB uint8 (height, width, 3).
 
-    One ffmpeg process that seeks (to the keyframe before, then decodes up to the time): for
-    a few frames of a long video, far cheaper than reading it all.
+    Read by a `VideoReader` that seeks (ffmpeg goes to the keyframe before, then decodes up
+    to the time) and stops after one frame: for a few frames of a long video, far cheaper than
+    reading it all, and decoded exactly as the pipeline decodes.
 
     Args:
-        video: A video file.
+        info: The probed video (`workers.probe.probe`).
         seconds: Where, from the start.
-        width, height: The frame's upright size in pixels (see `workers.probe.probe`).
-        timeout: Seconds to wait for ffmpeg.
 
     Returns:
         The frame, or None when it cannot be read (past the end, a damaged file).
     """
-    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
-            "-ss", f"{max(0.0, seconds):.3f}",
-            *input_args(video), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     try:
-        done = subprocess.run(args, capture_output=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
+        with VideoReader(info, start_seconds=seconds) as reader:
+            return next(iter(reader)).image
+    except (StopIteration, DecodeError, OSError):
         return None
-    size = width * height * 3
-    if done.returncode != 0 or len(done.stdout) < size:
-        return None
-    return np.frombuffer(done.stdout[:size], np.uint8).reshape(height, width, 3)
 
 
 def keyframe_near(info: VideoInfo, seconds: float, earliest: float = 0.0) -> np.ndarray | None:
@@ -68,7 +60,7 @@ def keyframe_near(info: VideoInfo, seconds: float, earliest: float = 0.0) -> np.
         The frame, or None when it cannot be read.
     """
     if info.rotation:
-        return frame_at(info.path, seconds, info.width, info.height)
+        return frame_at(info, seconds)
     try:
         with av.open(file_url(info.path), options=dict(OPEN_OPTIONS), timeout=60.0) as container:
             stream = container.streams.video[0]
@@ -107,20 +99,26 @@ class VideoReader:
         info: The probed input.
         nice: Niceness added to the ffmpeg process.
         max_errors: Decoder errors tolerated before the video fails.
+        start_seconds: Where to start reading (ffmpeg seeks there exactly); the frames'
+            indices and times then count from there.
     """
 
-    def __init__(self, info: VideoInfo, nice: int = 0, max_errors: int = MAX_DECODE_ERRORS) -> None:
+    def __init__(self, info: VideoInfo, nice: int = 0, max_errors: int = MAX_DECODE_ERRORS,
+                 start_seconds: float = 0.0) -> None:
         self.info = info
         self.nice = nice
         self.max_errors = max_errors
+        self.start_seconds = max(0.0, start_seconds)
         self.warnings: list[str] = []
         self.frames_read = 0
         self._process: FFmpegProcess | None = None
 
     def start(self) -> None:
+        seek = ["-ss", f"{self.start_seconds:.3f}"] if self.start_seconds > 0 else []
         args = [
             "-nostdin",
             "-loglevel", "error",
+            *seek,
             *input_args(self.info.path),
             "-map", "0:v:0",
             # Constant rate at the probed rate: a variable-rate video gets frames repeated
