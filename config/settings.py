@@ -175,14 +175,14 @@ class Config:
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check_runtime_request(self.runtime, self.model, get_model(self.model).runtimes, self.device)
-        _check_range("batch_size", self.batch_size, 1, 256)
-        _check_range("display_window", self.display_window, 1, 10_000)
-        _check_range("queue_size", self.queue_size, 1, 1024)
-        _check_range("queue_megabytes", self.queue_megabytes, 1, 65536)
-        _check_range("crf", self.crf, 0, 51)
-        _check_range("max_persons", self.max_persons, 1, 1000)
-        _check_range("infer_every", self.infer_every, 1, 100)
-        _check_range("ffmpeg_nice", self.ffmpeg_nice, 0, 19)
+        _check_range("batch_size", self.batch_size, 1, 256, integer=True)
+        _check_range("display_window", self.display_window, 1, 10_000, integer=True)
+        _check_range("queue_size", self.queue_size, 1, 1024, integer=True)
+        _check_range("queue_megabytes", self.queue_megabytes, 1, 65536, integer=True)
+        _check_range("crf", self.crf, 0, 51, integer=True)
+        _check_range("max_persons", self.max_persons, 1, 1000, integer=True)
+        _check_range("infer_every", self.infer_every, 1, 100, integer=True)
+        _check_range("ffmpeg_nice", self.ffmpeg_nice, 0, 19, integer=True)
         _check_range("distance_scale", self.distance_scale, 1e-9, None)
         _check_range("score_max", self.score_max, 1e-9, None)
         _check_range("end_card_seconds", self.end_card_seconds, 0.0, 3600.0)
@@ -190,8 +190,11 @@ class Config:
         _check_range("log_interval", self.log_interval, 0.0, None)
         if self.person_threshold is not None:
             _check_range("person_threshold", self.person_threshold, None, None)
+        if self.keypoint_threshold is not None:
+            _check_range("keypoint_threshold", self.keypoint_threshold, None, None)
+        _check_range("distance_offset", self.distance_offset, None, None)
         if self.model_min_size is not None:
-            _check_range("model_min_size", self.model_min_size, 32, 4096)
+            _check_range("model_min_size", self.model_min_size, 32, 4096, integer=True)
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.x264_preset not in X264_PRESETS:
@@ -212,10 +215,10 @@ class Config:
                 raise ValueError(f"runtime {self.runtime} runs the model on the CPU, but gpus_per_video is "
                                  f"{self.gpus_per_video:g}; use 0")
         _check_range("cpus_per_video", self.cpus_per_video, 0.0, 1024.0)
-        _check_range("retries", self.retries, 0, 100)
+        _check_range("retries", self.retries, 0, 100, integer=True)
         _check_range("max_gap_s", self.max_gap_s, 0.01, 600.0)
         _check_range("identity_lookahead_s", self.identity_lookahead_s, 0.01, 60.0)
-        _check_range("lookahead_megabytes", self.lookahead_megabytes, 1, 1 << 20)
+        _check_range("lookahead_megabytes", self.lookahead_megabytes, 1, 1 << 20, integer=True)
         if not isinstance(self.mirror, bool):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
         if self.keypoint_weighting not in (None, "relu", "logit"):
@@ -307,9 +310,13 @@ def _persons_mode(value: object) -> str | int:
     raise ValueError(f"persons must be auto, all or a number of persons 1..inf, got {value!r}")
 
 
-def _check_range(name: str, value: float, low: float | None, high: float | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _check_range(name: str, value: float, low: float | None, high: float | None, integer: bool = False) -> None:
+    """ValueError naming the setting unless `value` is a number (a whole one with `integer`;
+    never NaN) within [low, high] (None: unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise ValueError(f"{name} must be a number, got {value!r}")
+    if integer and not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
         raise ValueError(f"{name} must be in {bounds}, got {value}")

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from config import Config
 from config.settings import RUN_ONLY_SETTINGS, parse_shard
-from pipeline import schemas
+from reports import schemas
 from pipeline.cli import config_from_args, get_args_parser
 from workers.score import ScoreParams
 
@@ -435,3 +435,18 @@ def test_parse_shard_refuses_anything_else_naming_the_form(text):
         parse_shard(text)
     with pytest.raises(ValueError, match=re.escape(message)):
         make(shard=text)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("stall_timeout", float("nan"), "stall_timeout must be a number, got nan"),
+    ("crf", float("nan"), "crf must be a number, got nan"),
+    ("distance_offset", float("nan"), "distance_offset must be a number, got nan"),
+    ("batch_size", 2.5, "batch_size must be a whole number, got 2.5"),
+    ("queue_size", 1.5, "queue_size must be a whole number, got 1.5"),
+    ("model_min_size", 640.0, "model_min_size must be a whole number, got 640.0"),
+    ("keypoint_threshold", "2", "keypoint_threshold must be a number, got '2'"),
+])
+def test_not_a_number_or_not_a_whole_number_is_refused(field, value, message):
+    with pytest.raises(ValueError) as refused:
+        Config(input="in.mp4", output="out.mp4", **{field: value})
+    assert str(refused.value) == message
