@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 
 from config import Config
 from config.settings import RUN_ONLY_SETTINGS, parse_shard
-from reports import schemas
 from pipeline.cli import config_from_args, get_args_parser
+from reports import schemas
 from workers.score import ScoreParams
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Config))
