@@ -324,8 +324,14 @@ def test_a_killed_worker_and_a_removed_node_have_their_video_redone(on_cluster, 
 
 
 def _driver(source: Path, out: Path) -> subprocess.Popen:
+    # SIGINT as a terminal gives it, even where this suite was started in the background
+    # (`make test &`), which makes the shell ignore SIGINT in everything it starts.
     return subprocess.Popen([sys.executable, "-m", "pipeline", str(source), str(out), *MODEL_ARGS, "--cluster", "ray"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

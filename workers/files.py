@@ -4,7 +4,7 @@ Every output is written under a hidden partial name in its folder (`partial_path
 into place when complete (`os.replace` is atomic within a folder): a run killed at any moment
 leaves either the whole file or none, plus at most a partial file that the next run removes.
 The video (`workers.encode`), the pose cache (`workers.poses`) and the reports
-(`pipeline.report`) are all written this way.
+(`reports.report`) are all written this way.
 """
 
 from __future__ import annotations
