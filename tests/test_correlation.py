@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from tests.reference import peak_shift, shift_correlations
 from workers.correlation import correlate, fft_length, partners, references
-from workers.motion import peak_shift, peak_shifts, shift_correlations
+from workers.motion import peak_shifts
 
 LENGTH, REACH, CHANNELS = 120, 16, 24
 

@@ -12,6 +12,7 @@ import pytest
 
 from config import Config
 from tests.helpers import detections, pose
+from tests.reference import summarize_tracks
 from tests.test_annotate import FPS, dancer
 from workers.annotate import Annotator
 from workers.data import PoseRows
@@ -19,7 +20,7 @@ from workers.motion import mirror_poses
 from workers.records import FrameResult, FrameTable
 from workers.spool import RecordSpool
 from workers.timing import TimingParams, analyse_timing, analyse_timing_stream
-from workers.track import TrackSummarizer, summarize_tracks
+from workers.track import TrackSummarizer
 
 
 def test_a_record_spool_reads_back_any_range(tmp_path):

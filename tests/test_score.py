@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import detections, need_shared, pose
+from tests.reference import persons_above, pose_distance
 from workers.data import Detections
 from workers.score import (
     RunningScore,
@@ -13,8 +14,6 @@ from workers.score import (
     fit_affine,
     frame_score,
     keypoint_weights,
-    persons_above,
-    pose_distance,
 )
 
 PARAMS = ScoreParams()

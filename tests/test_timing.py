@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import pose
+from tests.reference import peak_shift, pose_distance, shift_correlations
 from workers.moments import pose_partners, worst_moments
 from workers.motion import (
     MIRROR_PERMUTATION,
@@ -11,12 +12,10 @@ from workers.motion import (
     mirror_poses,
     motion_features,
     normalise_poses,
-    peak_shift,
-    shift_correlations,
     torso_centres,
     vertical_features,
 )
-from workers.score import pose_distance, pose_distances
+from workers.score import pose_distances
 from workers.skeleton import KEYPOINT_NAMES
 from workers.timing import TimingParams, analyse_timing, solve_group_lags, timing_score
 

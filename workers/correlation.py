@@ -1,12 +1,13 @@
 """Shift correlations of every pair of persons at once, through the FFT.
 
-Pure math, no I/O. `workers.motion.shift_correlations` compares one pair in one window; a class
-of 30 has 435 pairs, and the timing analysis, the live lag and the synchrony score each ask for
-every pair in every window (the synchrony score also for every surrogate shift). Here one call
-gives the curves of all pairs of a window: each person's features are transformed once, the
-pairs cost one product of spectra each, summed over the channels before the inverse transform.
+Pure math, no I/O. The reference that this is tested against (in `tests/reference.py`)
+compares one pair in one window; a class of 30 has 435 pairs, and the timing analysis, the live
+lag and the synchrony score each ask for every pair in every window (the synchrony score also
+for every surrogate shift). Here one call gives the curves of all pairs of a window: each
+person's features are transformed once, the pairs cost one product of spectra each, summed over
+the channels before the inverse transform.
 
-The similarity is the same as `shift_correlations` (weighted by motion): at a shift s,
+The similarity is the same as that reference's (weighted by motion): at a shift s,
 
     sum over channels of the covariance  /  sum over channels of sd(reference) * sd(partner)
 
@@ -94,7 +95,7 @@ class Partners:
 
 def _moving(values: np.ndarray, finite: np.ndarray, threshold: float) -> np.ndarray:
     """(n, T, C) -> (n, C): whether each channel's standard deviation over its finite frames
-    exceeds `threshold` (as `workers.motion.shift_correlations`' channel test)."""
+    exceeds `threshold` (as the one-pair reference's channel test, `tests/reference.py`)."""
     count = np.maximum(finite.sum(axis=1), 1)
     filled = np.where(finite, values, 0.0)
     mean = filled.sum(axis=1) / count
@@ -187,8 +188,8 @@ def correlate(
 
     Returns:
         (n, m, 2S + 1) similarity; index k is shift k - S, which pairs the partner's frame
-        t + s with the reference's frame t (as `workers.motion.shift_correlations`); NaN where
-        too few frames or channels count.
+        t + s with the reference's frame t (as the one-pair reference in `tests/reference.py`);
+        NaN where too few frames or channels count.
     """
     size = 2 * (reference.spectra.shape[3] - 1)
     shifts = 2 * partner.reach + 1

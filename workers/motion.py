@@ -3,7 +3,7 @@
 Pure math, no I/O: the signals that the timing analysis (`workers.timing`) and the synchrony
 score (`workers.sync`) align people on, and the windows they are aligned in. The input is each
 performer's keypoints over the video, (T, 17, 2) pixels with NaN where the person is absent
-(see `workers.track.track_poses`), whole or read a stretch at a time through a `PoseSource`.
+(see `workers.data.PoseRows.poses`), whole or read a stretch at a time through a `PoseSource`.
 
 Definitions:
 - Normalised pose: centred on the torso centre (mean of shoulders and hips) in every frame,
@@ -19,12 +19,13 @@ Definitions:
   different ways, share them while their velocities in the image differ.
 - Mirror image: x flipped about the torso centre and left/right keypoints swapped, so that
   two people facing each other and moving as mirror images can be compared.
-- Similarity at a shift (`shift_correlations`): person i's features are shifted against
+- Similarity at a shift: person i's features are shifted against
   person j's by every whole frame in +-S, and at each shift the similarity is the mean over
   channels of the Pearson correlation (which z-scores each channel within the window, over
   the frames both have), each channel weighted by the product of its standard deviations in
   the two persons, so that limbs at rest, whose velocity is mostly the pose model's jitter,
-  count little. `workers.correlation` computes the same for every pair of a window at once.
+  count little. `workers.correlation` computes it for every pair of a window at once, tested
+  against the one-pair reference in `tests/reference.py`.
 - Peak (`peak_shifts`): the best interior peak of a similarity curve, refined by a parabola
   through it and its neighbours; none when it is below a threshold, or another peak (or the
   end of the curve) far enough away comes within a margin of it (periodic motion: the shift
@@ -36,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from workers.data import CHUNK_FRAMES
 from workers.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
@@ -152,75 +152,6 @@ def vertical_features(normalised: np.ndarray) -> np.ndarray:
     return np.asarray(normalised, dtype=np.float64)[:, list(BODY_KEYPOINTS), 1].copy()
 
 
-def shift_correlations(
-    reference: np.ndarray,
-    person: np.ndarray,
-    min_valid: int,
-    min_channel_std: float = 0.0,
-    min_channels: int = 1,
-    weighted: bool = True,
-) -> np.ndarray:
-    """Mean per-channel correlation of a window of `person` with `reference` at every shift.
-
-    The one-pair computation, each channel restricted to the frames both have: the reference
-    that `workers.correlation` (every pair of a window at once, which the analysis uses) is
-    tested against.
-
-    With `weighted`, each channel's correlation is weighted by the product of the two
-    standard deviations, which makes the mean the sum of covariances over the sum of
-    standard-deviation products: still 1 for identical signals, but dominated by the
-    channels that move.
-
-    Args:
-        reference: (L, C) the reference's features over the window (NaN allowed).
-        person: (L + 2S, C) the person's features from S frames before the window to S
-            frames after it (NaN allowed, e.g. padding past the video's ends).
-        min_valid: Fewest frames both must have in a channel for it to count at a shift.
-        min_channel_std: Channels varying less than this in either input do not count.
-        min_channels: Fewest counting channels for a value.
-        weighted: Weight channels by their motion (True) or equally (False).
-
-    Returns:
-        (2S + 1,) similarity at shifts -S..S frames (index k is shift k - S; shift s pairs
-        person frame t + s with reference frame t), NaN where too few channels count.
-    """
-    reference = np.asarray(reference, dtype=np.float64)
-    person = np.asarray(person, dtype=np.float64)
-    length = len(reference)
-    moving = (_spread(reference) > min_channel_std) & (_spread(person) > min_channel_std)
-    windows = sliding_window_view(person[:, moving], length, axis=0).transpose(0, 2, 1)  # (K, L, C)
-    ref = reference[None, :, moving]
-    both = np.isfinite(ref) & np.isfinite(windows)
-    count = both.sum(axis=1)  # (K, C)
-    a = np.where(both, ref, 0.0)
-    b = np.where(both, windows, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_a = a.sum(axis=1) / count
-        mean_b = b.sum(axis=1) / count
-        da = np.where(both, a - mean_a[:, None, :], 0.0)
-        db = np.where(both, b - mean_b[:, None, :], 0.0)
-        covariance = (da * db).sum(axis=1)
-        scale = np.sqrt((da * da).sum(axis=1) * (db * db).sum(axis=1))
-        correlation = covariance / scale
-    usable = (count >= min_valid) & (scale > 1e-12)
-    counted = usable.sum(axis=1)
-    if not weighted:
-        weight = usable.astype(np.float64)
-    else:
-        weight = np.where(usable, scale / np.maximum(count, 1), 0.0)  # sd_a * sd_b
-    total = np.where(usable, correlation * weight, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counted >= min_channels, total / weight.sum(axis=1), np.nan)
-
-
-def _spread(values: np.ndarray) -> np.ndarray:
-    """(N, C) -> (C,) standard deviation of each column over its finite values, 0 if none."""
-    finite = np.isfinite(values)
-    count = np.maximum(finite.sum(axis=0), 1)
-    mean = np.where(finite, values, 0.0).sum(axis=0) / count
-    return np.sqrt((np.where(finite, values - mean, 0.0) ** 2).sum(axis=0) / count)
-
-
 def peak_shifts(
     curves: np.ndarray,
     min_correlation: float = 0.3,
@@ -266,18 +197,6 @@ def peak_shifts(
         offset = np.where(bend < 0, 0.5 * (before - after) / np.where(bend < 0, bend, -1.0), 0.0)
     shifts = best - half + np.clip(offset, -0.5, 0.5)
     return np.where(accepted, shifts, np.nan), np.where(accepted, value, np.nan)
-
-
-def peak_shift(
-    curve: np.ndarray,
-    min_correlation: float = 0.3,
-    ambiguity_margin: float = 0.05,
-    min_separation: int = 1,
-) -> tuple[float, float] | None:
-    """`peak_shifts` of one curve: (shift in frames, peak value), or None."""
-    shifts, values = peak_shifts(np.asarray(curve, dtype=np.float64)[None], min_correlation, ambiguity_margin,
-                                 min_separation)
-    return None if np.isnan(shifts[0]) else (float(shifts[0]), float(values[0]))
 
 
 def analysis_windows(frames: int, fps: float, window_s: float, hop_s: float) -> list[tuple[int, int]]:

@@ -102,7 +102,7 @@ def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray
     Frobenius norm over the keypoints they have; the distance is the mean over the 9 score
     keypoints of the gaps between them, each weighted by the square root of its pair weight.
     A keypoint that is NaN in either pose is absent: weight 0, and left out of the centring and
-    scaling. The frame score uses it with the model's keypoint weights (`pose_distance`), the
+    scaling. The frame score (`frame_score`) uses it with the model's keypoint weights, the
     timing analysis without weights (`workers.moments.partner_distances`).
 
     Args:
@@ -144,29 +144,6 @@ def pose_distances(reference: np.ndarray, other: np.ndarray, weights: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         distance = np.where(mass > 0, mass * gaps, 0.0).sum(axis=-1) / total
     return np.where((total > 0) & aligned_ok & goal_ok, distance, np.nan)
-
-
-def pose_distance(
-    reference: np.ndarray,
-    other: np.ndarray,
-    reference_weights: np.ndarray,
-    other_weights: np.ndarray,
-) -> float | None:
-    """Distance between two poses after aligning `other` onto `reference` (`pose_distances`).
-
-    Args:
-        reference: (17, 2) keypoints in pixels.
-        other: (17, 2) keypoints in pixels.
-        reference_weights: (17,) weights >= 0 (see `keypoint_weights`).
-        other_weights: (17,) weights >= 0.
-
-    Returns:
-        The weighted mean distance over the 9 score keypoints between the normalised poses,
-        or None when there is nothing to compare (see `pose_distances`).
-    """
-    pair = np.asarray(reference_weights, dtype=np.float64) * np.asarray(other_weights, dtype=np.float64)
-    distance = pose_distances(np.asarray(reference)[None], np.asarray(other)[None], pair[None])[0]
-    return None if np.isnan(distance) else float(distance)
 
 
 def distance_to_score(distance: float, params: ScoreParams) -> float:
@@ -213,11 +190,6 @@ def without_duplicates(detections: Detections, order: np.ndarray) -> np.ndarray:
         if not any(same[k, j] for j in kept):
             kept.append(k)
     return order[kept]
-
-
-def persons_above(detections: Detections, threshold: float) -> Detections:
-    """The detections whose box score is above `threshold`, most confident first."""
-    return detections.select(order_above(detections, threshold))
 
 
 def frame_score(persons: Detections, params: ScoreParams) -> float | None:

@@ -11,8 +11,9 @@ Definitions:
   `velocity_span_s`): a pose sequence and its reverse have opposite velocities, so direction
   counts.
 - Pair likeness and lag in a window (4 s every 1 s, as the timing analysis): the velocity
-  correlation curve over shifts within +-`max_lag_s` (`workers.motion.shift_correlations`);
-  its highest value r, and where it lies, the pair's lag d in that window.
+  correlation curve over shifts within +-`max_lag_s` (`workers.correlation`, tested against the
+  one-pair reference in `tests/reference.py`); its highest value r, and where it lies, the
+  pair's lag d in that window.
 - Chance: the same with one of the two shifted circularly in time by amounts outside the lag
   search (`surrogate_offsets`): what two people who do not move together reach by searching
   for their best lag. m is the surrogates' mean r.

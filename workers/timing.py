@@ -1,7 +1,7 @@
 """Per-person timing: who dances ahead of or behind the group, and by how many milliseconds.
 
 Pure math, no I/O. The input is each performer's keypoints over the whole video, (T, 17, 2)
-pixels with NaN where the person is absent (see `workers.track.track_poses`), either as whole
+pixels with NaN where the person is absent (see `workers.data.PoseRows.poses`), either as whole
 arrays (`analyse_timing`) or read a stretch at a time (`analyse_timing_stream`, for videos of
 any length: same results). The signals it aligns (normalised poses, motion and vertical
 features, similarity at every shift, peaks) are defined in `workers.motion`; the pose
@@ -10,11 +10,12 @@ distances to the partners in `workers.moments`.
 Definitions:
 - Pair lag: on sliding windows (`window_s` long, every `hop_s`), the similarity of person i's
   motion features with person j's at every whole-frame shift in +-`max_lag_s` (plus one
-  frame so that the limit itself is inside; `workers.motion.shift_correlations`). The best
-  interior peak, refined to a fraction of a frame (`workers.motion.peak_shifts`), is the lag
-  of i behind j. No lag when the peak is below `min_correlation`, or another peak (or the
-  search limit) at least `min_peak_separation_s` away comes within `ambiguity_margin` of it
-  (periodic motion: the lag is ambiguous).
+  frame so that the limit itself is inside; computed by `workers.correlation`, tested against
+  the one-pair reference in `tests/reference.py`). The best interior peak, refined to a
+  fraction of a frame (`workers.motion.peak_shifts`), is the lag of i behind j. No lag when
+  the peak is below `min_correlation`, or another peak (or the search limit) at least
+  `min_peak_separation_s` away comes within `ambiguity_margin` of it (periodic motion: the lag
+  is ambiguous).
 - Viewpoint fallback: where the motion features give no lag in a window, the same search
   runs on the vertical features (`workers.motion.vertical_features`), which two views of
   one performance share while their velocities in the image differ. Smooth positions

@@ -5,14 +5,14 @@ continues, matching consecutive frames by box overlap and keypoint distance with
 velocity prediction. It is conservative: where a match is ambiguous (another person's
 detection, or another tracklet, is nearly as good a match) the tracklet ends and a new one
 starts, so that a tracklet never changes person; `workers.identity` joins the tracklets of one
-person over the whole video. Over the whole video, `track_poses` and `summarize_tracks` turn the
-per-frame ids into one pose sequence and one summary per id, and `select_performers` decides
-from the summaries whom to score.
+person over the whole video. The per-frame ids become one pose sequence per id
+(`workers.data.PoseRows.poses`) and, a chunk of frames at a time, one summary per id
+(`TrackSummarizer`); `select_performers` decides from the summaries whom to score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,41 +212,6 @@ class Tracker:
         return track.id
 
 
-def track_video(frames: Sequence[Detections], **tracker_args) -> list[np.ndarray]:
-    """Ids for every frame of a video, from a fresh `Tracker`.
-
-    Args:
-        frames: One `Detections` per frame, in order.
-        **tracker_args: Passed to `Tracker`.
-
-    Returns:
-        One (n_f,) int64 array of ids per frame.
-    """
-    tracker = Tracker(**tracker_args)
-    return [tracker.update(persons) for persons in frames]
-
-
-def track_poses(
-    frames: Sequence[Detections],
-    ids: Sequence[np.ndarray],
-    keypoint_threshold: float | None = None,
-) -> dict[int, np.ndarray]:
-    """Each id's keypoints over the whole video, NaN where the person is absent.
-
-    Args:
-        frames: One `Detections` per frame (T frames).
-        ids: The tracker's (n_f,) ids per frame.
-        keypoint_threshold: Keypoints scoring at or below this (model scale) become NaN;
-            None keeps all.
-
-    Returns:
-        {id: (T, 17, 2) float64 keypoints in pixels, NaN where absent or unsure}.
-    """
-    if len(frames) != len(ids):
-        raise ValueError(f"frames and ids must have the same length, got {len(frames)} and {len(ids)}")
-    return PoseRows.from_frames(list(frames), list(ids)).poses(keypoint_threshold)
-
-
 @dataclass(frozen=True)
 class TrackSummary:
     """What performer selection needs to know about one id over the whole video.
@@ -278,7 +243,10 @@ class TrackSummary:
 
 
 class TrackSummarizer:
-    """`TrackSummary`s of a video fed a chunk of frames at a time (see `summarize_tracks`).
+    """`TrackSummary`s of a video fed a chunk of frames at a time.
+
+    Motion is measured as displacement over `interval_s` rather than frame to frame so that
+    a pose model's frame-to-frame jitter does not make a person standing still look moving.
 
     Motion pairs each frame with the one `margin` frames earlier, so each chunk after the first
     must come with the `margin` frames before it: `add(rows, own_from=first frame of the chunk)`.
@@ -371,31 +339,6 @@ class TrackSummarizer:
                 box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
             )
         return result
-
-
-def summarize_tracks(
-    frames: Sequence[Detections],
-    ids: Sequence[np.ndarray],
-    fps: float,
-    interval_s: float = 0.5,
-) -> dict[int, TrackSummary]:
-    """Presence, size and motion of every id.
-
-    Motion is measured as displacement over `interval_s` rather than frame to frame so that
-    a pose model's frame-to-frame jitter does not make a person standing still look moving.
-
-    Args:
-        frames: One `Detections` per frame (T frames).
-        ids: The tracker's (n_f,) ids per frame.
-        fps: Frames per second.
-        interval_s: Time over which displacement is measured, in seconds.
-
-    Returns:
-        {id: TrackSummary}, ids ascending.
-    """
-    summarizer = TrackSummarizer(fps, interval_s)
-    summarizer.add(PoseRows.from_frames(list(frames), list(ids)))
-    return summarizer.summaries()
 
 
 def select_performers(
