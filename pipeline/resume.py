@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from config import Config
-from reports.outputs import OutputFiles, expected_files
-from reports.report import fingerprint, input_identity, read_report
+from reports.outputs import OutputFiles, expected_files, read_report
+from reports.report import fingerprint, input_identity
 from workers.files import partial_path
 
 

@@ -1,12 +1,17 @@
-"""The files one run leaves: their names beside the output video, and which a config asks for."""
+"""The files one run leaves: their names beside the output video, which a config asks for, and
+reading its report back (light: the review pages and the resume import this, not the report's writer)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from config import Config
 from workers.poses import poses_path
+
+#: The report's format; part of every fingerprint, so a new format redoes every video.
+FORMAT = "dancingskeletons-report/1"
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,14 @@ def expected_files(config: Config) -> dict[str, Path]:
     if config.save_poses and config.poses is None:
         expected["poses"] = files.poses
     return expected
+
+
+def read_report(path: Path) -> dict | None:
+    """A report written by `write_reports`, or None when missing or not one."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("format") != FORMAT:
+        return None
+    return report

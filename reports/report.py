@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from config import Config
-from reports.outputs import OutputFiles, expected_files
+from reports.outputs import FORMAT, OutputFiles, expected_files
 from reports.plot import frame_column, plot_figure, write_plot
 from reports.results import FrameResult, Group, IdentitySummary, PersonResult, RunResult
 from workers.analysis import group_timing
@@ -33,8 +33,6 @@ from workers.input_size import InputSize
 from workers.moments import Moment
 from workers.sync import SyncResult, SyncScore
 
-#: The report's format; part of every fingerprint, so a new format redoes every video.
-FORMAT = "dancingskeletons-report/1"
 #: The per-frame CSV's header.
 CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed", "ids")
 #: The per-person CSV's header (`<stem>.persons.csv`, for a spreadsheet).
@@ -59,17 +57,6 @@ def input_identity(path: Path) -> dict[str, int]:
     """Size in bytes and modification time in nanoseconds: a changed input is redone."""
     stat = Path(path).stat()
     return {"size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def read_report(path: Path) -> dict | None:
-    """A report written by `write_reports`, or None when missing or not one."""
-    try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(report, dict) or report.get("format") != FORMAT:
-        return None
-    return report
 
 
 def describe(report: dict) -> str:

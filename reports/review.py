@@ -29,8 +29,7 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from reports.outputs import OutputFiles
-from reports.report import read_report
+from reports.outputs import OutputFiles, read_report
 from reports.summary import INDEX_NAME, STATUSES, SUMMARY_NAME, read_rows
 from workers.decode import frame_at
 from workers.draw import colour_of
