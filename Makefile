@@ -56,14 +56,18 @@ run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --runtime 
 
 # The Ray cluster tests start and stop their own cluster: they run in a pytest process of their
 # own (inside the whole suite's process their Ctrl-C test missed its 60 s limit; alone it takes 20 s).
+# Both on TEST_WORKERS processes (pytest-xdist): on 2 cores the tests outside Ray took 10:20
+# instead of 12:48 (docs/BENCHMARKS.md, "The renovation (issue 24)"). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: setup-dev
-	$(PY) -m pytest -q tests --ignore=tests/test_cluster.py
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests --ignore=tests/test_cluster.py
 	$(PY) -m pytest -q tests/test_cluster.py
 
 # The inner loop: every test but the slow modules (real footage and models, browser, cluster;
 # tests/conftest.py SLOW_MODULES). `make test` stays the whole suite, and what CI runs.
 test-quick: setup-dev
-	$(PY) -m pytest -q -m "not slow" tests --ignore=tests/test_cluster.py
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests --ignore=tests/test_cluster.py
 
 # Style and types, no warnings allowed (settings in pyproject.toml); CI runs it before the tests.
 lint: setup-dev
