@@ -89,3 +89,18 @@ def test_every_package_is_checked(package):
     # A package missing from ORDER would be invisible to the two tests above.
     assert (ROOT / package / "__init__.py").is_file()
     assert any(name.startswith(package) for name in _graph())
+
+
+def test_rays_code_fingerprint_covers_every_package_a_run_imports():
+    # Nodes of a Ray run compare a digest of these folders (pipeline/cluster.py); a package a
+    # run imports but the digest leaves out could differ between nodes unnoticed.
+    from pipeline.cluster import CODE_FOLDERS
+
+    graph = _graph()
+    reached, todo = set(), [name for name in graph if name.startswith("pipeline")]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(graph[name])
+    assert {name.split(".")[0] for name in reached} <= set(CODE_FOLDERS)
