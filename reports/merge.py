@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports.review import build_index
-from reports.summary import FINISHED, INDEX_NAME, SUMMARY_NAME, merge, write_read_rows
+from reports.summary import FINISHED, INDEX_NAME, SUMMARY_NAME, merge, write_merged_summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_read_rows(args.output / SUMMARY_NAME, rows)
+    write_merged_summary(args.output / SUMMARY_NAME, rows)
     build_index(args.output, rows)
     counts = {status: sum(row["status"] == status for row in rows) for status in (*FINISHED, "pending")}
     print(f"{args.output / SUMMARY_NAME}: {len(rows)} files ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); "

@@ -121,8 +121,8 @@ def write_summary(path: Path, rows: Sequence[SummaryRow]) -> Path:
     return write_csv(path, SUMMARY_COLUMNS, [row.cells() for row in rows])
 
 
-def write_read_rows(path: Path, rows: Sequence[dict[str, str]]) -> Path:
-    """`summary.csv` from rows as `read_rows` reads them (a merge's), written atomically."""
+def write_merged_summary(path: Path, rows: Sequence[dict[str, str]]) -> Path:
+    """`summary.csv` from a merge's rows (dicts, as `read_rows` reads them), written atomically."""
     return write_csv(path, SUMMARY_COLUMNS, [[row.get(column, "") for column in SUMMARY_COLUMNS] for row in rows])
 
 

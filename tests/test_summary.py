@@ -1,19 +1,9 @@
 """reports/summary.py: the summary's rows, names and merge, and that every summary is validated."""
 
-import csv
-
 import jsonschema
 import pytest
 
-from reports.summary import SUMMARY_COLUMNS, SummaryRow, is_reserved_stem, merge, shard_summary_name, write_summary
-
-
-def _write(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SUMMARY_COLUMNS)
-        for row in rows:
-            writer.writerow(row.cells())
+from reports.summary import SummaryRow, is_reserved_stem, merge, shard_summary_name, write_summary
 
 
 def test_a_row_reads_back_as_csv_reads_it():
@@ -43,10 +33,10 @@ def test_stems_that_collide_with_the_folders_own_files(stem, reserved):
 
 
 def test_merge_takes_finished_rows_over_pending_and_sorts_by_path(tmp_path):
-    _write(tmp_path / "summary.csv", [SummaryRow("b.mp4", "done", score=1.0), SummaryRow("a/z.mp4", "pending")])
-    _write(tmp_path / shard_summary_name(1, 2), [SummaryRow("b.mp4", "pending"), SummaryRow("a/z.mp4", "failed",
+    write_summary(tmp_path / "summary.csv", [SummaryRow("b.mp4", "done", score=1.0), SummaryRow("a/z.mp4", "pending")])
+    write_summary(tmp_path / shard_summary_name(1, 2), [SummaryRow("b.mp4", "pending"), SummaryRow("a/z.mp4", "failed",
                                                                                            error="bad")])
-    _write(tmp_path / shard_summary_name(2, 2), [SummaryRow("c.mp4", "skipped")])
+    write_summary(tmp_path / shard_summary_name(2, 2), [SummaryRow("c.mp4", "skipped")])
     rows = merge(tmp_path)
     assert [(row["input"], row["status"]) for row in rows] == [("a/z.mp4", "failed"), ("b.mp4", "done"),
                                                                 ("c.mp4", "skipped")]
