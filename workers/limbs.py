@@ -239,56 +239,60 @@ def velocities(positions: np.ndarray, fps: float, half: int) -> np.ndarray:
     return result
 
 
-def jitter(positions: np.ndarray) -> float:
+def jitter(positions: np.ndarray) -> np.ndarray:
     """Standard deviation of white keypoint noise in positions, from their fourth differences.
 
     Args:
-        positions: (T, C) or (T,) positions of one limb over a stretch (any unit).
+        positions: (..., T, C) positions of limbs over a stretch (any unit), NaN where absent.
 
     Returns:
-        The noise's standard deviation in the positions' unit, pooled over channels; NaN with
-        fewer than 8 finite fourth differences. Smooth motion adds little (its fourth difference
-        is small at the frame rate), so the estimate is of the noise alone.
+        (...) the noise's standard deviation in the positions' unit, pooled over frames and
+        channels; NaN with fewer than 8 finite fourth differences. Smooth motion adds little
+        (its fourth difference is small at the frame rate), so the estimate is of the noise.
     """
     positions = np.asarray(positions, dtype=np.float64)
-    fourth = np.diff(positions, n=4, axis=0)
-    fourth = np.abs(fourth[np.isfinite(fourth)])
-    if fourth.size < 8:
-        return float("nan")
-    # The median gives a first estimate that the peaks of fast moves cannot pull up; the RMS
-    # of the differences within 4 of its deviations is then about twice as precise.
-    rough = np.median(fourth) / _NORMAL_MAD
-    typical = fourth[fourth <= _OUTLIER_DEVIATIONS * rough]
-    return float(np.sqrt(np.mean(typical ** 2) / _FOURTH_DIFFERENCE_GAIN)) if typical.size else 0.0
+    fourth = np.abs(np.diff(positions, n=4, axis=-2))
+    fourth = fourth.reshape(*fourth.shape[:-2], -1)
+    enough = np.isfinite(fourth).sum(axis=-1) >= 8
+    fourth = np.where(enough[..., None], fourth, 0.0)
+    with np.errstate(invalid="ignore"):
+        # The median gives a first estimate that the peaks of fast moves cannot pull up; the
+        # RMS of the differences within 4 of its deviations is then about twice as precise.
+        rough = np.nanmedian(fourth, axis=-1) / _NORMAL_MAD
+        typical = np.isfinite(fourth) & (fourth <= _OUTLIER_DEVIATIONS * rough[..., None])
+        squares = np.where(typical, fourth, 0.0) ** 2
+        spread = np.sqrt(squares.sum(axis=-1) / np.maximum(typical.sum(axis=-1), 1) / _FOURTH_DIFFERENCE_GAIN)
+    return np.where(enough, spread, np.nan)
 
 
-def movement_ratio(positions: np.ndarray, velocity: np.ndarray, fps: float, half: int) -> float:
-    """How much a limb moves compared with its keypoint noise, in one window.
+def movement_ratio(positions: np.ndarray, velocity: np.ndarray, fps: float, half: int) -> np.ndarray:
+    """How much limbs move compared with their keypoint noise, in one window.
 
     Args:
-        positions: (L + 4, C) the limb's positions over the window and 2 frames either side.
-        velocity: (L, C) its velocities over the window (`velocities` with `half`).
+        positions: (..., L + 4, C) the limbs' positions over the window and 2 frames either side.
+        velocity: (..., L, C) their velocities over the window (`velocities` with `half`).
         fps: Frames per second.
         half: Frames either side of the velocities' central differences.
 
     Returns:
-        sqrt(max(0, mean over channels of var(velocity) / noise^2 - 1)): the RMS velocity of
-        the motion over that of the noise (`jitter` through the central difference); 0
-        without two finite velocities per channel, inf with no noise and some motion.
+        (...) sqrt(max(0, mean over channels of var(velocity) / noise^2 - 1)): the RMS velocity
+        of the motion over that of the noise (`jitter` through the central difference); 0
+        without a channel of two finite velocities or without a jitter estimate, inf with no
+        noise and some motion.
     """
     velocity = np.asarray(velocity, dtype=np.float64)
     finite = np.isfinite(velocity)
-    counts = finite.sum(axis=0)
-    if velocity.size == 0 or (counts < 2).all():
-        return 0.0
+    counts = finite.sum(axis=-2)
     usable = counts >= 2
-    variance = float(np.mean(np.nanvar(velocity[:, usable], axis=0)))
+    mean = np.where(finite, velocity, 0.0).sum(axis=-2) / np.maximum(counts, 1)
+    deviations = np.where(finite, velocity - mean[..., None, :], 0.0)
+    channel_variance = np.where(usable, (deviations ** 2).sum(axis=-2) / np.maximum(counts, 1), 0.0)
+    variance = channel_variance.sum(axis=-1) / np.maximum(usable.sum(axis=-1), 1)
     noise = jitter(positions) * np.sqrt(2.0) * fps / (2 * half)
-    if not np.isfinite(noise):
-        return 0.0
-    if noise == 0:
-        return float("inf") if variance > 0 else 0.0
-    return float(np.sqrt(max(0.0, variance / noise ** 2 - 1.0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt(np.maximum(0.0, variance / noise ** 2 - 1.0))
+    ratio = np.where(noise == 0, np.where(variance > 0, np.inf, 0.0), ratio)
+    return np.where(usable.any(axis=-1) & np.isfinite(noise), ratio, 0.0)
 
 
 @dataclass(frozen=True)
@@ -316,11 +320,9 @@ class _Stretch:
     def moving(self, limb: int, start: int, end: int, fps: float, half: int, threshold: float) -> np.ndarray:
         """(n,) whether each person's limb moves in frames start..end-1."""
         low, high = start - self.first, end - self.first
-        return np.array([
-            movement_ratio(positions[low - _JITTER_REACH:high + _JITTER_REACH], velocity[low:high], fps, half)
-            >= threshold
-            for positions, velocity in zip(self.positions[limb], self.velocity[limb])
-        ])
+        ratios = movement_ratio(self.positions[limb][:, low - _JITTER_REACH:high + _JITTER_REACH],
+                                self.velocity[limb][:, low:high], fps, half)
+        return np.asarray(ratios >= threshold)
 
 
 def _peaks(curves: np.ndarray, fps: float, params: LimbParams) -> tuple[np.ndarray, np.ndarray]:
