@@ -29,9 +29,12 @@ needs ../shared (the clip, and for the table the model) and the optional ultraly
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
+import sys
+import tempfile
 import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -40,10 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.composites import PARK
+from tests.composites import PARK, WEIGHTS
 from workers.ffmpeg import ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The limbs the reference report names; the arms are what a late upper body makes late. The
+#: head and the torso (shoulders late, hips on time) of the student with late arms may go
+#: either way: neither named nor unnamed counts against the tool.
+LIMBS = ("left_arm", "right_arm", "left_leg", "right_leg", "head", "torso")
+ARMS = ("left_arm", "right_arm")
+EITHER_WAY = ("head", "torso")
 
 #: The dance's own rate and length: forwards 4 s, then backwards 4 s, then again.
 SOURCE_FPS = 30
@@ -483,12 +492,13 @@ class PairCheck:
 
 
 def _gray(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(times in seconds, (n, height, width) float32 grey pictures) of every frame as stored."""
+    """(times in seconds, (n, height, width) uint8 grey pictures) of every frame as stored."""
     import av
 
     with av.open(str(path)) as container:
+        container.streams.video[0].thread_type = "AUTO"
         pairs = [(frame.time, frame.to_ndarray(format="gray")) for frame in container.decode(video=0)]
-    return np.array([t for t, _ in pairs]), np.stack([p for _, p in pairs]).astype(np.float32)
+    return np.array([t for t, _ in pairs]), np.stack([p for _, p in pairs])
 
 
 def _sound(path: Path, rate: int) -> tuple[float, np.ndarray] | None:
@@ -564,11 +574,184 @@ def check_pair(teacher: Path, students: Path, truth: PairTruth, search: int = 15
         s0, s1 = student.x_range
         found = []
         for part in rows:
-            reference = teacher_frames[samples][:, part, x0:x1:3]
-            crops = student_frames[:, part, s0:s1:3]
+            reference = teacher_frames[samples][:, part, x0:x1:3].astype(np.int16)
+            crops = student_frames[:, part, s0:s1:3].astype(np.int16)
             cost = [np.abs(crops[shown[:, k]] - reference).mean() for k in range(len(shifts))]
             found.append(int(shifts[int(np.argmin(cost))]))
         lags.append((found[0], found[1]))
     audio = _audio_offset(teacher, students, truth)
     return PairCheck(lags=tuple(lags), audio_offset=None if audio is None else audio[0],
                      audio_correlation=None if audio is None else audio[1])
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """How a run's report matches a pair's truth (None: the report does not say).
+
+    Attributes:
+        alignment: How the tool aligned the videos: "audio", "poses" or "manual".
+        offset_error_ms: Reported offset minus the true one, ms.
+        drift_error_ppm: Reported drift minus the true one, ppm.
+        confidence: The alignment's confidence as reported.
+        mirror: Whether the tool took the teacher as mirrored.
+        lag_errors_ms: Per student (left to right): reported lag minus the true one (his legs'),
+            ms; None where no person of the report stands in his rectangle.
+        arms_named: Whether an arm of the student with late arms is among his late limbs.
+        arms_share: The share of his arms' windows marked late.
+        false_late: Limbs named late that are not: any of the others', his legs.
+        problems: What is missing from the report, one line each.
+    """
+
+    alignment: str | None
+    offset_error_ms: float | None
+    drift_error_ppm: float | None
+    confidence: float | None
+    mirror: bool | None
+    lag_errors_ms: tuple[float | None, ...]
+    arms_named: bool | None
+    arms_share: float | None
+    false_late: int
+    problems: tuple[str, ...]
+
+
+def person_of(report: dict, student: StudentTruth) -> dict | None:
+    """The report's person whose median box is centred in the student's rectangle (the
+    nearest to its middle when several are), or None."""
+    x0, x1 = student.x_range
+    inside = []
+    for person in report.get("persons", []):
+        box = person.get("box")
+        if box and len(box) == 4 and x0 <= (box[0] + box[2]) / 2 < x1:
+            inside.append((abs((box[0] + box[2]) / 2 - (x0 + x1) / 2), person))
+    return min(inside, key=lambda pair: pair[0])[1] if inside else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def score_report(report: dict, truth: PairTruth) -> PairScore:
+    """Compare a run's JSON report (its `reference` parts) with the truth of its pair."""
+    problems: list[str] = []
+    reference = report.get("reference")
+    if not isinstance(reference, dict):
+        reference = {}
+        problems.append("the report has no reference section")
+    offset = _number(reference.get("offset_seconds"))
+    drift = _number(reference.get("drift_ppm"))
+    lag_errors: list[float | None] = []
+    arms_named: bool | None = None
+    arms_share: float | None = None
+    false_late = 0
+    for k, student in enumerate(truth.students):
+        person = person_of(report, student)
+        mine = (person or {}).get("reference")
+        if not isinstance(mine, dict):
+            problems.append(f"student {k + 1}: no person with a reference section in x {student.x_range}")
+            lag_errors.append(None)
+            continue
+        lag = _number(mine.get("lag_ms"))
+        lag_errors.append(None if lag is None else lag - student.lag_ms)
+        named = set(mine.get("late_limbs") or [])
+        if k == truth.late_arms_student:
+            arms_named = bool(named & set(ARMS))
+            limbs = mine.get("limbs") or {}
+            windows = [bool(w) for arm in ARMS for w in (limbs.get(arm) or {}).get("late_windows") or []]
+            arms_share = float(np.mean(windows)) if windows else None
+            false_late += len(named - set(ARMS) - set(EITHER_WAY))
+        else:
+            false_late += len(named)
+    return PairScore(
+        alignment=reference.get("alignment"),
+        offset_error_ms=None if offset is None else (offset - truth.offset_seconds) * 1000,
+        drift_error_ppm=None if drift is None else drift - truth.drift_ppm,
+        confidence=_number(reference.get("alignment_confidence")),
+        mirror=reference.get("mirror") if isinstance(reference.get("mirror"), bool) else None,
+        lag_errors_ms=tuple(lag_errors), arms_named=arms_named, arms_share=arms_share, false_late=false_late,
+        problems=tuple(problems),
+    )
+
+
+def tool_command(case: PairCase, truth: PairTruth, teacher: Path, students: Path, output: Path) -> list[str]:
+    """The CLI's command that scores the students against the teacher (no video out)."""
+    command = [sys.executable, "-m", "pipeline", str(students), str(output), "--reference", str(teacher),
+               "--model", "yolo", "--weights", str(WEIGHTS), "--device", "cpu", "--no-progress", "--no-video"]
+    if case.give_offset:
+        command += ["--offset", f"{truth.offset_seconds:.6f}"]
+    return command
+
+
+def run_case(case: PairCase, folder: Path) -> tuple[PairTruth, dict | None, str]:
+    """Build a pair and run the CLI on it: (truth, its report or None, the CLI's last error line)."""
+    from reports.outputs import OutputFiles, read_report
+
+    teacher, students, truth = make_pair(case, folder)
+    output = folder / f"{case.name}-out.mp4"
+    files = OutputFiles.of(output)
+    files.json.unlink(missing_ok=True)
+    done = subprocess.run(tool_command(case, truth, teacher, students, output), cwd=ROOT, capture_output=True,
+                          text=True)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    error = "" if done.returncode == 0 else f"exit {done.returncode}: {lines[-1] if lines else ''}"
+    return truth, read_report(files.json), error
+
+
+def _cell(value: float | None, form: str = "{:+.0f}") -> str:
+    return "--" if value is None else form.format(value)
+
+
+def table_row(case: PairCase, score: PairScore | None, error: str = "") -> str:
+    """One markdown row of the table."""
+    if score is None:
+        return f"| {case.name} | {error or 'no report'} |" + " |" * 7
+    arms = "--"
+    if score.arms_named is not None:
+        arms = f"{'yes' if score.arms_named else 'no'} ({_cell(score.arms_share, '{:.0%}')})"
+    mirror = "" if score.mirror is None else (" mirrored" if score.mirror else "")
+    return (f"| {case.name} | {score.alignment or '--'}{mirror} | {_cell(score.offset_error_ms)} | "
+            f"{_cell(score.drift_error_ppm)} | {_cell(score.confidence, '{:.2f}')} | "
+            f"{', '.join(_cell(e) for e in score.lag_errors_ms)} | {arms} | {score.false_late} | "
+            f"{'; '.join(score.problems) or error} |")
+
+
+TABLE_HEAD = ("| case | alignment | offset error ms | drift error ppm | confidence | lag errors ms (left to right) "
+              "| late arms named (share of windows) | false late limbs | notes |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The harness's parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.teacher_pairs",
+        description="Build the teacher/students pairs, run the CLI's reference mode on each and print how far "
+                    "its report is from the truth.")
+    parser.add_argument("folder", type=Path, nargs="?", default=None,
+                        help="where the videos, truths and reports go (default: a new temporary folder)")
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=None, metavar="NAME",
+                        help=f"only these cases (default: all, the long ones too): {', '.join(CASES)}")
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="only build the videos and their NAME.truth.json (default: run the CLI too)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    """Build every chosen case; unless `--pairs-only`, run the CLI on it and print the table."""
+    # Resolved: the CLI runs from the repository's root.
+    folder = (args.folder or Path(tempfile.mkdtemp(prefix="teacher-pairs-"))).resolve()
+    cases = [CASES[name] for name in args.cases or CASES]
+    if args.pairs_only:
+        for case in cases:
+            teacher, students, _ = make_pair(case, folder)
+            print(f"{case.name}: {teacher.name}, {students.name}, {case.name}.truth.json")
+        print(f"in {folder}")
+        return 0
+    print(TABLE_HEAD)
+    for case in cases:
+        truth, report, error = run_case(case, folder)
+        print(table_row(case, None if report is None else score_report(report, truth), error), flush=True)
+    print(f"\nfiles and reports in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
