@@ -34,6 +34,10 @@ class DecodeError(DancingSkeletonsError, RuntimeError):
     """Decoding failed part-way through the video."""
 
 
+class AudioError(DancingSkeletonsError, OSError):
+    """A file's audio cannot be opened or decoded."""
+
+
 class EncodeError(DancingSkeletonsError, RuntimeError):
     """The encoder failed or produced an output that does not check out."""
 
