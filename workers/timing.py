@@ -211,6 +211,17 @@ def solve_group_lags(
     return lags
 
 
+def window_entries(windows: Sequence[tuple[int, int]], lags: np.ndarray, correlations: np.ndarray, fps: float
+                   ) -> tuple[WindowLag, ...]:
+    """One person's `WindowLag`s from its (W,) lags in frames and peak correlations (NaN: none)."""
+    return tuple(
+        WindowLag(start_s=start / fps, end_s=end / fps,
+                  lag_ms=None if np.isnan(lag) else float(lag * 1000 / fps),
+                  correlation=None if np.isnan(correlation) else float(correlation))
+        for (start, end), lag, correlation in zip(windows, lags, correlations)
+    )
+
+
 def lag_confidence(windows: Sequence[WindowLag]) -> float:
     """How clear a person's lag is, 0..1: the share of windows that gave a lag, times the mean
     peak correlation of those windows (negative counted as 0).
@@ -304,16 +315,7 @@ def analyse_timing_stream(
         distances = all_distances[person]
         scores = [distance_to_score(d, params.score) for d in distances[np.isfinite(distances)]]
         lag_ms = None if np.isnan(lags_frames[person]) else float(lags_frames[person] * 1000.0 / fps)
-        person_windows = tuple(
-            WindowLag(
-                start_s=start / fps,
-                end_s=end / fps,
-                lag_ms=None if np.isnan(window_lags[w, person]) else float(window_lags[w, person] * 1000 / fps),
-                correlation=None if np.isnan(window_correlations[w, person])
-                else float(window_correlations[w, person]),
-            )
-            for w, (start, end) in enumerate(windows)
-        )
+        person_windows = window_entries(windows, window_lags[:, person], window_correlations[:, person], fps)
         results[person_id] = PersonTiming(
             lag_ms=lag_ms,
             timing_score=timing_score(lag_ms, params.timing_scale_ms),
@@ -340,14 +342,14 @@ def window_blocks(windows: list[tuple[int, int]], chunk_frames: int):
 
 
 @dataclass(frozen=True)
-class _GroupFeatures:
+class StretchFeatures:
     """Every person's features over a stretch: motion (n, T, 24) and vertical (n, T, 12)."""
 
     motion: np.ndarray
     vertical: np.ndarray
 
     @classmethod
-    def of(cls, normalised: Sequence[np.ndarray], fps: float, params: TimingParams, half: int) -> _GroupFeatures:
+    def of(cls, normalised: Sequence[np.ndarray], fps: float, params: TimingParams, half: int) -> StretchFeatures:
         """Features of normalised stretches, less `half` frames at either end (the velocities'
         reach)."""
         return cls(np.stack([motion_features(n, fps, params.velocity_span_s)[half:-half] for n in normalised]),
@@ -355,8 +357,8 @@ class _GroupFeatures:
 
 
 def _window_pair_lags(
-    references_from: _GroupFeatures,
-    partners_from: _GroupFeatures,
+    references_from: StretchFeatures,
+    partners_from: StretchFeatures,
     offset: int,
     length: int,
     reach: int,
@@ -422,8 +424,8 @@ def _window_lags(
         # Features of frames low - reach .. high + reach - 1; each needs `half` frames either side.
         stretches = read_padded(source, low - reach - half, high + reach + half, frames, count)
         normalised = [normalise_poses(stretch, scale) for stretch, scale in zip(stretches, scales)]
-        features = _GroupFeatures.of(normalised, fps, params, half)
-        mirrored = _GroupFeatures.of([mirror_poses(n) for n in normalised], fps, params, half) if params.mirror \
+        features = StretchFeatures.of(normalised, fps, params, half)
+        mirrored = StretchFeatures.of([mirror_poses(n) for n in normalised], fps, params, half) if params.mirror \
             else None
         for start, end in block:
             for pair, result in _window_pair_lags(features, features, start - low, end - start, reach, fps,
