@@ -101,11 +101,14 @@ class VideoReader:
         max_errors: Decoder errors tolerated before the video fails.
         start_seconds: Where to start reading (ffmpeg seeks there exactly); the frames'
             indices and times then count from there.
+        size: (width, height) to scale the frames to (ffmpeg scales them), or None for the
+            video's own size.
     """
 
     def __init__(self, info: VideoInfo, nice: int = 0, max_errors: int = MAX_DECODE_ERRORS,
-                 start_seconds: float = 0.0) -> None:
+                 start_seconds: float = 0.0, size: tuple[int, int] | None = None) -> None:
         self.info = info
+        self.size = (info.width, info.height) if size is None else (int(size[0]), int(size[1]))
         self.nice = nice
         self.max_errors = max_errors
         self.start_seconds = max(0.0, start_seconds)
@@ -124,6 +127,8 @@ class VideoReader:
             # Constant rate at the probed rate: a variable-rate video gets frames repeated
             # across its gaps and stays in sync with its audio; a constant-rate one is as is.
             "-fps_mode", "cfr", "-r", str(self.info.fps),
+            *(["-vf", f"scale={self.size[0]}:{self.size[1]}"] if self.size != (self.info.width, self.info.height)
+              else []),
             "-f", "rawvideo",
             "-pix_fmt", "rgb24",
             "pipe:1",
@@ -143,7 +148,7 @@ class VideoReader:
         self._check_end(process)
 
     def _frames(self, process: FFmpegProcess) -> Iterator[Frame]:
-        height, width = self.info.height, self.info.width
+        width, height = self.size
         frame_bytes = width * height * 3
         rate = float(self.info.fps)
         while True:

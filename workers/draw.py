@@ -124,6 +124,7 @@ class Overlay:
         labels: (n,) their labels, e.g. "#2 +120 ms".
         text: The on-screen score, or None.
         keypoint_threshold: Minimum keypoint score (model scale) for a keypoint to be drawn.
+        inset: The time-aligned teacher to show in a corner (`--reference`), or None.
     """
 
     persons: Detections
@@ -131,6 +132,58 @@ class Overlay:
     labels: tuple[str, ...]
     text: str | None
     keypoint_threshold: float
+    inset: Inset | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Inset:
+    """A small picture drawn in the bottom-right corner of a frame: the teacher at this moment.
+
+    Attributes:
+        image: RGB uint8 (h, w, 3), already at its size on the frame.
+        keypoints: (17, 2) the teacher's keypoints in the picture's pixels, NaN where absent;
+            None draws no skeleton.
+        label: A caption, e.g. "Teacher".
+    """
+
+    image: np.ndarray
+    keypoints: np.ndarray | None
+    label: str
+
+
+#: The colour of the teacher's skeleton in the picture-in-picture.
+INSET_COLOUR = (255, 255, 255)
+
+
+def draw_inset(image: np.ndarray, inset: Inset) -> None:
+    """Place `inset` in the bottom-right corner of `image` with a border, its skeleton and its
+    caption, in place (cut where it does not fit)."""
+    scale = scale_for(image)
+    margin = max(4, round(12 * scale))
+    height, width = inset.image.shape[:2]
+    frame_height, frame_width = image.shape[:2]
+    height, width = min(height, frame_height - 2 * margin), min(width, frame_width - 2 * margin)
+    if height <= 0 or width <= 0:
+        return
+    top, left = frame_height - margin - height, frame_width - margin - width
+    picture = inset.image[:height, :width].copy()  # the same teacher frame can be shown again
+    if inset.keypoints is not None:
+        points = np.asarray(inset.keypoints, dtype=np.float64)
+        visible = np.asarray(np.isfinite(points).all(axis=1))
+        limbs = np.array(LIMBS)
+        shown = limbs[visible[limbs[:, 0]] & visible[limbs[:, 1]]]
+        thickness = max(1, round(2 * scale * width / frame_width * 2))
+        whole = np.round(np.nan_to_num(points)).astype(np.int32)
+        if len(shown):
+            cv2.polylines(picture, list(whole[shown]), False, INSET_COLOUR, thickness, cv2.LINE_AA)
+    image[top:top + height, left:left + width] = picture
+    cv2.rectangle(image, (left - 1, top - 1), (left + width, top + height), (255, 255, 255), max(1, round(2 * scale)))
+    font_scale = max(MIN_LABEL_SCALE, 0.7 * scale)
+    thickness = max(1, round(1.5 * scale))
+    (text_width, text_height), baseline = cv2.getTextSize(inset.label, FONT, font_scale, thickness)
+    cv2.rectangle(image, (left, top), (left + text_width + 8, top + text_height + baseline + 8), (0, 0, 0), -1)
+    cv2.putText(image, inset.label, (left + 4, top + text_height + 4), FONT, font_scale, (255, 255, 255), thickness,
+                cv2.LINE_AA)
 
 
 def paint(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
@@ -144,6 +197,8 @@ def paint(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
         draw_person_labels(image, overlay.persons, overlay.ids, overlay.labels)
         if overlay.text:
             draw_label(image, overlay.text)
+        if overlay.inset is not None:
+            draw_inset(image, overlay.inset)
     return image
 
 
