@@ -116,6 +116,15 @@ class Config:
             encoding run on them; on a CPU-only cluster, the model's threads too).
         retries: Cluster runs: how often a video whose worker process or node died is started
             again (a bad video is never retried: it is a failed row).
+        reference: A teacher's video (or its pose cache, `.poses.npz`) to score every performer
+            against (`workers.reference`); None compares the performers with each other only.
+        reference_person: The teacher's id in the reference video; None for its most
+            prominent person.
+        offset: Where the reference's time 0 falls in the input video, seconds (negative:
+            before it starts); None aligns the two automatically, by their music, else by the
+            movement.
+        reference_inset: Show the time-aligned teacher with its skeleton in a corner of the
+            annotated video.
     """
 
     input: Path
@@ -163,6 +172,10 @@ class Config:
     gpus_per_video: float | None = None
     cpus_per_video: float = 2.0
     retries: int = 2
+    reference: Path | None = None
+    reference_person: int | None = None
+    offset: float | None = None
+    reference_inset: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
@@ -171,6 +184,8 @@ class Config:
             object.__setattr__(self, "poses", Path(self.poses))
         if self.log_file is not None:
             object.__setattr__(self, "log_file", Path(self.log_file))
+        if self.reference is not None:
+            object.__setattr__(self, "reference", Path(self.reference))
         get_model(self.model)  # ValueError naming the registered models
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
@@ -221,6 +236,14 @@ class Config:
         _check_range("lookahead_megabytes", self.lookahead_megabytes, 1, 1 << 20, integer=True)
         if not isinstance(self.mirror, bool):
             raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
+        if self.reference_person is not None:
+            _check_range("reference_person", self.reference_person, 1, None, integer=True)
+        if self.offset is not None:
+            _check_range("offset", self.offset, -86400.0, 86400.0)
+        if not isinstance(self.reference_inset, bool):
+            raise ValueError(f"reference_inset must be true or false, got {self.reference_inset!r}")
+        if self.reference is None and (self.reference_person is not None or self.offset is not None):
+            raise ValueError("reference_person and offset need a reference video (--reference)")
         if self.keypoint_weighting not in (None, "relu", "logit"):
             raise ValueError(f"keypoint_weighting must be relu or logit, got {self.keypoint_weighting!r}")
 
@@ -281,6 +304,7 @@ class Config:
         values["output"] = str(self.output)
         values["poses"] = None if self.poses is None else str(self.poses)
         values["log_file"] = None if self.log_file is None else str(self.log_file)
+        values["reference"] = None if self.reference is None else str(self.reference)
         values["person_threshold"] = self.person_threshold_in_effect
         values["keypoint_threshold"] = self.keypoint_min_score
         values["keypoint_weighting"] = self.weighting

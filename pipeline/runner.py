@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,11 @@ from workers.encode import VideoWriter, choose_encoder
 from workers.errors import one_line
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.input_size import InputSize, input_size_for
+from workers.inset import TeacherInset
 from workers.keyframes import detect_frames
 from workers.poses import PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.probe import probe
+from workers.reference import TeacherSetup, alignment_words
 
 log = logging.getLogger("dancingskeletons")
 
@@ -58,6 +61,7 @@ def run_video(
     estimator: PoseEstimator,
     info: VideoInfo | None = None,
     on_frames: Callable[[int], None] | None = None,
+    teacher: TeacherSetup | None = None,
 ) -> RunResult:
     """Process one video: the annotated video with its audio appears at `config.output`.
 
@@ -71,6 +75,7 @@ def run_video(
         on_frames: Called from the calling thread with the number of frames newly scored
             since its last call, for a caller's own progress display; None shows a tqdm bar
             when `config.progress` is on.
+        teacher: The teacher to compare the performers with (`pipeline.reference`), or None.
 
     Returns:
         The per-frame scores, totals and timings.
@@ -84,7 +89,7 @@ def run_video(
     input_size = input_size_for(info, estimator, config.model_min_size)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     encoder = choose_encoder(config.encoder, estimator.device) if config.video else None
-    stages = _Stages(config, estimator, info, encoder)
+    stages = _Stages(config, estimator, info, encoder, teacher)
     bar = tqdm(
         total=info.expected_frames or None, unit="frame", desc=config.input.name,
         disable=on_frames is not None or not config.progress, dynamic_ncols=True, leave=False,
@@ -116,6 +121,8 @@ def run_video(
         groups=analysis.groups,
         identity=analysis.identity,
         input_size=input_size,
+        teacher=teacher,
+        reference=analysis.reference,
     )
 
 
@@ -123,7 +130,8 @@ class _Stages:
     """One run's stages and the bounded queues between them: `run` starts a thread per stage
     (`pipeline.stages.StageGroup`) and waits for them all."""
 
-    def __init__(self, config: Config, estimator: PoseEstimator, info: VideoInfo, encoder: str | None) -> None:
+    def __init__(self, config: Config, estimator: PoseEstimator, info: VideoInfo, encoder: str | None,
+                 teacher: TeacherSetup | None = None) -> None:
         self.config, self.estimator, self.info = config, estimator, info
         self.reader = VideoReader(info, nice=config.ffmpeg_nice)
         self.writer = None if encoder is None else VideoWriter(
@@ -134,10 +142,16 @@ class _Stages:
         self.found_per_frame = PoseLog(config.output.parent) if config.save_poses and not self.replaying else None
         self.annotator = Annotator(config, draw=self.writer is not None, fps=float(info.fps),
                                    directory=config.output.parent, frame_size=(info.width, info.height),
-                                   raw_log=self.found_per_frame)
+                                   raw_log=self.found_per_frame, teacher=teacher)
         self.batches = AdaptiveBatches(estimator, config.batch_size)
         self.group = StageGroup()
         self.group.on_stop(self.reader.kill)
+        self.inset = None
+        if (self.writer is not None and config.reference_inset and teacher is not None and teacher.video is not None
+                and teacher.alignment is not None):
+            self.inset = TeacherInset(teacher.video, teacher.teacher, teacher.alignment, float(info.fps),
+                                      (info.width, info.height), nice=config.ffmpeg_nice)
+            self.group.on_stop(self.inset.close)
         if self.writer is not None:
             self.group.on_stop(self.writer.abort)
         slots = config.queue_slots(info.width, info.height)
@@ -170,6 +184,8 @@ class _Stages:
             self.group.wait(self.config.stall_timeout, on_tick=tick)
         finally:
             self.reader.kill()
+            if self.inset is not None:
+                self.inset.close()
             if self.group.error is not None and self.writer is not None:
                 self.writer.abort()
 
@@ -204,6 +220,8 @@ class _Stages:
         def send(finished: list) -> None:
             for frame, overlay in finished:
                 clock.finished_item()
+                if self.inset is not None and overlay is not None:
+                    overlay = replace(overlay, inset=self.inset.at(frame.index))
                 if self.writer is not None:
                     self.group.put(self.scored, (frame.image, overlay), clock)
 
@@ -272,7 +290,7 @@ def _save_pose_cache(config: Config, estimator: PoseEstimator, info: VideoInfo, 
 
 def process_video(
     config: Config, estimator: PoseEstimator, info: VideoInfo, on_frames: Callable[[int], None] | None = None,
-    probe_seconds: float = 0.0, index: Path | None = None,
+    probe_seconds: float = 0.0, index: Path | None = None, teacher: TeacherSetup | None = None,
 ) -> tuple[RunResult, dict]:
     """Run one video and write its reports (the JSON last), then its review page.
 
@@ -280,11 +298,15 @@ def process_video(
         on_frames: As for `run_video`.
         probe_seconds: Seconds the caller spent probing `info` (for the report's timings).
         index: The folder run's index page, for the video page to link back to.
+        teacher: As for `run_video`.
 
     Returns:
         The run's result and its report.
     """
-    result = run_video(config, estimator, info, on_frames=on_frames)
+    result = run_video(config, estimator, info, on_frames=on_frames, teacher=teacher)
+    if teacher is not None:
+        warning, line = alignment_words(teacher, result.reference, info.path.name)
+        log.log(logging.WARNING if warning else logging.INFO, "%s", line)
     report = write_reports(result, config, probe_seconds)
     write_page(lambda: build_video_page(OutputFiles.of(config.output).json, index))
     return result, report

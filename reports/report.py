@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +30,9 @@ from workers.files import write_csv, write_json
 from workers.identity import METHOD as IDENTITY_METHOD
 from workers.identity import TrackletSpan
 from workers.input_size import InputSize
+from workers.limbs import LimbTiming
 from workers.moments import Moment
+from workers.reference import ReferenceAnalysis, TeacherSetup, TeacherTiming
 from workers.sync import SyncResult, SyncScore
 
 #: The per-frame CSV's header.
@@ -49,7 +51,10 @@ def fingerprint(config: Config) -> str:
     Two configs with the same fingerprint produce the same numbers and the same pixels from
     the same input (see `config.settings.RUN_ONLY_SETTINGS` for what is left out).
     """
-    canonical = json.dumps({"format": FORMAT, "settings": config.result_settings()}, sort_keys=True)
+    settings = config.result_settings()
+    if config.reference is not None and Path(config.reference).is_file():
+        settings["reference_file"] = input_identity(config.reference)  # a new teacher's video is a new run
+    canonical = json.dumps({"format": FORMAT, "settings": settings}, sort_keys=True)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -104,17 +109,20 @@ def input_size_entry(choice: InputSize | None) -> dict | None:
     }
 
 
-def person_entries(persons: Sequence[PersonResult], fps: float) -> list[dict]:
+def person_entries(persons: Sequence[PersonResult], fps: float,
+                   teacher: Mapping[int, TeacherTiming] | None = None) -> list[dict]:
     """The `persons` entries of the report: one per tracked person, ids ascending.
 
     Args:
         persons: `RunResult.persons`.
         fps: Frames per second (for the gaps' times).
+        teacher: {id: each performer against the teacher}, or None without one.
 
     Returns:
         One dict per person with id, frames, first_frame, last_frame, box ([x0, y0, x1, y1]
         pixels, to 0.1), scored, reason, lag_ms, lag_confidence, lag_ms_windows ([{start_s, end_s, lag_ms}]),
-        score, timing_score, mirrored_with, sync, group, tracklets and gaps.
+        score, timing_score, mirrored_with, sync, group, tracklets, gaps and reference (against
+        the teacher, None when not compared).
     """
     return [
         {
@@ -138,9 +146,80 @@ def person_entries(persons: Sequence[PersonResult], fps: float) -> list[dict]:
             "tracklets": [tracklet_entry(span) for span in person.tracklets],
             "gaps": [{"start_frame": first, "end_frame": last, "start_s": first / fps, "end_s": (last + 1) / fps}
                      for first, last in person.gaps],
+            "limbs": limb_entries(person.limbs),
+            "late_limbs": list(person.late_limbs),
+            "reference": teacher_entry((teacher or {}).get(person.id)),
         }
         for person in sorted(persons, key=lambda person: person.id)
     ]
+
+
+def teacher_entry(timing: TeacherTiming | None) -> dict | None:
+    """`persons[].reference`: one performer against the teacher, or None when not compared."""
+    if timing is None:
+        return None
+    return {
+        "lag_ms": timing.lag_ms,
+        "lag_confidence": timing.lag_confidence,
+        "score": timing.score,
+        "timing_score": timing.timing_score,
+        "windows": [{"start_s": window.start_s, "end_s": window.end_s, "lag_ms": window.lag_ms,
+                     "correlation": window.correlation} for window in timing.windows],
+        "limbs": limb_entries(timing.limbs),
+        "late_limbs": list(timing.late_limbs),
+    }
+
+
+def limb_entries(limbs: Sequence[LimbTiming]) -> dict:
+    """Each limb's lag as the report gives it, by limb name."""
+    return {limb.name: {"lag_ms": limb.lag_ms, "relative_ms": limb.relative_ms, "uncertainty_ms": limb.uncertainty_ms,
+                        "reason": limb.reason, "late": limb.late, "window_lags_ms": list(limb.window_lags_ms),
+                        "late_windows": list(limb.late_windows)} for limb in limbs}
+
+
+def reference_entry(teacher: TeacherSetup | None, reference: ReferenceAnalysis | None) -> dict | None:
+    """`reference`: the teacher this video was compared with, the alignment and the class's figures;
+    None without `--reference`."""
+    if teacher is None:
+        return None
+    alignment = teacher.alignment if reference is None else reference.alignment
+    comparison = None if reference is None else reference.comparison
+    timings = [] if comparison is None else list(comparison.persons.values())
+    lags = [timing.lag_ms for timing in timings if timing.lag_ms is not None]
+    scores = [timing.score for timing in timings if timing.score is not None]
+    timing_scores = [timing.timing_score for timing in timings if timing.timing_score is not None]
+    return {
+        "input": teacher.input,
+        "poses": teacher.poses_file or None,
+        "person": teacher.teacher.person,
+        "person_reason": teacher.teacher.reason,
+        "persons_found": list(teacher.persons_found),
+        "duration_seconds": teacher.teacher.duration,
+        "fps": teacher.teacher.fps,
+        "alignment": None if alignment is None else alignment.method,
+        "offset_seconds": None if alignment is None else alignment.offset_seconds,
+        "drift_ppm": None if alignment is None else alignment.drift_ppm,
+        "alignment_confidence": None if alignment is None else alignment.confidence,
+        "alignment_detail": None if alignment is None else alignment.detail,
+        "audio_not_used": teacher.why_not_audio or None,
+        "overlap_seconds": None if reference is None else reference.overlap_seconds,
+        "compared": comparison is not None,
+        "reason": None if reference is None else reference.reason or None,
+        "mirror": None if comparison is None else comparison.mirror,
+        "mirror_source": None if comparison is None else comparison.mirror_source,
+        "performers": [] if comparison is None else sorted(comparison.persons),
+        "lag_ms_median": float(np.median(lags)) if lags else None,
+        "score": float(np.mean(scores)) if scores else None,
+        "timing_score": float(np.mean(timing_scores)) if timing_scores else None,
+        "worst_moments": [] if comparison is None else moment_entries(comparison.worst_moments),
+    }
+
+
+def teacher_timings(reference: ReferenceAnalysis | None) -> dict[int, TeacherTiming] | None:
+    """{id: TeacherTiming} of a comparison with the teacher, or None."""
+    if reference is None or reference.comparison is None:
+        return None
+    return reference.comparison.persons
 
 
 def tracklet_entry(span: TrackletSpan) -> dict:
@@ -292,10 +371,11 @@ def build_report(
         },
         "persons_tracked": True,
         "identity": identity_entry(result.identity, config, fps),
-        "persons": person_entries(result.persons, fps),
+        "persons": person_entries(result.persons, fps, teacher_timings(result.reference)),
         "sync": sync_summary(result.persons, config.mirror, result.sync),
         "groups": group_entries(result.groups),
         "worst_moments": moment_entries(result.worst_moments),
+        "reference": reference_entry(result.teacher, result.reference),
         "settings": config.as_dict(),
         "fingerprint": fingerprint(config),
         "timings": {

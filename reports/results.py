@@ -15,6 +15,7 @@ from workers.data import VideoInfo
 from workers.input_size import InputSize
 from workers.moments import Moment
 from workers.records import FrameResult, FrameTable
+from workers.reference import ReferenceAnalysis, TeacherSetup
 from workers.sync import SyncResult
 
 __all__ = ["FrameResult", "FrameTable", "Group", "IdentitySummary", "PersonResult", "RunResult", "StageTime"]
@@ -58,11 +59,14 @@ class RunResult:
         sync: The group's synchrony calibrated against chance, per performer and over time,
             or None with scoring off or no performer.
         analysis_seconds: Seconds of the whole-video analysis (inside `seconds`) by part:
-            "tracks", "timing", "sync" (those that ran).
+            "tracks", "timing", "sync", "reference" (those that ran).
         groups: The groups of performers, largest first (see `workers.analysis.Group`).
         identity: How the ids were made: tracklets, joins, camera cuts.
         input_size: The model's input size for this video and why, or None (a replay, a
             model without one).
+        teacher: The teacher this video was compared with (`--reference`), or None.
+        reference: The performers against the teacher, or None without a teacher (or with
+            scoring off).
     """
 
     info: VideoInfo
@@ -84,6 +88,8 @@ class RunResult:
     groups: list[Group] = field(default_factory=list)
     identity: IdentitySummary = IdentitySummary()
     input_size: InputSize | None = None
+    teacher: TeacherSetup | None = None
+    reference: ReferenceAnalysis | None = None
 
     @property
     def fps(self) -> float:

@@ -35,7 +35,10 @@ def test_a_late_dancer_gets_the_lag_the_sync_and_the_worst_moments(tmp_path):
     assert result.sync is not None and result.sync.group is not None
     assert first.sync is not None and first.lag_confidence > 0.5
     assert result.worst_moments
-    assert set(result.seconds) == {"tracks", "timing", "sync"}
+    assert set(result.seconds) == {"tracks", "timing", "limbs", "sync"}
+    # Every limb of the late dancer is late with the body: none is late against the rest of it.
+    assert [limb.name for limb in second.limbs] == ["head", "left_arm", "right_arm", "torso", "left_leg", "right_leg"]
+    assert second.late_limbs == () and result.reference is None
 
 
 def test_the_chunk_size_does_not_change_the_result(tmp_path):
@@ -43,6 +46,8 @@ def test_the_chunk_size_does_not_change_the_result(tmp_path):
     whole, chunked = analyse(log), analyse(log, chunk_frames=37)
     assert [p.lag_ms for p in chunked.persons] == pytest.approx([p.lag_ms for p in whole.persons], abs=1e-9)
     assert [p.score for p in chunked.persons] == pytest.approx([p.score for p in whole.persons], abs=1e-9)
+    assert [[limb.lag_ms for limb in p.limbs] for p in chunked.persons] == \
+        [[limb.lag_ms for limb in p.limbs] for p in whole.persons]
 
 
 def test_with_scoring_off_only_the_tracks_come_out(tmp_path):

@@ -28,8 +28,8 @@ def test_the_memory_bench_runs_a_long_video_through_and_finds_the_lag(capsys):
     out = capsys.readouterr().out
     assert "memory over a 0.2-minute video (360 frames" in out and "bytes a frame" in out
     assert "#1 -50 ms, #2 +50 ms" in out  # the stand-in's second dancer is 3 frames (100 ms) late
-    assert re.search(r"whole-video analysis: tracks [\d.]+ s, timing [\d.]+ s, sync [\d.]+ s, joining [\d.]+ s "
-                     r"\([\d.]+% of", out)
+    assert re.search(r"whole-video analysis: tracks [\d.]+ s, timing [\d.]+ s, limbs [\d.]+ s, sync [\d.]+ s, "
+                     r"joining [\d.]+ s \([\d.]+% of", out)
 
 
 def test_the_bench_times_yolo_on_each_runtime_installed(capsys):

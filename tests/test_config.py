@@ -41,7 +41,8 @@ DEFAULTS = {
     "crf": 20, "poses": None, "save_poses": True, "stall_timeout": 120.0, "ffmpeg_nice": 10, "progress": True,
     "video": True, "log_file": None, "log_interval": 60.0, "persons": "auto", "max_gap_s": 3.0,
     "identity_lookahead_s": 1.0, "lookahead_megabytes": 1024, "mirror": False, "shard": None, "cluster": None,
-    "gpus_per_video": None, "cpus_per_video": 2.0, "retries": 2,
+    "gpus_per_video": None, "cpus_per_video": 2.0, "retries": 2, "reference": None, "reference_person": None,
+    "offset": None, "reference_inset": True,
 }
 
 
@@ -120,12 +121,22 @@ OUT_OF_RANGE = [
     ("identity_lookahead_s", 61.0, "identity_lookahead_s must be in 0.01..60.0, got 61.0"),
     ("lookahead_megabytes", 0, "lookahead_megabytes must be in 1..1048576, got 0"),
     ("lookahead_megabytes", 1_048_577, "lookahead_megabytes must be in 1..1048576, got 1048577"),
+    ("reference_person", 0, "reference_person must be in 1..inf, got 0"),
+    ("offset", 86_401.0, "offset must be in -86400.0..86400.0, got 86401.0"),
 ]
 
 
 @pytest.mark.parametrize("name, value, message", OUT_OF_RANGE)
 def test_an_out_of_range_value_is_refused_with_the_range(name, value, message):
-    rejects(message, **{name: value})
+    teacher = {"reference": "teacher.mp4"} if name in ("reference_person", "offset") else {}
+    rejects(message, **{name: value}, **teacher)
+
+
+@pytest.mark.parametrize("name, value", [("reference_person", 2), ("offset", -12.5)])
+def test_the_teachers_settings_need_a_teacher(name, value):
+    rejects("reference_person and offset need a reference video (--reference)", **{name: value})
+    assert getattr(make(reference="teacher.mp4", **{name: value}), name) == value
+    assert make(reference="teacher.mp4").reference == Path("teacher.mp4")
 
 
 @pytest.mark.parametrize("name, value", [
@@ -207,6 +218,8 @@ def test_a_value_among_the_choices_is_accepted(name, value):
      "(on CUDA the runtime is torch)"),
 ])
 def test_settings_that_contradict_each_other_are_refused(changes, message):
+    if "reference" not in changes and ("reference_person" in changes or "offset" in changes):
+        pytest.fail("cases of the teacher's settings give a reference")
     rejects(message, **changes)
 
 
@@ -298,8 +311,11 @@ OTHER_VALUE = {
     "poses": "a.poses.npz", "save_poses": False, "stall_timeout": 10.0, "ffmpeg_nice": 0, "progress": False,
     "video": False, "log_file": "run.log", "log_interval": 5.0, "persons": "all", "max_gap_s": 1.0,
     "identity_lookahead_s": 0.5, "lookahead_megabytes": 256, "mirror": True, "shard": "1/2", "cluster": "ray",
-    "gpus_per_video": 0.5, "cpus_per_video": 4.0, "retries": 0,
+    "gpus_per_video": 0.5, "cpus_per_video": 4.0, "retries": 0, "reference": "teacher.mp4", "reference_person": 2,
+    "offset": 1.5, "reference_inset": False,
 }
+#: Settings that need another one to be set (on the default config they are refused).
+NEEDS = {"reference_person": {"reference": "teacher.mp4"}, "offset": {"reference": "teacher.mp4"}}
 RESULT_SETTINGS = sorted(set(FIELDS) - RUN_ONLY_SETTINGS)
 
 
@@ -335,7 +351,7 @@ def test_a_run_only_setting_leaves_the_result_settings_alone(name):
 
 @pytest.mark.parametrize("name", RESULT_SETTINGS)
 def test_a_result_setting_changes_the_result_settings(name):
-    base = make()
+    base = make(**NEEDS.get(name, {}))
     changed = base.replace(**{name: OTHER_VALUE[name]})
     assert changed.result_settings()[name] != base.result_settings()[name]
 

@@ -49,10 +49,21 @@ def check_against_schema(report: dict) -> set[str]:
     return {key for key, _ in flattened(report)}
 
 
-def _run(tmp_path, source, estimator=None, **changes):
+def _run(tmp_path, source, estimator=None, teacher=None, **changes):
     config = Config(input=source, output=tmp_path / "out" / "clip.mp4", progress=False, end_card_seconds=0.5,
                     **changes)
-    return config, run_video(config, estimator or StandInEstimator())
+    return config, run_video(config, estimator or StandInEstimator(), teacher=teacher)
+
+
+def dancing_teacher(frames: int = 60, size: tuple[int, int] = (96, 64)):
+    """The left dancer of `DancingPair` as a teacher (10 fps), aligned by hand with no offset."""
+    from workers.reference import Alignment, TeacherPoses, TeacherSetup
+
+    found = DancingPair().predict([np.zeros((size[1], size[0], 3), np.uint8)] * frames)
+    keypoints = np.stack([persons.keypoints[0] for persons in found])
+    return TeacherSetup(TeacherPoses(keypoints, 10.0, 1, "#1, the only person in the reference video"),
+                        Alignment("manual", 0.0, None, None, "given with --offset"), input="teacher.mp4",
+                        poses_file="teacher.poses.npz", persons_found=(1,))
 
 
 class DancingPair(PoseModel):
@@ -147,11 +158,13 @@ def test_person_entries_follow_the_tracks_in_id_order():
                        {"start_frame": 42, "end_frame": 61, "frames": 20,
                         "join": {"gap_frames": 12, "cost": 0.4, "position": 0.3, "velocity": None, "shape": None,
                                  "colour": 0.5}}],
-         "gaps": [{"start_frame": 30, "end_frame": 41, "start_s": 3.0, "end_s": 4.2}]},
+         "gaps": [{"start_frame": 30, "end_frame": 41, "start_s": 3.0, "end_s": 4.2}],
+         "limbs": {}, "late_limbs": [], "reference": None},
         {"id": 3, "frames": 5, "first_frame": 2, "last_frame": 9, "box": None, "scored": False,
          "reason": "present in 10% of frames", "lag_ms": None, "lag_confidence": None, "lag_ms_windows": [],
          "score": None,
-         "timing_score": None, "mirrored_with": [], "sync": None, "group": None, "tracklets": [], "gaps": []},
+         "timing_score": None, "mirrored_with": [], "sync": None, "group": None, "tracklets": [], "gaps": [],
+         "limbs": {}, "late_limbs": [], "reference": None},
     ]
     assert person_entries([], fps=10.0) == []
 
@@ -221,6 +234,15 @@ def test_reports_match_the_documented_schema_and_the_run(tmp_path, clip, monkeyp
     _, moving = _run(tmp_path / "dancing", dancing, DancingPair())
     moving_report = write_reports(moving, Config(input=dancing, output=tmp_path / "dancing" / "out" / "clip.mp4"))
     seen |= check_against_schema(moving_report)
+    # The same pair against a teacher who dances their moves.
+    _, taught = _run(tmp_path / "taught", dancing, DancingPair(), teacher=dancing_teacher())
+    taught_report = write_reports(taught, Config(input=dancing, output=tmp_path / "taught" / "out" / "clip.mp4"))
+    seen |= check_against_schema(taught_report)
+    assert taught_report["reference"]["compared"] is True and taught_report["reference"]["alignment"] == "manual"
+    assert [p["reference"]["lag_ms"] for p in taught_report["persons"]] == [pytest.approx(0.0, abs=5.0)] * 2
+    assert taught_report["persons"][0]["reference"]["limbs"]["left_arm"]["lag_ms"] == pytest.approx(0.0, abs=5.0)
+    assert taught_report["persons"][0]["reference"]["limbs"]["left_leg"]["reason"] == "not enough movement"
+    assert moving_report["reference"] is None and moving_report["persons"][0]["reference"] is None
     # A camera cut at 1 s.
     cut = make_scene_video(tmp_path / "cut.mp4", "96x64", ("testsrc", 1), ("smptebars", 1))
     cut_config, cut_result = _run(tmp_path / "cut", cut, video=False)

@@ -28,9 +28,11 @@ from scipy.sparse.csgraph import connected_components
 
 from workers.data import CHUNK_FRAMES
 from workers.identity import IdentityJoiner, TrackletSpan
+from workers.limbs import LimbParams, LimbTiming, limb_lags_in_group
 from workers.moments import Moment, worst_moments
 from workers.motion import PoseSource
 from workers.poses import PoseLog
+from workers.reference import ReferenceAnalysis, TeacherSetup, analyse_against_teacher
 from workers.score import ScoreParams, distance_to_score
 from workers.sync import PairSync, PairwiseSync, SyncParams, SyncResult, SyncScore, pairwise_sync
 from workers.timing import PersonTiming, TimingParams, WindowLag, analyse_timing_stream
@@ -68,6 +70,9 @@ class PersonResult:
             empty when unknown.
         gaps: (first frame, last frame) of each absence of at least 0.1 s between the
             person's first and last frame (`TrackSummarizer.gaps`).
+        limbs: Each limb's lag behind the group's same limb (`workers.limbs`); empty when not
+            scored or alone in the group.
+        late_limbs: The limbs late against the rest of the person's body, by name.
     """
 
     id: int
@@ -87,6 +92,8 @@ class PersonResult:
     group: int | None = None
     tracklets: tuple[TrackletSpan, ...] = ()
     gaps: tuple[tuple[int, int], ...] = ()
+    limbs: tuple[LimbTiming, ...] = ()
+    late_limbs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,9 +144,11 @@ class VideoAnalysis:
             with scoring off or fewer than two performers with comparable poses).
         sync: The performers' synchrony (and every compared pair's), or None with scoring
             off or no one to compare.
-        seconds: Seconds spent on each part: "tracks", "timing", "sync" (those that ran).
+        seconds: Seconds spent on each part: "tracks", "timing", "limbs", "sync", "reference" (those
+            that ran).
         groups: The groups analysed, largest first.
         identity: How the ids were made.
+        reference: The performers against the teacher (`--reference`), or None without one.
     """
 
     persons: list[PersonResult] = field(default_factory=list)
@@ -148,6 +157,7 @@ class VideoAnalysis:
     seconds: dict[str, float] = field(default_factory=dict)
     groups: list[Group] = field(default_factory=list)
     identity: IdentitySummary = IdentitySummary()
+    reference: ReferenceAnalysis | None = None
 
 
 def analyse_video(
@@ -161,6 +171,7 @@ def analyse_video(
     sync: SyncParams,
     chunk_frames: int = CHUNK_FRAMES,
     identity: IdentityJoiner | None = None,
+    teacher: TeacherSetup | None = None,
 ) -> VideoAnalysis:
     """Every track's summary, the groups, the performers' timing and synchrony, the worst moments.
 
@@ -175,9 +186,11 @@ def analyse_video(
         sync: The synchrony score's knobs.
         chunk_frames: Frames read at a time.
         identity: The joiner that made the ids, for each person's tracklets; None if unknown.
+        teacher: The teacher to compare the performers with (`workers.reference`), or None.
 
     Returns:
-        The persons, worst moments, synchrony, groups and the seconds each part took.
+        The persons, worst moments, synchrony, groups, the comparison with the teacher and
+        the seconds each part took.
     """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -188,7 +201,9 @@ def analyse_video(
     summary = _identity_summary(identity, spans)
     seconds["tracks"] = time.perf_counter() - started
     if not tracks:
-        return VideoAnalysis(seconds=seconds, identity=summary)
+        nobody = None if teacher is None else ReferenceAnalysis(
+            teacher.alignment, None, "nobody was found in this video", why_not_audio=teacher.why_not_audio)
+        return VideoAnalysis(seconds=seconds, identity=summary, reference=nobody)
 
     unsure = unsure_edges(tracks, gaps, len(tracked), max(1, round(EDGE_S * fps)))
 
@@ -226,6 +241,7 @@ def analyse_video(
         groups = [Group(g.number, g.members, g.reason, g.moves_together, pairwise.result([g.members]).group)
                   for g in groups]
     timings: dict[int, PersonTiming] = {}
+    limbs: dict[int, tuple[LimbTiming, ...]] = {}
     if score:
         seconds["sync"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -234,10 +250,25 @@ def analyse_video(
             timings.update(analyse_timing_stream(members, len(tracked), read_of(members), fps, timing,
                                                  chunk_frames=chunk_frames))
         seconds["timing"] = time.perf_counter() - started
-    results = _person_results(tracks, selection, timings, group_sync, groups, spans, gaps)
+        started = time.perf_counter()
+        for group in groups:
+            if len(group.members) >= 2:
+                members = list(group.members)
+                limbs.update(limb_lags_in_group(members, len(tracked), read_of(members), fps,
+                                                LimbParams(timing=timing), chunk_frames))
+        seconds["limbs"] = time.perf_counter() - started
+    reference = None
+    if teacher is not None and score:
+        started = time.perf_counter()
+        presence = {person_id: track.frames_present for person_id, track in tracks.items()}
+        reference = analyse_against_teacher(teacher, performers, presence, len(tracked), read_of, fps, timing,
+                                            chunk_frames)
+        seconds["reference"] = time.perf_counter() - started
+    results = _person_results(tracks, selection, timings, group_sync, groups, spans, gaps, limbs)
     moments = group_worst_moments(timings, fps, timing.score)
-    ordered: dict[str, float] = {part: seconds[part] for part in ("tracks", "timing", "sync") if part in seconds}
-    return VideoAnalysis(results, moments, group_sync, ordered, groups, summary)
+    ordered: dict[str, float] = {part: seconds[part] for part in ("tracks", "timing", "limbs", "sync", "reference")
+                                 if part in seconds}
+    return VideoAnalysis(results, moments, group_sync, ordered, groups, summary, reference)
 
 
 def _summarise_tracks(tracked: PoseLog, fps: float, chunk_frames: int) -> TrackSummarizer:
@@ -281,9 +312,10 @@ def _person_results(
     groups: Sequence[Group],
     spans: Mapping[int, Sequence[TrackletSpan]],
     gaps: Mapping[int, Sequence[tuple[int, int]]],
+    limbs: Mapping[int, tuple[LimbTiming, ...]] | None = None,
 ) -> list[PersonResult]:
     """One `PersonResult` per track, in the order of `tracks`: its summary, whether and why it
-    is a performer, its timing and synchrony (where scored), its group, tracklets and gaps."""
+    is a performer, its timing, limbs and synchrony (where scored), its group, tracklets and gaps."""
     group_of = {i: group.number for group in groups for i in group.members}
     results = []
     for person_id, track in tracks.items():
@@ -302,6 +334,8 @@ def _person_results(
             group=group_of.get(person_id),
             tracklets=tuple(spans.get(person_id, ())),
             gaps=tuple(gaps.get(person_id, ())),
+            limbs=(limbs or {}).get(person_id, ()),
+            late_limbs=tuple(limb.name for limb in (limbs or {}).get(person_id, ()) if limb.late),
         ))
     return results
 

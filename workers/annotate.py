@@ -21,6 +21,7 @@ from workers.identity import IdentityJoiner, IdentityParams
 from workers.moments import Moment
 from workers.poses import PoseLog
 from workers.records import FrameResult, FrameTable
+from workers.reference import ReferenceAnalysis, TeacherSetup
 from workers.scenes import scene_change, scene_thumbnail
 from workers.score import RunningScore, ScoreParams, frame_score, order_above, without_duplicates
 from workers.sync import SyncParams, SyncResult
@@ -124,6 +125,7 @@ class Annotator:
         raw_log: Where every frame's detections (all of the model's, with the person ids of
             those above the threshold, 0 for the others) are recorded for the pose cache;
             None records nothing.
+        teacher: The teacher to compare the performers with at the end (`--reference`), or None.
     """
 
     #: Frames read at a time by the whole-video analysis.
@@ -133,8 +135,9 @@ class Annotator:
 
     def __init__(self, config: AnnotateSettings, draw: bool = True, fps: float | None = None,
                  directory: Path | None = None, frame_size: tuple[int, int] | None = None,
-                 raw_log: PoseLog | None = None) -> None:
+                 raw_log: PoseLog | None = None, teacher: TeacherSetup | None = None) -> None:
         self.config = config
+        self.teacher = teacher
         self.draw = draw
         self.fps = None if fps is None else float(fps)
         self.params = score_params(config)
@@ -272,7 +275,7 @@ class Annotator:
             self._analysis = analyse_video(
                 self.tracked, self.fps, score=self.config.score, persons=self.config.persons,
                 keypoint_min_score=self.config.keypoint_min_score, timing=self.timing, sync=self.sync_params,
-                chunk_frames=self.CHUNK_FRAMES, identity=self.joiner,
+                chunk_frames=self.CHUNK_FRAMES, identity=self.joiner, teacher=self.teacher,
             )
         return self._analysis
 
@@ -302,7 +305,9 @@ class Annotator:
         if self.sync is not None and self.sync.group is not None:
             group = self.sync.group
             lines.append(f"Group sync: {group.score:.1f} (chance {group.chance_mean:.1f})")
-        if self._analysis is not None:
+        if self._analysis is not None and self._analysis.reference is not None:
+            lines += teacher_lines(self._analysis.reference)
+        elif self._analysis is not None:
             lines += lag_lines([(p.id, p.lag_ms) for p in self._analysis.persons if p.scored and p.lag_ms is not None])
         return lines
 
@@ -327,4 +332,27 @@ def lag_lines(lags: Sequence[tuple[int, float]], named: int = 3, all_up_to: int 
     lines = [f"#{i} is {abs(lag):.0f} ms {'behind' if lag > 0 else 'ahead'}" for i, lag in ordered[:named]]
     rest = ordered[named:]
     lines.append(f"The other {len(rest)} within ±{max(abs(lag) for _, lag in rest):.0f} ms")
+    return lines
+
+
+def teacher_lines(reference: ReferenceAnalysis, named: int = 4) -> list[str]:
+    """What the end card says of the performers against the teacher: each one's lag (and late
+    limbs) for a few, the furthest from the teacher's time and the rest in one line for a class."""
+    comparison = reference.comparison
+    if comparison is None:
+        return [f"Teacher: {reference.reason}"]
+    entries = sorted(((person_id, timing) for person_id, timing in comparison.persons.items()),
+                     key=lambda item: (-abs(item[1].lag_ms or 0.0), item[0]))
+    lines = []
+    for person_id, timing in entries[:named]:
+        if timing.lag_ms is None:
+            lines.append(f"#{person_id}: no clear lag against the teacher")
+            continue
+        when = "on time with" if abs(timing.lag_ms) < 20 else \
+            f"{abs(timing.lag_ms):.0f} ms {'behind' if timing.lag_ms > 0 else 'ahead of'}"
+        late = [name.replace("_", " ") for name in timing.late_limbs]
+        lines.append(f"#{person_id} {when} the teacher" + (f" ({', '.join(late)} late)" if late else ""))
+    rest = [timing.lag_ms for _, timing in entries[named:] if timing.lag_ms is not None]
+    if rest:
+        lines.append(f"The other {len(rest)} within ±{max(abs(lag) for lag in rest):.0f} ms of the teacher")
     return lines
