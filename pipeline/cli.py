@@ -37,6 +37,8 @@ EPILOG = """examples:
   python -m pipeline dance.mp4 out.mp4 --weights keypointrcnn_resnet50_fpn_coco.pth --no-score
   python -m pipeline dance.mp4 out.mp4 --no-video     # no video: out.json, .csv, .persons.csv, .png, .poses.npz
   python -m pipeline duet.mp4 out.mp4 --persons 2 --mirror   # two dancers facing each other
+  python -m pipeline class.mp4 out.mp4 --reference teacher.mp4   # each dancer against the teacher
+  python -m pipeline class_videos/ results/ --reference teacher.mp4 --offset 12.5   # aligned by hand
   nohup python -m pipeline videos/ results/ --log-file night.log &
   RAY_ADDRESS=head:6379 python -m pipeline videos/ results/ --cluster ray   # one task per video
 outputs: OUT, and beside it OUT-stem .json (report), .csv (per frame), .png (plot), .poses.npz
@@ -96,8 +98,24 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="longest absence (hidden behind someone, or out of the frame) after which a person is "
                              f"recognised again and keeps the id, 0.01..600 (default: {defaults.max_gap_s:g})")
     parser.add_argument("--mirror", action="store_true",
-                        help="people moving as mirror images of each other (facing each other) count as in sync "
-                             "(default: off)")
+                        help="people moving as mirror images of each other (facing each other) count as in sync; "
+                             "with --reference, the teacher faces the class (default: off; with --reference, "
+                             "detected)")
+    parser.add_argument("--reference", type=Path, default=None, metavar="TEACHER",
+                        help="score every performer against a teacher's video (or its .poses.npz): lag behind the "
+                             "teacher, pose and timing scores, the late limb; the two recordings are aligned by "
+                             "their music, else by the movement; the teacher's poses are computed once and cached "
+                             "(default: the performers against each other only)")
+    parser.add_argument("--reference-person", type=int, default=None, metavar="ID",
+                        help="--reference: the teacher's id in the reference video (default: its most prominent "
+                             "person; the log names the others)")
+    parser.add_argument("--offset", type=float, default=None, metavar="SECONDS",
+                        help="--reference: where the teacher's video starts in the input, seconds (negative: "
+                             "before it); skips the automatic alignment (default: by the music, else by the "
+                             "movement)")
+    parser.add_argument("--no-reference-inset", action="store_false", dest="reference_inset",
+                        help="--reference: no picture of the time-aligned teacher in the video's corner "
+                             "(default: shown)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="folder runs: process only every N-th file from the I-th (1 <= I <= N), so that N "
                              "machines or a Slurm job array split one folder; merge their summaries with "
@@ -244,12 +262,17 @@ def _run(config: Config, bars: bool) -> int:
     if isinstance(estimator, CachedPoses):
         assert config.poses is not None
         check_matches(config.poses, estimator.meta, info, config.model, config.person_threshold_in_effect)
+    teacher = None
+    if config.reference is not None:
+        from pipeline.reference import prepare_reference
+
+        teacher = prepare_reference(config, estimator).setup_for(info, config)
     progress = make_progress(config, bars)
     progress.begin(1)
     progress.start_file(1, config.input.name)
     progress.expect_frames(info.expected_frames)
     try:
-        result, report = process_video(config, estimator, info, progress.advance, probe_seconds)
+        result, report = process_video(config, estimator, info, progress.advance, probe_seconds, teacher=teacher)
     finally:
         progress.close()
     log.info(

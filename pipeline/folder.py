@@ -21,6 +21,7 @@ from pathlib import Path
 from config import Config
 from config.settings import parse_shard
 from pipeline.progress import Progress, format_duration
+from pipeline.reference import prepare_reference
 from pipeline.resume import complete_report, remove_outputs
 from pipeline.runner import process_video, write_page
 from reports.outputs import OutputFiles
@@ -303,7 +304,7 @@ def run_job(
         count: The files in the run.
 
     Raises:
-        DancingSkeletonsError: From the model's loading only.
+        DancingSkeletonsError: From the model's loading, or the teacher's (`--reference`), only.
         KeyboardInterrupt: After removing the file's partial outputs.
     """
     started = time.perf_counter()
@@ -316,10 +317,13 @@ def run_job(
         return _failed(job, error, started, position, count)
     probe_seconds = time.perf_counter() - started
     estimator = model()
+    # Once per process; a teacher that cannot be used stops the run: every file would fail alike.
+    reference = None if config.reference is None else prepare_reference(job_config, estimator)
     progress.expect_frames(info.expected_frames)
     try:
+        teacher = None if reference is None else reference.setup_for(info, job_config)
         _, report = process_video(job_config, estimator, info, progress.advance, probe_seconds,
-                                  index=output_folder / INDEX_NAME)
+                                  index=output_folder / INDEX_NAME, teacher=teacher)
     except KeyboardInterrupt:
         remove_outputs(job.output)
         raise

@@ -22,6 +22,10 @@ class FolderError(UsageError):
     """The input and output folders cannot be used together."""
 
 
+class ReferenceVideoError(UsageError):
+    """The teacher's video (`--reference`) cannot be used: not a video, nobody in it, no such person."""
+
+
 class PoseCacheError(DancingSkeletonsError, ValueError):
     """A pose cache that is unreadable or does not match the video or the settings."""
 
