@@ -314,6 +314,99 @@ def _pair_title(pair: dict) -> str:
     return f"#{a} and #{b} {verdict}: likeness {likeness}, lag {lag}"
 
 
+#: The limbs' colours on the teacher section's limb timeline (the same for every person).
+LIMB_COLOURS = {"head": "#9c755f", "left_arm": "#e15759", "right_arm": "#f28e2b", "torso": "#76b7b2",
+                "left_leg": "#4e79a7", "right_leg": "#59a14f"}
+
+
+def _teacher(report: dict, files: OutputFiles, page: Path) -> dict | None:
+    """The "Against the teacher" section: the alignment in words, each performer's lag behind the
+    teacher over time, each limb's over time (one person shown at a time), the per-person table,
+    and the teacher beside the class at each of the worst moments against the teacher; None
+    without a teacher."""
+    reference = report.get("reference")
+    if not reference:
+        return None
+    duration = max(report["duration_seconds"], 1e-6)
+    performers = [p for p in report["persons"] if p.get("reference")]
+    lags = [w["lag_ms"] for p in performers for w in p["reference"]["windows"] if w["lag_ms"] is not None]
+    lags += [v for p in performers for limb in p["reference"]["limbs"].values() for v in limb["window_lags_ms"]
+             if v is not None]
+    reach = max([abs(v) for v in lags] + [100.0])
+    top, height = 8.0, 144.0
+
+    def line(windows: list[dict], values: list) -> str:
+        times = np.array([(w["start_s"] + w["end_s"]) / 2 for w in windows])
+        return _path_data(times, np.array([np.nan if v is None else v for v in values], dtype=float), duration,
+                          -reach, reach, top, height)
+
+    lag_lines, limb_lines, rows = [], [], []
+    for person in performers:
+        own = person["reference"]
+        windows = own["windows"]
+        lag_lines.append({"id": person["id"], "colour": _hex(person["id"]),
+                          "d": line(windows, [w["lag_ms"] for w in windows])})
+        for name, limb in own["limbs"].items():
+            limb_lines.append({"id": person["id"], "limb": name, "colour": LIMB_COLOURS.get(name, "#555"),
+                               "d": line(windows, limb["window_lags_ms"])})
+        rows.append({"id": person["id"], "colour": _hex(person["id"]), **own,
+                     "limb_cells": [{"name": name, **limb} for name, limb in own["limbs"].items()]})
+    chosen = max(performers, key=lambda p: (len(p["reference"]["late_limbs"]), abs(p["reference"]["lag_ms"] or 0)),
+                 default=None)
+    return {
+        "reference": reference, "name": Path(reference["input"]).name, "rows": rows,
+        "limb_names": list(LIMB_COLOURS), "limb_colours": LIMB_COLOURS,
+        "chart": {"width": TIMELINE_WIDTH, "height": top * 2 + height, "zero": top + height / 2, "reach": reach,
+                  "duration": duration, "lags": lag_lines, "limbs": limb_lines,
+                  "lag_width": 1.2 if len(performers) > COMPACT_PERSONS else 2.5},
+        "chosen": None if chosen is None else chosen["id"],
+        "moments": _teacher_moments(report, files, page),
+    }
+
+
+def _teacher_moments(report: dict, files: OutputFiles, page: Path) -> list[dict]:
+    """The worst moments against the teacher, each with a picture of the class then and of the
+    teacher at the same moment of the choreography (from the teacher's video, where it can be
+    read), made once and reused."""
+    reference = report["reference"]
+    moments = []
+    video = files.video if report.get("files", {}).get("video") and files.video.is_file() else None
+    teacher_video = Path(reference["input"])
+    teacher_info = None
+    if reference.get("offset_seconds") is not None and teacher_video.is_file():
+        try:
+            teacher_info = probe(teacher_video)
+        except DancingSkeletonsError:
+            teacher_info = None
+    student_info = None
+    if video is not None:
+        try:
+            student_info = probe(video)
+        except DancingSkeletonsError:
+            student_info = None
+    for k, moment in enumerate(reference.get("worst_moments") or []):
+        middle = (moment["start_s"] + moment["end_s"]) / 2
+        entry = {**moment, "class_picture": None, "teacher_picture": None, "teacher_s": None}
+        if reference.get("offset_seconds") is not None:
+            rate = 1.0 + (reference.get("drift_ppm") or 0.0) * 1e-6
+            entry["teacher_s"] = (middle - reference["offset_seconds"]) / rate
+        for key, info, seconds, name in (("class_picture", student_info, middle, f"moment-{k + 1}-class.jpg"),
+                                         ("teacher_picture", teacher_info, entry["teacher_s"],
+                                          f"moment-{k + 1}-teacher.jpg")):
+            if info is None or seconds is None or seconds < 0:
+                continue
+            path = files.media / name
+            if not path.is_file():
+                frame = frame_at(info, seconds)
+                if frame is None:
+                    continue
+                files.media.mkdir(exist_ok=True)
+                _save_jpeg(path, frame, 2 * THUMB_SIZE)
+            entry[key] = _href(path, page)
+        moments.append(entry)
+    return moments
+
+
 def _frame_columns(path: Path) -> dict[str, np.ndarray]:
     columns: dict[str, list[float]] = {"seconds": [], "score": [], "displayed": []}
     try:
@@ -356,6 +449,7 @@ def build_video_page(report_path: Path, index: Path | None = None) -> Path | Non
         thumb=_href(thumb, page) if thumb else None,
         timeline=_timeline(report, frames), index=_href(index, page) if index else None,
         tracks=_tracks(report), heat=_heat_map(report), groups=report.get("groups") or [],
+        teacher=_teacher(report, files, page),
         identity=report.get("identity"), compact=len(persons) > COMPACT_PERSONS,
         frame_seconds=1.0 / report["fps"] if report["fps"] else 0.0,
     )

@@ -135,3 +135,27 @@ def test_the_index_names_the_few_furthest_of_a_class_and_sums_up_the_others():
     assert shown["others"] == "+7 more (6 within ±30 ms)"
     shown = _chips(chips[:-1])
     assert shown["others"] == "+6 more within ±30 ms"
+
+
+def test_the_page_shows_the_class_against_the_teacher(tmp_path):
+    from dataclasses import replace
+
+    from tests.test_report import DancingPair, dancing_teacher, make_scene_video
+
+    dancing = make_scene_video(tmp_path / "dancing.mp4", "96x64", ("color=c=gray:", 6))
+    # The teacher's video is the same recording (its left dancer), so its frames can be shown.
+    teacher = replace(dancing_teacher(), input=str(dancing))
+    config = Config(input=dancing, output=tmp_path / "out" / "clip.mp4", progress=False, end_card_seconds=0.5)
+    write_reports(run_video(config, DancingPair(), teacher=teacher), config)
+    html = build_video_page(OutputFiles.of(config.output).json).read_text()
+    section = html[html.index("<h2>Against the teacher</h2>"):html.index("<h2>Who was seen when</h2>")]
+    assert "Teacher: <b>dancing.mp4</b>, #1" in section and "hand (--offset)" in section
+    assert section.count('<path class="teacher-lag"') == 2
+    assert section.count('class="limb shown"') == 6 and section.count('<path class="limb') == 12
+    assert section.count('<tr data-person=') == 2 and "still" in section  # the legs do not move
+    media = OutputFiles.of(config.output).media
+    assert (media / "moment-1-class.jpg").is_file() and (media / "moment-1-teacher.jpg").is_file()
+    assert 'src="clip.review/moment-1-teacher.jpg"' in section and "the teacher at 0." in section
+    without = Config(input=dancing, output=tmp_path / "plain" / "clip.mp4", progress=False, end_card_seconds=0.5)
+    write_reports(run_video(without, DancingPair()), without)
+    assert "Against the teacher" not in build_video_page(OutputFiles.of(without.output).json).read_text()
