@@ -155,6 +155,17 @@ def test_a_late_upper_body_is_named_and_the_legs_are_not(seed, delay, shared):
         assert by_name[name].lag_ms == pytest.approx(0.0, abs=0.5 * FRAME_MS)
 
 
+@pytest.mark.parametrize("seed, delay, shared", CASES[:2])
+def test_with_the_torso_late_too_the_arms_are_late_not_the_legs_early(seed, delay, shared):
+    # The upper body cut at the hips (tests/teacher_pairs.py): head, arms and the torso's lean late.
+    late = (*UPPER_BODY, "torso")
+    student = dance(SECONDS, Dancer(delays=dict.fromkeys(late, delay), seed=250 + seed), seed, shared)
+    by_name = {limb.name: limb for limb in limb_lags_against(student, teacher(seed, shared), FPS)}
+    assert by_name["left_arm"].late and by_name["right_arm"].late
+    assert not by_name["left_leg"].late and not by_name["right_leg"].late
+    assert hit_rate(tuple(by_name.values()), ("left_arm", "right_arm")) >= 0.95
+
+
 @pytest.mark.parametrize("seed, delay, shared", CASES)
 def test_a_student_late_all_over_has_no_late_limb(seed, delay, shared):
     student = dance(SECONDS, Dancer(delays={name: delay for name in LIMB_NAMES}, seed=300 + seed), seed, shared)

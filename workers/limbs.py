@@ -38,8 +38,12 @@ Definitions:
   `workers.timing.solve_group_lags` per window (median person at 0). Positive = behind
   (the same move made later), milliseconds.
 - Relative lag: in a window, the limb's lag minus the rest of the body's: the median of the
-  person's other limbs' lags in that window, the lower of the middle two when their count is
-  even (`lower_median`), or the whole-body lag when given.
+  lags of the person's arms and legs other than this limb in that window (`MAIN_LIMBS`; the
+  other limbs when none of them has one), the lower of the middle two when their count is
+  even (`lower_median`), or the whole-body lag when given. The head and the torso are left out
+  of that reference: a dancer whose upper body is late has a late head and a late top of the
+  torso too, and with them counted the arms would be compared with a late majority and the
+  legs, on time, would look early instead of the arms late.
 - Uncertainty: per window, the standard deviation of the limb's relative lags over the
   neighbouring windows (`LimbParams.spread_windows` either side), at least
   `LimbParams.uncertainty_floor_frames`; over the video, 1.4826 * the median absolute
@@ -120,6 +124,10 @@ LIMB_DEFINITIONS: tuple[LimbDefinition, ...] = (
     _limb("right_leg", ("right_knee", "right_ankle"), ("right_hip",)),
 )
 LIMB_NAMES: tuple[str, ...] = tuple(limb.name for limb in LIMB_DEFINITIONS)
+
+#: The limbs whose lags make the rest of the body's (see the module docstring, "Relative lag").
+MAIN_LIMBS = ("left_arm", "right_arm", "left_leg", "right_leg")
+_MAIN_INDICES = tuple(LIMB_NAMES.index(name) for name in MAIN_LIMBS)
 
 NOT_ENOUGH_MOVEMENT = "not enough movement"
 NO_CLEAR_LAG = "no clear lag"
@@ -520,7 +528,8 @@ def summarise(
             if body is not None:
                 reference = body[w]
             else:
-                reference = lower_median(np.delete(lags[w], k))
+                main = lags[w, [m for m in _MAIN_INDICES if m != k]]
+                reference = lower_median(main if np.isfinite(main).any() else np.delete(lags[w], k))
             relative[w, k] = lags[w, k] - reference
     floor = params.uncertainty_floor_frames
     reach = params.spread_windows
