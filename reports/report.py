@@ -39,7 +39,8 @@ from workers.sync import SyncResult, SyncScore
 CSV_COLUMNS = ("frame", "seconds", "persons", "score", "displayed", "ids")
 #: The per-person CSV's header (`<stem>.persons.csv`, for a spreadsheet).
 PERSON_COLUMNS = ("id", "performer", "group", "lag_ms", "lag_confidence", "sync", "sync_p_value", "pose_score",
-                  "timing_score", "seen_share", "first_s", "last_s", "gaps", "reason")
+                  "timing_score", "late_limbs", "teacher_lag_ms", "teacher_pose_score", "teacher_timing_score",
+                  "teacher_late_limbs", "seen_share", "first_s", "last_s", "gaps", "reason")
 
 #: The pipeline stages whose timings a report holds (null for a stage that did not run).
 STAGES = ("decode", "infer", "score", "draw", "encode")
@@ -412,10 +413,13 @@ def person_rows(persons: Sequence[dict], fps: float, frames: int) -> Iterator[li
     ordered = sorted(persons, key=lambda p: (not p["scored"], p["group"] or 0, p["id"]))
     for person in ordered:
         sync = person["sync"] or {}
+        teacher = person["reference"] or {}
         yield [str(person["id"]), "yes" if person["scored"] else "no",
                "" if person["group"] is None else str(person["group"]), _number(person["lag_ms"], 1),
                _number(person["lag_confidence"], 2), _number(sync.get("score"), 2), _number(sync.get("p_value"), 3),
-               _number(person["score"], 2), _number(person["timing_score"], 2),
+               _number(person["score"], 2), _number(person["timing_score"], 2), " ".join(person["late_limbs"]),
+               _number(teacher.get("lag_ms"), 1), _number(teacher.get("score"), 2),
+               _number(teacher.get("timing_score"), 2), " ".join(teacher.get("late_limbs") or ()),
                _number(person["frames"] / frames if frames else None, 3), _number(person["first_frame"] / fps, 3),
                _number((person["last_frame"] + 1) / fps, 3), str(len(person["gaps"])), person["reason"]]
 

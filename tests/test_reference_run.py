@@ -8,7 +8,9 @@ time, one is 4 frames (133 ms) late with the arms and head only.
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +139,10 @@ def test_the_class_is_aligned_by_the_music_and_each_dancer_scored_against_the_te
                                                                             abs=1000 / FPS)
     assert late["reference"]["limbs"]["left_leg"]["lag_ms"] == pytest.approx(0.0, abs=1000 / FPS)
     assert {"left_arm", "right_arm"} <= set(late["reference"]["late_limbs"]) and not on_time["reference"]["late_limbs"]
+    with open(OutputFiles.of(Path(report["output"])).persons, newline="") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    assert "left_arm" in rows[str(late["id"])]["teacher_late_limbs"].split()
+    assert float(rows[str(on_time["id"])]["teacher_lag_ms"]) == pytest.approx(on_time["reference"]["lag_ms"], abs=0.1)
     # The annotated video shows the teacher in its corner once the teacher's recording runs.
     output = probe(Path(report["output"]))
     source = probe(recordings["class"])
@@ -187,3 +193,23 @@ def test_a_teacher_that_cannot_be_used_is_a_usage_error_and_nothing_is_written(
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_folder_of_recordings_is_scored_against_one_teacher_computed_once(recordings, monkeypatch, tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name in ("monday.mp4", "tuesday.mp4"):
+        shutil.copy(recordings["class"], folder / name)
+    teacher, students = _dancers()
+    model = Scripted(teacher, students)
+    model.scripts.append(list(zip(*students)))  # the second video's frames
+    monkeypatch.setattr("workers.models.load_estimator", lambda config: model)
+    out = tmp_path / "out"
+    fresh = shutil.copy(recordings["teacher"], tmp_path / "teacher.mp4")  # not prepared nor cached by another test
+    code = main(get_args_parser().parse_args([str(folder), str(out), "--reference", str(fresh),
+                                              "--no-progress", "--no-video"]))
+    assert code == 0
+    assert model.frames_seen == round(TEACHER_SECONDS * FPS) + 2 * round(CLASS_SECONDS * FPS)
+    for name in ("monday", "tuesday"):
+        reference = json.loads((out / f"{name}.json").read_text())["reference"]
+        assert reference["alignment"] == "audio" and reference["offset_seconds"] == pytest.approx(OFFSET, abs=0.005)
