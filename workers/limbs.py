@@ -16,8 +16,14 @@ Definitions:
   late. The torso's positions relative to its centre carry its bends and twists; it also has
   the vertical position of the centre itself (the bounce, un-centred: horizontal travel over
   the floor and camera pans are left out, and a mirror image leaves the height as it is).
-- Limb features: the velocities of the limb positions (central differences over
-  `TimingParams.velocity_span_s`), torso lengths per second; one channel per coordinate.
+- Limb features: the limb positions themselves, one channel per coordinate, torso lengths;
+  their velocities (central differences over `TimingParams.velocity_span_s`, torso lengths per
+  second) only decide whether the limb moves. Positions, not velocities as for the whole body:
+  a limb has 2 to 9 channels, not 24, and the pose model drops the keypoints of fast limbs (a
+  third of the teacher's wrists on the known-answer footage of `tests/teacher_pairs.py`), which
+  removes a velocity from two frames on each side. On that footage the velocities gave arm lags
+  of -60 and -78 ms for arms 200 ms late and -83 ms for an arm on time; the positions 75 to
+  136 ms and -31 ms, and every limb of a student late all over within 15 ms of the truth.
 - Jitter: the standard deviation of the keypoint noise of a limb in a window, estimated from
   the fourth differences of its positions (for white noise of deviation s their variance is
   70 s^2, while motion at 3 Hz and 30 fps is divided by about 7 in them): the RMS of those
@@ -399,7 +405,7 @@ def limb_lags_against(
             moving[w, k] = bool(stretch.moving(k, start, end, fps, half, params.min_movement).all())
             if not moving[w, k]:
                 continue
-            person, teacher = stretch.velocity[k]
+            person, teacher = stretch.positions[k]
             # The anchor's window is the reference and the person's stretch the partner: the
             # peak's shift is then how much later the person makes the anchor's move.
             curve = correlate(references(teacher[None, low:low + length], size, timing.min_channel_std),
@@ -475,7 +481,7 @@ def limb_lags_in_group(
                 moving[:, w, k] = moves
                 if moves.sum() < 2:
                     continue
-                features = np.where(moves[:, None, None], stretch.velocity[k], np.nan)
+                features = np.where(moves[:, None, None], stretch.positions[k], np.nan)
                 curves, _ = pair_curves(features[:, row:row + length], features[:, row - reach:row + length + reach],
                                         min_valid, timing.min_channel_std, params.min_channels)
                 shifts, values = _peaks(curves[upper[1], upper[0]], fps, params)
