@@ -208,6 +208,8 @@ def reference_entry(teacher: TeacherSetup | None, reference: ReferenceAnalysis |
         "reason": None if reference is None else reference.reason or None,
         "mirror": None if comparison is None else comparison.mirror,
         "mirror_source": None if comparison is None else comparison.mirror_source,
+        "mirror_strength": None if comparison is None or comparison.mirror_strength is None
+        else list(comparison.mirror_strength),
         "performers": [] if comparison is None else sorted(comparison.persons),
         "lag_ms_median": float(np.median(lags)) if lags else None,
         "score": float(np.mean(scores)) if scores else None,

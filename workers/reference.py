@@ -25,7 +25,7 @@ Definitions:
 - Mirror: a teacher filmed facing the class is the students' mirror image. Unless it is given,
   it is detected: both the teacher and its mirror image (`workers.motion.mirror_poses`) are
   compared with every student in every window, and the mirror image is taken when its peaks
-  are stronger over all of them.
+  are stronger over all of them by `MIRROR_MARGIN` (a symmetric dance matches both ways).
 - Pose score: after removing the person's lag (whole frames), the original score's pose
   distance (`workers.score.pose_distances`, affine alignment, every keypoint weighing 1)
   between the student and the teacher (mirrored where the teacher is) in every frame, mapped
@@ -79,6 +79,10 @@ from workers.timing import (
 
 #: The timing knobs when none are given.
 DEFAULT_TIMING = TimingParams()
+#: The mirror image is taken for the teacher only when its peaks are this much stronger on
+#: average: a left-right symmetric dance (jumping jacks) matches both ways nearly equally, and
+#: then the teacher is compared as filmed.
+MIRROR_MARGIN = 0.05
 #: How the offset was found.
 ALIGNMENTS = ("audio", "poses", "manual")
 #: The best shift of `align_by_poses` must stand above every shift at least this far from it.
@@ -338,7 +342,7 @@ def compare_with_teacher(
             w += 1
     strength = {kind: float(np.mean(np.nan_to_num(peaks[kind], nan=0.0))) if peaks[kind].size else 0.0
                 for kind in kinds}
-    chosen = mirror if mirror is not None else strength[True] > strength[False]
+    chosen = mirror if mirror is not None else strength[True] > strength[False] + MIRROR_MARGIN
     window_lags, window_peaks = lags[chosen], peaks[chosen]
     lags_frames = [median_or_nan(window_lags[:, person]) for person in range(count)]
     distances = _teacher_distances(ordered, teacher, frames, count, lags_frames, chosen, reach, chunk_frames)
