@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SLOW_MODULES = frozenset({
     "test_cluster", "test_crowds_real_footage", "test_identity_real_footage", "test_real_footage",
     "test_sync_real_footage", "test_runtimes", "test_review_browser", "test_bench_gpu", "test_yolo",
-    "test_keypoint_rcnn", "test_alignment_real_audio",
+    "test_keypoint_rcnn", "test_alignment_real_audio", "test_teacher_pairs",
 })
 
 
