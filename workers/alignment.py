@@ -11,10 +11,13 @@ peak to about a millisecond and keeps echoes from pulling it.
 The clocks of two devices drift apart (up to about 1000 ppm: 0.6 s over 10 minutes), which
 smears one correlation of the whole recordings. So the search runs in two steps:
 
-1. Coarse: a few windows of the student, spread over it, are each correlated against the whole
-   reference (one transform of the reference, two per window). Each window proposes its best
-   few lags; the straight line lag(t) that most windows agree with is the coarse answer. A
-   window of a song that repeats may prefer a lag a bar off; the other windows outvote it.
+1. Coarse: a few 20 s windows of the student, spread over it, are each correlated against the
+   whole reference on how the loudness of 24 bands changes from one 20 ms frame to the next
+   (notes starting and stopping; a drifting clock smears a waveform's millisecond peak over a
+   20 s window, not these). Each window proposes its best few lags; the straight lines lag(t)
+   that most windows agree with are the candidates. A window of a song that repeats may prefer
+   a lag a bar off; the other windows outvote it, and the waveforms decide between the best
+   few lines, so no envelope alone decides the offset.
 2. Fine: the student is resampled onto the reference's clock along that line, then cut into
    windows that are each correlated against the reference only a few milliseconds either way,
    to a fraction of a sample (a parabola through the peak). A line through those lags, fitted
