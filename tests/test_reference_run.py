@@ -213,3 +213,21 @@ def test_a_folder_of_recordings_is_scored_against_one_teacher_computed_once(reco
     for name in ("monday", "tuesday"):
         reference = json.loads((out / f"{name}.json").read_text())["reference"]
         assert reference["alignment"] == "audio" and reference["offset_seconds"] == pytest.approx(OFFSET, abs=0.005)
+
+
+def test_a_teacher_video_with_nobody_in_it_is_a_usage_error(recordings, monkeypatch, tmp_path, capsys):
+    class Nobody(PoseModel):
+        name = "scripted"
+        device = "cpu"
+
+        def predict(self, images):
+            return [_detections([]) for _ in images]
+
+    monkeypatch.setattr("workers.models.load_estimator", lambda config: Nobody())
+    empty = shutil.copy(recordings["teacher_silent"], tmp_path / "empty_room.mp4")
+    output = tmp_path / "out" / "class.mp4"
+    code = main(get_args_parser().parse_args([str(recordings["class"]), str(output), "--reference", str(empty),
+                                              "--no-progress"]))
+    assert code == 2 and not OutputFiles.of(output).json.exists() and not output.exists()
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {empty}: no person was found in the reference video"]
