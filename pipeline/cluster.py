@@ -157,7 +157,7 @@ class StorageCheck:
         output_folder: The folder of the outputs.
         marker: The check file's name in `output_folder`.
         token: The check file's content.
-        files: Other files every node must see (a weights file).
+        files: Other files every node must see (a weights file, the teacher's video).
         code: `code_digest()` of the driver's checkout.
     """
 
@@ -358,9 +358,18 @@ def working_nodes(ray: Any) -> list[dict[str, Any]]:
             if node.get("Alive") and (node["Resources"].get("CPU", 0) > 0 or node["Resources"].get("GPU", 0) > 0)]
 
 
+def shared_files(config: Config) -> tuple[str, ...]:
+    """The files besides the folders that every node reads: a weights file, the teacher's video
+    (or pose cache) of `--reference`; absolute paths."""
+    files = (str(Path(config.weights).resolve()),) if config.weights not in (None, "random") else ()
+    if config.reference is not None:
+        files += (str(Path(config.reference).resolve()),)
+    return files
+
+
 def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict[str, Any]]) -> None:
     """Check from every node in `nodes` that it sees the input and output folders (and a weights
-    file) as this driver does.
+    file, and the teacher's video of `--reference`) as this driver does.
 
     Raises:
         DancingSkeletonsError: One line naming each node that does not, and what it does not see.
@@ -368,7 +377,7 @@ def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     sample = run.jobs[0].source
-    files = (str(Path(config.weights).resolve()),) if config.weights not in (None, "random") else ()
+    files = shared_files(config)
     check = StorageCheck(
         input_folder=str(run.input_folder.resolve()), sample=(str(sample.relative_to(run.input_folder)),
                                                               sample.stat().st_size),

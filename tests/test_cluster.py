@@ -198,6 +198,11 @@ def test_task_resources_and_the_storage_check_without_a_cluster(tmp_path):
     assert [p.split(" ", 2)[:2] for p in problems] == [["sees", "a"], ["sees", "a"], ["cannot", "see"],
                                                         ["runs", "other"]], problems
     assert "a.mp4 has 10 bytes, not 11" in problems[0] and str(outputs) in problems[1]
+    from pipeline.cluster import shared_files
+
+    teacher = Config(input=tmp_path, output=tmp_path, weights="w.pt", reference="class/teacher.mp4")
+    assert shared_files(teacher) == (str((Path("w.pt")).resolve()), str(Path("class/teacher.mp4").resolve()))
+    assert shared_files(Config(input=tmp_path, output=tmp_path, weights="random")) == ()
 
 
 def test_usage_and_connection_errors_are_one_line(tmp_path, monkeypatch, capsys):
