@@ -361,10 +361,10 @@ def working_nodes(ray: Any) -> list[dict[str, Any]]:
 def shared_files(config: Config) -> tuple[str, ...]:
     """The files besides the folders that every node reads: a weights file, the teacher's video
     (or pose cache) of `--reference`; absolute paths."""
-    files = (str(Path(config.weights).resolve()),) if config.weights not in (None, "random") else ()
+    files: list[str] = [] if config.weights in (None, "random") else [str(Path(str(config.weights)).resolve())]
     if config.reference is not None:
-        files += (str(Path(config.reference).resolve()),)
-    return files
+        files.append(str(Path(config.reference).resolve()))
+    return tuple(files)
 
 
 def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict[str, Any]]) -> None:
