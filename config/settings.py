@@ -26,8 +26,10 @@ RUN_ONLY_SETTINGS = frozenset({
     "input", "output", "poses", "video", "save_poses", "device", "runtime", "batch_size", "queue_size",
     "queue_megabytes",
     "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval", "shard",
-    "cluster", "gpus_per_video", "cpus_per_video", "retries",
+    "cluster", "gpus_per_video", "cpus_per_video", "retries", "jobs", "cpu_threads",
 })
+#: Most videos a folder run processes at once on one machine (`--jobs`).
+MAX_JOBS = 256
 CLUSTERS = ("ray",)
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -114,8 +116,15 @@ class Config:
             and the device is not "cpu", else 0.
         cpus_per_video: Cluster runs: CPUs each video's task asks for (decoding, drawing and
             encoding run on them; on a CPU-only cluster, the model's threads too).
-        retries: Cluster runs: how often a video whose worker process or node died is started
-            again (a bad video is never retried: it is a failed row).
+        retries: Folder runs on a cluster or with several jobs: how often a video whose worker
+            process or node died is started again (a bad video is never retried: it is a failed
+            row).
+        jobs: Folder runs: videos processed at once on this machine, each in a worker process
+            of its own (`pipeline.jobs`): 1..MAX_JOBS, or "auto" (chosen from the cores, the memory
+            and the GPU's memory; a string of digits is accepted).
+        cpu_threads: CPU threads one video may use for the model (torch, OpenVINO, ONNX Runtime),
+            OpenCV, and ffmpeg's decoder and libx264; None for every core. Several jobs on one
+            machine split the cores between them.
         reference: A teacher's video (or its pose cache, `.poses.npz`) to score every performer
             against (`workers.reference`); None compares the performers with each other only.
         reference_person: The teacher's id in the reference video; None for its most
@@ -171,7 +180,9 @@ class Config:
     cluster: str | None = None
     gpus_per_video: float | None = None
     cpus_per_video: float = 2.0
-    retries: int = 2
+    retries: int = 1
+    jobs: int | str = 1
+    cpu_threads: int | None = None
     reference: Path | None = None
     reference_person: int | None = None
     offset: float | None = None
@@ -231,6 +242,12 @@ class Config:
                                  f"{self.gpus_per_video:g}; use 0")
         _check_range("cpus_per_video", self.cpus_per_video, 0.0, 1024.0)
         _check_range("retries", self.retries, 0, 100, integer=True)
+        object.__setattr__(self, "jobs", _jobs_mode(self.jobs))
+        if self.jobs != 1 and self.cluster is not None:
+            raise ValueError("jobs runs several videos on this machine; with a cluster, Ray decides "
+                             "(--gpus-per-video, --cpus-per-video)")
+        if self.cpu_threads is not None:
+            _check_range("cpu_threads", self.cpu_threads, 1, 4096, integer=True)
         _check_range("max_gap_s", self.max_gap_s, 0.01, 600.0)
         _check_range("identity_lookahead_s", self.identity_lookahead_s, 0.01, 60.0)
         _check_range("lookahead_megabytes", self.lookahead_megabytes, 1, 1 << 20, integer=True)
@@ -332,6 +349,15 @@ def _persons_mode(value: object) -> str | int:
     if value in ("auto", "all") or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return value
     raise ValueError(f"persons must be auto, all or a number of persons 1..inf, got {value!r}")
+
+
+def _jobs_mode(value: object) -> str | int:
+    """"auto" or a number of jobs 1..MAX_JOBS, from the value or its text ("3" -> 3)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_JOBS):
+        return value
+    raise ValueError(f"jobs must be auto or a number of videos at once 1..{MAX_JOBS}, got {value!r}")
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None, integer: bool = False) -> None:

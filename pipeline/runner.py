@@ -133,10 +133,11 @@ class _Stages:
     def __init__(self, config: Config, estimator: PoseEstimator, info: VideoInfo, encoder: str | None,
                  teacher: TeacherSetup | None = None) -> None:
         self.config, self.estimator, self.info = config, estimator, info
-        self.reader = VideoReader(info, nice=config.ffmpeg_nice)
+        self.reader = VideoReader(info, nice=config.ffmpeg_nice, threads=config.cpu_threads)
         self.writer = None if encoder is None else VideoWriter(
             config.output, info.width, info.height, info.fps,
             audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
+            threads=config.cpu_threads,
         )
         self.replaying = estimator.replays_cache
         self.found_per_frame = PoseLog(config.output.parent) if config.save_poses and not self.replaying else None

@@ -41,7 +41,8 @@ DEFAULTS = {
     "crf": 20, "poses": None, "save_poses": True, "stall_timeout": 120.0, "ffmpeg_nice": 10, "progress": True,
     "video": True, "log_file": None, "log_interval": 60.0, "persons": "auto", "max_gap_s": 3.0,
     "identity_lookahead_s": 1.0, "lookahead_megabytes": 1024, "mirror": False, "shard": None, "cluster": None,
-    "gpus_per_video": None, "cpus_per_video": 2.0, "retries": 2, "reference": None, "reference_person": None,
+    "gpus_per_video": None, "cpus_per_video": 2.0, "retries": 1, "jobs": 1, "cpu_threads": None,
+    "reference": None, "reference_person": None,
     "offset": None, "reference_inset": True,
 }
 
@@ -115,6 +116,8 @@ OUT_OF_RANGE = [
     ("cpus_per_video", 1025.0, "cpus_per_video must be in 0.0..1024.0, got 1025.0"),
     ("retries", -1, "retries must be in 0..100, got -1"),
     ("retries", 101, "retries must be in 0..100, got 101"),
+    ("cpu_threads", 0, "cpu_threads must be in 1..4096, got 0"),
+    ("cpu_threads", 2.0, "cpu_threads must be a whole number, got 2.0"),
     ("max_gap_s", 0.005, "max_gap_s must be in 0.01..600.0, got 0.005"),
     ("max_gap_s", 601.0, "max_gap_s must be in 0.01..600.0, got 601.0"),
     ("identity_lookahead_s", 0.0, "identity_lookahead_s must be in 0.01..60.0, got 0.0"),
@@ -147,6 +150,7 @@ def test_the_teachers_settings_need_a_teacher(name, value):
     ("end_card_seconds", 0.0), ("end_card_seconds", 3600.0), ("stall_timeout", 0.1), ("log_interval", 0.0),
     ("model_min_size", 32), ("model_min_size", 4096), ("gpus_per_video", 0.0), ("gpus_per_video", 1.0),
     ("cpus_per_video", 0.0), ("cpus_per_video", 1024.0), ("retries", 0), ("retries", 100),
+    ("jobs", 1), ("jobs", 256), ("cpu_threads", 1), ("cpu_threads", 4096),
     ("max_gap_s", 0.01), ("max_gap_s", 600.0), ("identity_lookahead_s", 0.01), ("identity_lookahead_s", 60.0),
     ("lookahead_megabytes", 1), ("lookahead_megabytes", 1 << 20),
     # No bound at all: the box score's scale is the model's.
@@ -311,7 +315,8 @@ OTHER_VALUE = {
     "poses": "a.poses.npz", "save_poses": False, "stall_timeout": 10.0, "ffmpeg_nice": 0, "progress": False,
     "video": False, "log_file": "run.log", "log_interval": 5.0, "persons": "all", "max_gap_s": 1.0,
     "identity_lookahead_s": 0.5, "lookahead_megabytes": 256, "mirror": True, "shard": "1/2", "cluster": "ray",
-    "gpus_per_video": 0.5, "cpus_per_video": 4.0, "retries": 0, "reference": "teacher.mp4", "reference_person": 2,
+    "gpus_per_video": 0.5, "cpus_per_video": 4.0, "retries": 0, "jobs": 3, "cpu_threads": 2,
+    "reference": "teacher.mp4", "reference_person": 2,
     "offset": 1.5, "reference_inset": False,
 }
 #: Settings that need another one to be set (on the default config they are refused).
@@ -330,7 +335,7 @@ def test_the_run_only_settings_are_the_paths_speed_display_and_which_outputs():
     assert RUN_ONLY_SETTINGS == {
         "input", "output", "poses", "video", "save_poses", "device", "runtime", "batch_size", "queue_size",
         "queue_megabytes", "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval",
-        "shard", "cluster", "gpus_per_video", "cpus_per_video", "retries",
+        "shard", "cluster", "gpus_per_video", "cpus_per_video", "retries", "jobs", "cpu_threads",
     }
 
 
@@ -371,8 +376,9 @@ def test_another_model_changes_the_thresholds_in_the_result_settings():
 
 def test_as_dict_is_json_and_follows_the_reports_settings_schema():
     validator = Draft202012Validator(schemas.load("report")["properties"]["settings"])
-    everything_set = make(**{name: value for name, value in OTHER_VALUE.items() if name not in ("input", "output")})
-    for config in (make(), everything_set, make(persons="2")):
+    everything_set = make(**{name: value for name, value in OTHER_VALUE.items()
+                             if name not in ("input", "output", "jobs")})  # jobs or a cluster, not both
+    for config in (make(), everything_set, make(persons="2"), make(jobs="auto")):
         values = config.as_dict()
         assert json.loads(json.dumps(values)) == values
         validator.validate(values)

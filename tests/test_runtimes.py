@@ -234,6 +234,26 @@ def test_openvino_is_exported_once_then_loaded_from_the_cache_in_f32(monkeypatch
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
 
 
+
+@needs_openvino
+@needs_onnxruntime
+def test_a_jobs_share_of_the_cores_reaches_openvino_and_onnx_runtime():
+    """`--jobs` splits the cores: each runtime gets the worker's threads, and answers the same."""
+    import numpy as np
+
+    frame = np.zeros((96, 128, 3), np.uint8)
+    frame[20:80, 50:70] = 200
+    for runtime in ("openvino", "onnxruntime"):
+        whole = get_model("yolo").load(yolo_config(runtime))
+        share = get_model("yolo").load(yolo_config(runtime, cpu_threads=1))
+        backend = share.model.predictor.model.backend
+        if runtime == "openvino":
+            assert backend.ov_compiled_model.get_property("INFERENCE_NUM_THREADS") == 1
+        else:
+            assert backend.session.get_session_options().intra_op_num_threads == 1
+        ours, theirs = share.predict([frame])[0], whole.predict([frame])[0]
+        np.testing.assert_allclose(ours.keypoints, theirs.keypoints, atol=1e-3)
+
 FAKE_TELEMETRY = '''
 from pathlib import Path
 folder = Path.home() / "intel"

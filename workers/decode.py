@@ -103,11 +103,14 @@ class VideoReader:
             indices and times then count from there.
         size: (width, height) to scale the frames to (ffmpeg scales them), or None for the
             video's own size.
+        threads: The decoder's threads; None for ffmpeg's default (one per core).
     """
 
     def __init__(self, info: VideoInfo, nice: int = 0, max_errors: int = MAX_DECODE_ERRORS,
-                 start_seconds: float = 0.0, size: tuple[int, int] | None = None) -> None:
+                 start_seconds: float = 0.0, size: tuple[int, int] | None = None,
+                 threads: int | None = None) -> None:
         self.info = info
+        self.threads = threads
         self.size = (info.width, info.height) if size is None else (int(size[0]), int(size[1]))
         self.nice = nice
         self.max_errors = max_errors
@@ -122,6 +125,7 @@ class VideoReader:
             "-nostdin",
             "-loglevel", "error",
             *seek,
+            *([] if self.threads is None else ["-threads", str(self.threads)]),
             *input_args(self.info.path),
             "-map", "0:v:0",
             # Constant rate at the probed rate: a variable-rate video gets frames repeated

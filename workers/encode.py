@@ -84,6 +84,7 @@ class VideoWriter:
         preset: libx264 preset.
         crf: libx264 quality.
         nice: Niceness added to the ffmpeg process.
+        threads: libx264's threads; None for its default (1.5 per core).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class VideoWriter:
         preset: str = "veryfast",
         crf: int = 20,
         nice: int = 0,
+        threads: int | None = None,
     ) -> None:
         self.output = Path(output)
         self.temporary = partial_path(self.output)
@@ -124,6 +126,7 @@ class VideoWriter:
             args += ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(crf + 3)]
         else:
             args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+            args += [] if threads is None else ["-threads", str(threads)]
         args += ["-pix_fmt", "yuv420p", "-f", muxer, file_url(self.temporary)]
         self.temporary.parent.mkdir(parents=True, exist_ok=True)
         self._process = FFmpegProcess(args, stdin=True, nice=nice)

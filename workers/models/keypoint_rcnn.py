@@ -129,7 +129,7 @@ class KeypointRCNNEstimator(PoseModel):
                 raise ModelError(f"{source}: not Keypoint R-CNN ResNet-50-FPN weights ({first})") from None
         model.eval().to(device)
         if device == "cpu":
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            torch.set_num_threads(config.cpu_threads or max(1, os.cpu_count() or 1))
         # cudnn.benchmark stays off: measured on an H200 it gave nothing (100.0 frames/s off,
         # 98.7 on, batch 8 at 1080p), and it tunes again for every new shape, with trial
         # workspaces of up to all free GPU memory (69.5 GB peak against 4.7 GB); the keypoint

@@ -264,7 +264,10 @@ def load_exported(config: ModelSettings, runtime: Runtime, path: Path) -> YoloPo
         )
         estimator.predict([np.zeros((64, 64, 3), np.uint8)])
         if runtime.name == "openvino":
-            _compile_openvino(model, folder / meta["file"])
+            _compile_openvino(model, folder / meta["file"], config.cpu_threads)
+            estimator.predict([np.zeros((64, 64, 3), np.uint8)])
+        elif config.cpu_threads is not None:
+            _limit_onnxruntime(model, folder / meta["file"], config.cpu_threads)
             estimator.predict([np.zeros((64, 64, 3), np.uint8)])
     except Exception as error:  # noqa: BLE001 - the runtimes fail in many ways
         raise ModelError(f"{folder}: {runtime.name} cannot run the exported model here "
@@ -272,11 +275,15 @@ def load_exported(config: ModelSettings, runtime: Runtime, path: Path) -> YoloPo
     return estimator
 
 
-def _compile_openvino(model: Any, export: Path) -> None:
+def _compile_openvino(model: Any, export: Path, threads: int | None = None) -> None:
     """Compile the OpenVINO model again with OPENVINO_CONFIG, in place of Ultralytics' own.
 
     Ultralytics compiles with a latency hint only, which leaves OpenVINO's precision default
     (bf16 where the CPU has it). Its backend runs `ov_compiled_model` on every batch.
+
+    Args:
+        threads: The CPU threads OpenVINO may use (several videos at once split the cores);
+            None for its default (every core).
     """
     import openvino
 
@@ -284,8 +291,23 @@ def _compile_openvino(model: Any, export: Path) -> None:
     if not hasattr(backend, "ov_compiled_model"):
         raise TypeError(f"expected Ultralytics' OpenVINO backend, got {type(backend).__name__}")
     core = openvino.Core()
-    backend.compile_model = partial(core.compile_model, device_name="CPU", config=OPENVINO_CONFIG)
+    settings = dict(OPENVINO_CONFIG) if threads is None else {**OPENVINO_CONFIG, "INFERENCE_NUM_THREADS": threads}
+    backend.compile_model = partial(core.compile_model, device_name="CPU", config=settings)
     backend.ov_compiled_model = backend.compile_model(core.read_model(next(export.glob("*.xml"))))
+
+
+def _limit_onnxruntime(model: Any, export: Path, threads: int) -> None:
+    """Open the ONNX Runtime session again with `threads` intra-op threads, in place of
+    Ultralytics' own (which takes every core), so that several videos at once split the cores."""
+    import onnxruntime
+
+    backend = model.predictor.model.backend
+    if not hasattr(backend, "session"):
+        raise TypeError(f"expected Ultralytics' ONNX Runtime backend, got {type(backend).__name__}")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    backend.session = onnxruntime.InferenceSession(str(export), options, providers=["CPUExecutionProvider"])
 
 
 class YoloPoseEstimator(PoseModel):
