@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from config import Config
-from config.settings import CLUSTERS, ENCODERS, X264_PRESETS
+from config.settings import CLUSTERS, ENCODERS, MAX_JOBS, X264_PRESETS
 from workers.encode import output_container
 from workers.errors import DancingSkeletonsError, PoseCacheError, UsageError
 from workers.models import model_names
@@ -39,7 +39,7 @@ EPILOG = """examples:
   python -m pipeline duet.mp4 out.mp4 --persons 2 --mirror   # two dancers facing each other
   python -m pipeline class.mp4 out.mp4 --reference teacher.mp4   # each dancer against the teacher
   python -m pipeline class_videos/ results/ --reference teacher.mp4 --offset 12.5   # aligned by hand
-  nohup python -m pipeline videos/ results/ --log-file night.log &
+  nohup python -m pipeline videos/ results/ --jobs auto --log-file night.log &   # several at once
   RAY_ADDRESS=head:6379 python -m pipeline videos/ results/ --cluster ray   # one task per video
 outputs: OUT, and beside it OUT-stem .json (report), .csv (per frame), .png (plot), .poses.npz
 folders: every video under IN (recursively) -> the same tree under OUT, plus OUT/summary.csv;
@@ -120,6 +120,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="folder runs: process only every N-th file from the I-th (1 <= I <= N), so that N "
                              "machines or a Slurm job array split one folder; merge their summaries with "
                              "`python -m reports.merge OUT` (default: every file)")
+    parser.add_argument("--jobs", default=defaults.jobs, metavar="N|auto",
+                        help="folder runs: videos processed at once on this machine, each in a worker process of "
+                             "its own, the CPU cores split between them; auto: as many as the cores (2 a video), "
+                             "the memory and the GPU's memory allow (the log's first line says why); more than "
+                             f"the files is the files, 1..{MAX_JOBS} (default: {defaults.jobs})")
     parser.add_argument("--cluster", choices=CLUSTERS, default=None,
                         help="folder runs: run on a cluster, one task per video; ray = the Ray cluster that "
                              "RAY_ADDRESS names, else the one `ray start` runs on this machine (needs "
@@ -130,7 +135,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-video", type=float, default=defaults.cpus_per_video, metavar="C",
                         help=f"--cluster: CPUs each video asks for, 0..1024 (default: {defaults.cpus_per_video:g})")
     parser.add_argument("--retries", type=int, default=defaults.retries, metavar="N",
-                        help=f"--cluster: times a video is started again when its worker or node died, 0..100; "
+                        help=f"--jobs and --cluster: times a video is started again when its worker process (or "
+                             f"node) died, 0..100; "
                              f"a bad video is never retried (default: {defaults.retries})")
     parser.add_argument("--person-threshold", type=float, default=None,
                         help="box score above which a detection counts as a person "
@@ -208,6 +214,9 @@ def main(args: argparse.Namespace | None = None) -> int:
             raise UsageError("--shard splits a folder run; INPUT is a single file")
         elif config.cluster is not None:
             raise UsageError("--cluster runs a folder; INPUT is a single file")
+        elif config.jobs not in (1, "auto"):
+            raise UsageError(f"--jobs {config.jobs} runs several videos of a folder at once; INPUT is a single file "
+                             "(one video runs as one job)")
         elif config.output.suffix.lower() in REPORT_SUFFIXES:
             raise UsageError(f"{config.output}: OUTPUT names the video (.mp4); the {config.output.suffix} report "
                              "is written beside it")
@@ -299,6 +308,10 @@ def _run_folder(config: Config, bars: bool) -> int:
         from pipeline.cluster import run_folder_on_ray
 
         rows = run_folder_on_ray(config, config.input, config.output, make_progress(config, bars))
+    elif config.jobs != 1:
+        from pipeline.jobs import run_folder_in_jobs
+
+        rows = run_folder_in_jobs(config, config.input, config.output, make_progress(config, bars))
     else:
         rows = run_folder(
             config, config.input, config.output, lambda: load_estimator(config), make_progress(config, bars),

@@ -49,18 +49,18 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config import Config
-from pipeline.folder import FolderRun, Job, describe_row, plan_folder_run, run_job, skipped_row, this_node
-from pipeline.progress import Progress, format_duration
-from pipeline.resume import remove_outputs
+from pipeline.folder import FolderRun, Job, this_node
+from pipeline.progress import Progress
+from pipeline.tasks import Settled, TaskOutcome, WorkerDied, first_line, peak_memory_bytes, run_folder_tasks, run_task
 from reports.summary import SummaryRow
-from workers.errors import DancingSkeletonsError, UsageError, one_line
+from workers.errors import DancingSkeletonsError, UsageError
 from workers.runtimes import is_exported
 
 log = logging.getLogger("dancingskeletons")
@@ -212,72 +212,26 @@ class StorageCheck:
         return found
 
 
-@dataclass(frozen=True)
-class TaskOutcome:
-    """What a video's task sends back.
-
-    Attributes:
-        row: The file's summary row.
-        host: The node's host name.
-        node_id: Ray's id of the node.
-        pid: The worker process (its log is Ray's `worker-*-<pid>.out` on that node).
-        device: The torch device the video ran on.
-        model_error: The model could not be loaded there (the run stops, as a local run does).
-    """
-
-    row: SummaryRow
-    host: str = ""
-    node_id: str = ""
-    pid: int = 0
-    device: str = ""
-    model_error: str = ""
-
-    @property
-    def where(self) -> str:
-        """The node, worker and device for people: "host (node 1a2b3c4d, pid 123, cuda:3)"."""
-        return f"{self.host} (node {self.node_id[:8]}, pid {self.pid}, {self.device})" if self.host else ""
-
-
 def here(row: SummaryRow, device: str, model_error: str = "") -> TaskOutcome:
     """`row` as this worker's outcome."""
     import ray
 
     return TaskOutcome(row, this_node(), ray.get_runtime_context().get_node_id(), os.getpid(), device,
-                       model_error)
-
-
-_MODEL: dict[str, Any] = {}
+                       model_error, peak_memory_bytes())
 
 
 def video_task(job: Job, config: Config, output_folder: Path, position: int, count: int) -> TaskOutcome:
-    """A video's Ray task: `folder.run_job` in this worker, on the GPU Ray assigned, with the model
-    kept for the worker's next video (see the module's docstring)."""
+    """A video's Ray task: `tasks.run_task` in this worker, on the GPU Ray assigned, with the
+    model kept for the worker's next video (see the module's docstring)."""
     import ray
     import torch
 
-    from workers.device import release_device_memory
     from workers.models import load_estimator
 
     device = task_device(config.device, ray.get_gpu_ids(), torch.cuda.is_available())
-    config = config.replace(device=device)
-    key = repr((config.model, str(config.weights), device, sorted(config.detection_settings().items())))
-
-    def model() -> Any:
-        if key not in _MODEL:
-            _MODEL.clear()  # another model or GPU: drop the old one first
-            release_device_memory()
-            torch.set_num_threads(max(1, int(config.cpus_per_video)))
-            _MODEL[key] = load_estimator(config)
-        return _MODEL[key]
-
-    try:
-        row = run_job(job, config, model, Progress(), output_folder, position, count)
-    except DancingSkeletonsError as error:  # from the model's loading only
-        row = SummaryRow(input=job.relative.as_posix(), status="failed", error=one_line(error))
-        return here(row, device, model_error=one_line(error))
-    finally:
-        release_device_memory()  # the allocator's free blocks go back; the model stays
-    return here(row, device)
+    config = config.replace(device=device, cpu_threads=config.cpu_threads or max(1, int(config.cpus_per_video)))
+    row, model_error = run_task(job, config, output_folder, position, count, Progress(), load_estimator)
+    return here(row, device, model_error)
 
 
 def check_task(check: StorageCheck) -> tuple[str, list[str]]:
@@ -324,7 +278,7 @@ def connect(ray: Any) -> str:
         context = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
         raise DancingSkeletonsError(
-            f"cannot connect to the Ray cluster at {address} ({_first_line(error)}); start one with `ray start "
+            f"cannot connect to the Ray cluster at {address} ({first_line(error)}); start one with `ray start "
             "--head` or set RAY_ADDRESS; a cluster with token authentication also needs RAY_AUTH_MODE=token and "
             "its token (RAY_AUTH_TOKEN_PATH) here (README, \"Several machines\")"
         ) from None
@@ -405,7 +359,7 @@ def check_storage(ray: Any, run: FolderRun, config: Config, nodes: Sequence[dict
                 label, seen = ray.get(ref)
             except ray.exceptions.RayError as error:
                 problems.append(f"node {_describe_node(node)} cannot run the project from {ROOT} (is the checkout "
-                                f"and its venv shared at the same path?): {_first_line(error)}")
+                                f"and its venv shared at the same path?): {first_line(error)}")
                 continue
             reply = run.output_folder / check.reply_name(node["NodeID"])
             if not seen and not reply.is_file():
@@ -435,7 +389,8 @@ def _system_failure(ray: Any, error: BaseException) -> bool:
 
 def run_folder_on_ray(config: Config, input_folder: Path, output_folder: Path,
                       progress: Progress | None = None) -> list[SummaryRow]:
-    """`folder.run_folder` on a Ray cluster: the same plan, skips, rows, summary and index.
+    """`folder.run_folder` on a Ray cluster: the same plan, skips, rows, summary and index
+    (`tasks.run_folder_tasks`).
 
     Returns:
         One row per input, in order (the rows of the summary).
@@ -448,132 +403,82 @@ def run_folder_on_ray(config: Config, input_folder: Path, output_folder: Path,
             were running "interrupted", the rest "pending").
     """
     ray = import_ray()
-    progress = progress or Progress()
-    started = time.perf_counter()
-    run = plan_folder_run(config, input_folder, output_folder)
-    rows = [SummaryRow(input=job.relative.as_posix(), status="pending") for job in run.jobs]
-    todo = []
-    for index, job in enumerate(run.jobs):
-        row = skipped_row(job, config, run.output_folder, index + 1, len(run.jobs))
-        if row is None:
-            todo.append(index)
-        else:
-            rows[index] = row
-    run.write_summary(rows)
-    if todo:
+
+    @contextmanager
+    def open_engine(run: FolderRun, tasks: int) -> Iterator[RayEngine]:
         connected = not ray.is_initialized()
         address = connect(ray)
         try:
-            _run_tasks(ray, address, run, config, rows, todo, progress)
+            yield RayEngine(ray, address, run, config)
         finally:
             if connected:
                 ray.shutdown()
-    run.write_index(rows)
-    run.log_totals(rows, time.perf_counter() - started)
-    return rows
+
+    return run_folder_tasks(config, input_folder, output_folder, open_engine, progress)
 
 
-def _run_tasks(ray: Any, address: str, run: FolderRun, config: Config, rows: list[SummaryRow], todo: list[int],
-               progress: Progress) -> None:
-    """Run the jobs `todo` (indices into `run.jobs`) as Ray tasks, filling `rows` as they end."""
-    nodes = working_nodes(ray)
-    totals = ray.cluster_resources()
-    resources = task_resources(config, totals.get("GPU", 0.0))
-    slots = resources.slots(node["Resources"] for node in nodes)
-    log.info("Ray cluster at %s: %s, %g GPUs, %g CPUs; each video asks for %s, so %s at once",
-             address, "1 node takes tasks" if len(nodes) == 1 else f"{len(nodes)} nodes take tasks",
-             totals.get("GPU", 0.0), totals.get("CPU", 0.0), resources.describe(),
-             slots if slots < 1_000_000 else "all")
-    if slots == 0:
-        raise DancingSkeletonsError(
-            f"no node of the Ray cluster at {address} has {resources.describe()} for one video; lower "
-            "--gpus-per-video or --cpus-per-video, or add nodes"
-        )
-    check_storage(ray, run, config, nodes)
-    remote = ray.remote(max_calls=WORKER_VIDEOS)(video_task)
-    options = {"num_gpus": resources.gpus, "num_cpus": resources.cpus, "max_retries": 0,
-               "runtime_env": runtime_env()}
-    waiting = deque(todo)
-    running: dict[Any, int] = {}
-    slots_counted = time.monotonic()
-    attempts: dict[int, int] = {}
-    finished = len(run.jobs) - len(todo)
-    progress.begin(len(todo))
-    clock = time.perf_counter()
-    try:
-        while waiting or running:
-            if time.monotonic() - slots_counted > SLOTS_RECOUNT_SECONDS:  # nodes come and go
-                slots = max(1, resources.slots(node["Resources"] for node in working_nodes(ray)))
-                slots_counted = time.monotonic()
-            # As many tasks as the nodes run at once, none queued in Ray: Ctrl-C then finds the
-            # submitted files running ("interrupted") and the rest never started ("pending").
-            while waiting and len(running) < slots:
-                index = waiting.popleft()
-                job = run.jobs[index]
-                ref = remote.options(name=f"dancingskeletons {job.relative.as_posix()}", **options).remote(
-                    job, config, run.output_folder, index + 1, len(run.jobs))
-                running[ref] = index
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
-            for ref in ready:
-                index = running.pop(ref)
-                outcome = _settle(ray, ref, run.jobs[index], attempts.get(index, 0), config.retries)
-                if outcome is None:  # its worker or node died: once more, first in line
-                    attempts[index] = attempts.get(index, 0) + 1
-                    waiting.appendleft(index)
-                    continue
-                if outcome.model_error:
-                    raise DancingSkeletonsError(f"the model cannot be loaded on {outcome.where}: {outcome.model_error}")
-                rows[index] = outcome.row
-                finished += 1
-                run.write_summary(rows)
-                progress.end_file(outcome.row)
-                _log_finished(outcome, finished, len(run.jobs), len(todo) - len(waiting) - len(running),
-                              len(waiting) + len(running), time.perf_counter() - clock)
-    except BaseException:
-        if running:
-            cancel(ray, list(running))
-            for index in running.values():
-                rows[index] = SummaryRow(input=run.jobs[index].relative.as_posix(), status="interrupted")
-                remove_outputs(run.jobs[index].output)
-        run.write_summary(rows)
-        run.write_index(rows, build_pages=False)
-        log.info("stopped; the summary is in %s", run.summary)
-        raise
-    finally:
-        progress.close()
+class RayEngine:
+    """Videos as Ray tasks (`tasks.Engine`): as many at once as the cluster's nodes fit, recounted
+    as nodes come and go.
 
+    Raises (on creation):
+        DancingSkeletonsError: No node fits a video's resources, or a node does not see the folders.
+    """
 
-def _settle(ray: Any, ref: Any, job: Job, retried: int, retries: int) -> TaskOutcome | None:
-    """A finished task's outcome, or None when it is to run again (its worker or node died and
-    it was retried fewer than `retries` times). Either way a dead task's partial outputs go."""
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayError as error:
-        remove_outputs(job.output)
-        died = _system_failure(ray, error)
-        if died and retried < retries:
-            log.warning("%s: its worker or node died (%s); starting it again (retry %d of %d)",
-                        job.relative.as_posix(), _first_line(error), retried + 1, retries)
-            return None
-        reason = "its worker or node died" if died else "its task failed"
-        times = f", {retried + 1} times" if retried else ""
-        return TaskOutcome(SummaryRow(input=job.relative.as_posix(), status="failed",
-                                      error=f"{job.source}: {reason} ({_first_line(error)}){times}"))
+    def __init__(self, ray: Any, address: str, run: FolderRun, config: Config) -> None:
+        self.ray = ray
+        nodes = working_nodes(ray)
+        totals = ray.cluster_resources()
+        self.resources = task_resources(config, totals.get("GPU", 0.0))
+        self._slots = self.resources.slots(node["Resources"] for node in nodes)
+        log.info("Ray cluster at %s: %s, %g GPUs, %g CPUs; each video asks for %s, so %s at once",
+                 address, "1 node takes tasks" if len(nodes) == 1 else f"{len(nodes)} nodes take tasks",
+                 totals.get("GPU", 0.0), totals.get("CPU", 0.0), self.resources.describe(),
+                 self._slots if self._slots < 1_000_000 else "all")
+        if self._slots == 0:
+            raise DancingSkeletonsError(
+                f"no node of the Ray cluster at {address} has {self.resources.describe()} for one video; lower "
+                "--gpus-per-video or --cpus-per-video, or add nodes"
+            )
+        check_storage(ray, run, config, nodes)
+        self.run, self.config = run, config
+        self.remote = ray.remote(max_calls=WORKER_VIDEOS)(video_task)
+        self.options = {"num_gpus": self.resources.gpus, "num_cpus": self.resources.cpus, "max_retries": 0,
+                        "runtime_env": runtime_env()}
+        self.running: dict[Any, int] = {}
+        self._counted = time.monotonic()
 
+    def slots(self) -> int:
+        if time.monotonic() - self._counted > SLOTS_RECOUNT_SECONDS:  # nodes come and go
+            self._slots = max(1, self.resources.slots(node["Resources"] for node in working_nodes(self.ray)))
+            self._counted = time.monotonic()
+        return self._slots
 
-def _log_finished(outcome: TaskOutcome, finished: int, total: int, done_here: int, left: int, seconds: float) -> None:
-    row = outcome.row
-    where = f" on {outcome.where}" if outcome.where else ""
-    eta = f"; ETA ~{format_duration(seconds / done_here * left)}" if done_here and left else ""
-    if row.status == "failed":
-        log.error("[%d/%d] FAILED %s%s: %s%s", finished, total, row.input, where, row.error, eta)
-    else:
-        log.info("[%d/%d] %s %s%s: %s%s", finished, total, row.status, row.input, where, describe_row(row), eta)
+    def submit(self, index: int, job: Job, position: int, count: int) -> None:
+        ref = self.remote.options(name=f"dancingskeletons {job.relative.as_posix()}", **self.options).remote(
+            job, self.config, self.run.output_folder, position, count)
+        self.running[ref] = index
 
+    def wait(self, timeout: float) -> list[tuple[int, Settled]]:
+        if not self.running:
+            return []
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        return [self._settled(ref) for ref in ready]
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    def _settled(self, ref: Any) -> tuple[int, Settled]:
+        index = self.running.pop(ref)
+        job = self.run.jobs[index]
+        try:
+            return index, self.ray.get(ref)
+        except self.ray.exceptions.RayError as error:
+            if _system_failure(self.ray, error):
+                return index, WorkerDied(first_line(error), what="its worker or node died")
+            return index, TaskOutcome(SummaryRow(input=job.relative.as_posix(), status="failed",
+                                                 error=f"{job.source}: its task failed ({first_line(error)})"))
+
+    def cancel(self) -> None:
+        cancel(self.ray, list(self.running))
+        self.running.clear()
 
 
 def cancel(ray: Any, refs: Sequence[Any]) -> None:

@@ -33,6 +33,9 @@ from workers.infer import PoseEstimator
 from workers.probe import probe
 
 log = logging.getLogger("dancingskeletons")
+#: Marks a file's closing log line (done, failed): where several jobs run, the driver writes its
+#: own, with where it ran and the ETA, and the job's own is left out.
+FINISH = {"finish": True}
 
 #: File extensions taken as videos (compared in lower case). ffmpeg then has to find a video
 #: stream in each; a file where it does not is reported as failed.
@@ -330,14 +333,15 @@ def run_job(
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the night
         return _failed(job, error, started, position, count)
     seconds = time.perf_counter() - started
-    log.info("[%d/%d] done %s: %s, %s", position, count, label, describe(report), format_duration(seconds))
+    log.info("[%d/%d] done %s: %s, %s", position, count, label, describe(report), format_duration(seconds),
+             extra=FINISH)
     return job.row("done", report, seconds, output_folder, node=this_node())
 
 
 def _failed(job: Job, error: Exception, started: float, position: int, count: int) -> SummaryRow:
     remove_outputs(job.output)
     message = one_line(error)
-    log.error("[%d/%d] FAILED %s: %s", position, count, job.relative.as_posix(), message)
+    log.error("[%d/%d] FAILED %s: %s", position, count, job.relative.as_posix(), message, extra=FINISH)
     log.debug("traceback of the failure of %s", job.relative.as_posix(), exc_info=error)
     return SummaryRow(input=job.relative.as_posix(), status="failed", error=message,
                       processing_seconds=time.perf_counter() - started, node=this_node())

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -34,7 +35,12 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """How a run shows its progress; this base shows nothing (`--no-progress`)."""
+    """How a run shows its progress; this base shows nothing (`--no-progress`).
+
+    One video at a time: `start_file`, `expect_frames`, `advance`, `end_file`. Several at once
+    (`--jobs`): `end_file` as each ends, and per running job, known by a key from 1 (its worker's
+    slot), `start_job`, `advance_job` and `end_job`.
+    """
 
     def begin(self, files: int) -> None:
         """A run over `files` files starts."""
@@ -49,21 +55,34 @@ class Progress:
         """`frames` more frames of the current file were scored."""
 
     def end_file(self, row: SummaryRow) -> None:
-        """The current file ended with `row`."""
+        """The current file (with several jobs: a file) ended with `row`."""
+
+    def start_job(self, key: int, position: int, label: str, frames: int | None) -> None:
+        """Job `key` starts processing file number `position`, of about `frames` frames."""
+
+    def advance_job(self, key: int, frames: int) -> None:
+        """Job `key` scored `frames` more frames."""
+
+    def end_job(self, key: int) -> None:
+        """Job `key` ended its file."""
 
     def close(self) -> None:
         """The run ended (or was interrupted)."""
 
 
+#: The key of the one file processed in this process (several jobs count from 1).
+CURRENT = 0
+
+
 class BarProgress(Progress):
-    """tqdm bars for a terminal: files (when more than one) above frames of the current file.
+    """tqdm bars for a terminal: files (when more than one) above a bar per file being processed.
 
     Log lines are printed through `tqdm.write` by the CLI's handler, above the bars.
     """
 
     def __init__(self) -> None:
         self._files: tqdm | None = None
-        self._frames: tqdm | None = None
+        self._frames: dict[int, tqdm] = {}
         self._label = ""
 
     def begin(self, files: int) -> None:
@@ -74,31 +93,37 @@ class BarProgress(Progress):
         self._label = label
 
     def expect_frames(self, frames: int | None) -> None:
-        self._close_frames()
-        self._frames = tqdm(
-            total=frames or None, unit="frame", desc=self._label, position=1 if self._files else 0,
-            leave=False, **_bar_width(),
-        )
+        self.start_job(CURRENT, 0, self._label, frames)
 
     def advance(self, frames: int) -> None:
-        if self._frames is not None:
-            self._frames.update(frames)
+        self.advance_job(CURRENT, frames)
 
     def end_file(self, row: SummaryRow) -> None:
-        self._close_frames()
+        self.end_job(CURRENT)
         if self._files is not None:
             self._files.update(1)
 
+    def start_job(self, key: int, position: int, label: str, frames: int | None) -> None:
+        self.end_job(key)
+        line = (1 if self._files else 0) if key == CURRENT else key
+        self._frames[key] = tqdm(total=frames or None, unit="frame", desc=label, position=line, leave=False,
+                                 **_bar_width())
+
+    def advance_job(self, key: int, frames: int) -> None:
+        if key in self._frames:
+            self._frames[key].update(frames)
+
+    def end_job(self, key: int) -> None:
+        bar = self._frames.pop(key, None)
+        if bar is not None:
+            bar.close()
+
     def close(self) -> None:
-        self._close_frames()
+        for key in list(self._frames):
+            self.end_job(key)
         if self._files is not None:
             self._files.close()
             self._files = None
-
-    def _close_frames(self) -> None:
-        if self._frames is not None:
-            self._frames.close()
-            self._frames = None
 
 
 def _bar_width() -> dict:
@@ -111,14 +136,26 @@ def _bar_width() -> dict:
     return {"dynamic_ncols": True} if size.columns > 0 and size.lines > 0 else {"ncols": 80, "nrows": 24}
 
 
+@dataclass
+class _Processing:
+    """A file being processed, as a log line sees it."""
+
+    position: int
+    label: str
+    expected: int | None
+    started: float
+    last_line: float
+    done: int = 0
+
+
 class LogProgress(Progress):
-    """Progress as a log line every `interval` seconds while a file is processed (no bars).
+    """Progress as a log line every `interval` seconds per file being processed (no bars).
 
     For output that is not a terminal (nohup, a log file). The lines carry the record
-    attribute `progress=True`, so a handler can leave them out.
+    attribute `progress=True`, so a handler can leave them out. Each names its file.
 
     Args:
-        interval: Seconds between two lines (0: at every update).
+        interval: Seconds between two lines of a file (0: at every update).
         clock: Monotonic seconds (replaceable in tests).
     """
 
@@ -128,10 +165,7 @@ class LogProgress(Progress):
         self._files = 0
         self._position = 0
         self._label = ""
-        self._expected: int | None = None
-        self._done = 0
-        self._file_started = 0.0
-        self._last_line = 0.0
+        self._processing: dict[int, _Processing] = {}
         self._processed_seconds: list[float] = []
 
     def begin(self, files: int) -> None:
@@ -141,39 +175,53 @@ class LogProgress(Progress):
         self._position, self._label = position, label
 
     def expect_frames(self, frames: int | None) -> None:
-        self._expected, self._done = frames, 0
-        self._file_started = self._last_line = self._clock()
+        self.start_job(CURRENT, self._position, self._label, frames)
 
     def advance(self, frames: int) -> None:
-        self._done += frames
-        now = self._clock()
-        if now - self._last_line < self.interval:
-            return
-        self._last_line = now
-        log.info("%s", self.line(now), extra={"progress": True})
+        self.advance_job(CURRENT, frames)
 
-    def line(self, now: float) -> str:
-        """The progress line at monotonic time `now`."""
-        elapsed = now - self._file_started
-        rate = self._done / elapsed if elapsed > 0 else 0.0
-        text = f"[{self._position}/{self._files}] {self._label}: {self._done}"
+    def start_job(self, key: int, position: int, label: str, frames: int | None) -> None:
+        now = self._clock()
+        self._processing[key] = _Processing(position, label, frames, now, now)
+
+    def advance_job(self, key: int, frames: int) -> None:
+        file = self._processing.get(key)
+        if file is None:
+            return
+        file.done += frames
+        now = self._clock()
+        if now - file.last_line < self.interval:
+            return
+        file.last_line = now
+        log.info("%s", self.line(now, key), extra={"progress": True})
+
+    def end_job(self, key: int) -> None:
+        self._processing.pop(key, None)
+
+    def line(self, now: float, key: int = CURRENT) -> str:
+        """The progress line of job `key` (the current file by default) at monotonic time `now`."""
+        file = self._processing[key]
+        elapsed = now - file.started
+        rate = file.done / elapsed if elapsed > 0 else 0.0
+        text = f"[{file.position}/{self._files}] {file.label}: {file.done}"
         file_left = None
-        if self._expected:
-            text += f"/{self._expected} frames ({min(100, 100 * self._done // self._expected)}%)"
+        if file.expected:
+            text += f"/{file.expected} frames ({min(100, 100 * file.done // file.expected)}%)"
             if rate > 0:
-                file_left = max(0.0, (self._expected - self._done) / rate)
+                file_left = max(0.0, (file.expected - file.done) / rate)
         else:
             text += " frames"
         text += f", {rate:.1f} frames/s"
         if file_left is not None:
             text += f", file ETA {format_duration(file_left)}"
-            remaining_files = self._files - self._position
-            if self._processed_seconds and remaining_files:
+            remaining_files = self._files - file.position
+            if key == CURRENT and self._processed_seconds and remaining_files:
                 average = sum(self._processed_seconds) / len(self._processed_seconds)
                 text += f", all files ETA ~{format_duration(file_left + remaining_files * average)}"
         return text
 
     def end_file(self, row: SummaryRow) -> None:
+        self.end_job(CURRENT)
         if row.status == "done" and row.processing_seconds is not None:
             self._processed_seconds.append(row.processing_seconds)
 
@@ -203,6 +251,18 @@ class Progresses(Progress):
     def end_file(self, row: SummaryRow) -> None:
         for display in self.displays:
             display.end_file(row)
+
+    def start_job(self, key: int, position: int, label: str, frames: int | None) -> None:
+        for display in self.displays:
+            display.start_job(key, position, label, frames)
+
+    def advance_job(self, key: int, frames: int) -> None:
+        for display in self.displays:
+            display.advance_job(key, frames)
+
+    def end_job(self, key: int) -> None:
+        for display in self.displays:
+            display.end_job(key)
 
     def close(self) -> None:
         for display in self.displays:

@@ -32,6 +32,7 @@ from workers.audio import DEFAULT_RATE, AudioTrack, read_audio
 from workers.data import VideoInfo
 from workers.errors import DancingSkeletonsError, PoseCacheError, ReferenceVideoError, VideoOpenError, one_line
 from workers.export_cache import cache_root
+from workers.files import exclusive
 from workers.infer import PoseEstimator
 from workers.poses import check_matches, load_poses, poses_path, read_poses_meta
 from workers.probe import probe
@@ -204,23 +205,27 @@ def _teacher_poses(config: Config, estimator: PoseEstimator, video: VideoInfo) -
          "model": config.model, "settings": settings}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     output = reference_cache_folder() / f"{video.path.stem}-{digest}.mp4"
     cache = poses_path(output)
-    if cache.is_file():
-        try:
-            meta = read_poses_meta(cache)
-            check_matches(cache, meta, video, config.model, config.person_threshold_in_effect)
-            return cache, False
-        except PoseCacheError as error:
-            log.info("%s: recomputing the teacher's poses (%s)", video.path.name, one_line(error))
-    if estimator.replays_cache:
-        raise ReferenceVideoError(f"{video.path}: the teacher's poses are not cached yet and --poses replays this "
-                                  "video's; run once without --poses, or give --reference the teacher's .poses.npz")
-    log.info("%s: computing the teacher's poses once (cached for later runs)", video.path.name)
-    teacher_config = config.replace(input=video.path, output=output, video=False, save_poses=True, score=False,
-                                    reference=None, reference_person=None, offset=None, poses=None)
-    result = run_video(teacher_config, estimator, video)
-    if result.poses is None:
-        raise DancingSkeletonsError(f"{video.path}: the teacher's poses were not saved")
-    return result.poses, True
+    # Several jobs of one folder run (or Ray workers of one machine) start with the same teacher:
+    # one computes its poses, the others wait and read them.
+    with exclusive(output.with_name(f".{output.stem}.lock")):
+        if cache.is_file():
+            try:
+                meta = read_poses_meta(cache)
+                check_matches(cache, meta, video, config.model, config.person_threshold_in_effect)
+                return cache, False
+            except PoseCacheError as error:
+                log.info("%s: recomputing the teacher's poses (%s)", video.path.name, one_line(error))
+        if estimator.replays_cache:
+            raise ReferenceVideoError(f"{video.path}: the teacher's poses are not cached yet and --poses replays "
+                                      "this video's; run once without --poses, or give --reference the teacher's "
+                                      ".poses.npz")
+        log.info("%s: computing the teacher's poses once (cached for later runs)", video.path.name)
+        teacher_config = config.replace(input=video.path, output=output, video=False, save_poses=True, score=False,
+                                        reference=None, reference_person=None, offset=None, poses=None)
+        result = run_video(teacher_config, estimator, video)
+        if result.poses is None:
+            raise DancingSkeletonsError(f"{video.path}: the teacher's poses were not saved")
+        return result.poses, True
 
 
 def _teacher_audio(video: VideoInfo | None) -> tuple[AudioTrack | None, str]:

@@ -112,12 +112,13 @@ class StandInEstimator(PoseModel):
         return out
 
 
-def child_processes() -> list[str]:
-    """Command names of this process's living children (zombies excluded)."""
+def child_processes(parent: int | None = None, commands: bool = True) -> list:
+    """The living children (zombies excluded) of `parent` (default: this process): their
+    command names and lines for people, or with `commands=False` their process ids."""
     import os
 
-    me = str(os.getpid())
-    names = []
+    wanted = str(os.getpid() if parent is None else parent)
+    found: list = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -125,7 +126,44 @@ def child_processes() -> list[str]:
             continue
         name = text[text.index("(") + 1 : text.rindex(")")]
         state, ppid = text[text.rindex(")") + 2 :].split()[:2]
-        if ppid == me and state != "Z":
-            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            names.append(f"{name}: ...{command[-160:]}")
-    return names
+        if ppid != wanted or state == "Z":
+            continue
+        if not commands:
+            found.append(int(stat.parent.name))
+            continue
+        command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        found.append(f"{name}: ...{command[-160:]}")
+    return found
+
+
+def read_summary(folder: Path) -> list[dict]:
+    """The rows of a folder run's `summary.csv`, its columns and rows checked against the schema."""
+    import csv
+
+    from reports.summary import SUMMARY_COLUMNS
+    from tests.conftest import validate_summary_rows
+
+    with open(folder / "summary.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == SUMMARY_COLUMNS
+        rows = list(reader)
+    validate_summary_rows(rows)
+    return rows
+
+
+def partial_files(folder: Path) -> list[Path]:
+    """The partial outputs (hidden `.partial` names) under `folder`."""
+    return [path for path in folder.rglob("*") if path.name.endswith(".partial")]
+
+
+def ffmpeg_writing_to(folder: Path) -> list[str]:
+    """Command lines of living ffmpeg processes that mention `folder` (any process of this machine)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words and b"ffmpeg" in words[0] and any(str(folder).encode() in word for word in words):
+            found.append(b" ".join(words).decode(errors="replace")[-200:])
+    return found

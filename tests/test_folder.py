@@ -1,6 +1,5 @@
 """Folder runs: discovery, output names, summary, resume, bad files, interruption."""
 
-import csv
 import json
 import os
 import signal
@@ -16,9 +15,8 @@ from config import Config
 from pipeline.cli import get_args_parser, main
 from pipeline.folder import exit_code, find_videos, plan_jobs, run_folder
 from reports.outputs import OutputFiles
-from reports.summary import SUMMARY_COLUMNS
 from tests.conftest import validate_summary_rows
-from tests.helpers import StandInEstimator, make_video
+from tests.helpers import StandInEstimator, make_video, partial_files, read_summary
 from workers.errors import FolderError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,17 +26,6 @@ REAL_MODEL_ARGS = ["--weights", "random", "--device", "cpu", "--min-size", "64",
 
 def _main(*argv):
     return main(get_args_parser().parse_args([str(a) for a in argv]))
-
-
-def read_summary(folder: Path) -> list[dict]:
-    with open(folder / "summary.csv", newline="") as handle:
-        reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames) == SUMMARY_COLUMNS
-        return list(reader)
-
-
-def partial_files(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if path.name.endswith(".partial")]
 
 
 def corrupt_video(path: Path) -> Path:

@@ -48,6 +48,21 @@ def input_args(path: Path) -> list[str]:
     return ["-protocol_whitelist", INPUT_PROTOCOLS, "-format_whitelist", INPUT_FORMATS, "-i", file_url(path)]
 
 
+#: Whether ffmpeg processes start in a session of their own, so that Ctrl-C at a terminal (the
+#: foreground process group's SIGINT) reaches the run, which stops them in order, and not them.
+_OWN_SESSION = [True]
+
+
+def stay_in_process_group() -> None:
+    """Start the ffmpeg processes of this process in its own process group from now on.
+
+    For a `--jobs` worker, which leads a group of its own (no terminal signal reaches it): when
+    the worker dies, its driver kills the group, and the ffmpeg processes with it, instead of
+    leaving an encoder to finish a file that is no longer wanted.
+    """
+    _OWN_SESSION[0] = False
+
+
 class FFmpegProcess:
     """One ffmpeg process with its stderr drained in the background.
 
@@ -68,7 +83,7 @@ class FFmpegProcess:
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=_OWN_SESSION[0],
         )
         self._stderr_tail: deque[str] = deque(maxlen=40)
         self.stderr_count = 0

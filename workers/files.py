@@ -10,16 +10,32 @@ The video (`workers.encode`), the pose cache (`workers.poses`) and the reports
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 
 def partial_path(output: Path) -> Path:
     """Where an output is written until it is complete (same folder, hidden name)."""
     return output.with_name(f".{output.name}.partial")
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (created if missing) for the block: other
+    processes of this machine that ask for it wait, so that what one computes for a shared cache
+    the others read instead of computing it again. The lock ends with the process at the latest."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_atomically(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
