@@ -10,7 +10,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-dev run test test-quick lint bench bench-ray bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-dev run test test-quick lint bench bench-ray bench-jobs bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -78,6 +78,10 @@ bench: setup-dev
 	$(PY) -m bench $(ARGS)
 
 # What a folder run on Ray costs against a local one, on a one-machine cluster (docs/BENCHMARKS.md, "Ray").
+# Several videos at once (--jobs) on a simulated device: see bench/jobs.py.
+bench-jobs: setup-dev
+	$(PY) -m bench.jobs $(ARGS)
+
 bench-ray: setup-dev
 	$(PY) -m bench.ray_folder $(ARGS)
 

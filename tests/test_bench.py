@@ -49,3 +49,23 @@ def test_the_bench_times_yolo_on_each_runtime_installed(capsys):
     assert re.search(r"\nyolo \(weights yolo11n-pose.pt\), 8 frames .*encoder None", out)
     assert re.search(r"\nyolo on openvino \(weights yolo11n-pose.pt\), 8 frames", out)
     assert len(re.findall(r"model alone +[\d.]+ frames/s   CPU \d+ ms a frame   loaded in [\d.]+ s", out)) == 2
+
+
+def test_the_jobs_bench_runs_a_folder_through_worker_processes_on_a_simulated_device(capsys):
+    from bench import jobs
+
+    args = ["--jobs", "1,2", "--clips", "2", "--seconds", "1", "--host-ms", "5", "--device-ms", "30"]
+    assert jobs.main(jobs.get_args_parser().parse_args(args)) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\| (\d) \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (\d+)% / (\d+)% \| [\d.]+ \|$", out, re.M)
+    assert [(row[0], row[1]) for row in rows] == [("1", "60"), ("2", "60")], out  # 2 clips x 30 frames, each time
+    # 15 batches of 30 ms held the device; from the first batch to the last it was busy.
+    assert all(0 < int(whole) <= int(running) <= 100 for _, _, whole, running in rows), out
+
+
+def test_device_use_adds_the_holds(tmp_path):
+    from bench.jobs import device_use
+
+    log = tmp_path / "device.log"
+    log.write_text("10.0 10.5\n11.0 11.25\n10.5 10.75\n")
+    assert device_use(log) == (1.0, 10.0, 11.25)
