@@ -132,6 +132,8 @@ def child_processes(parent: int | None = None, commands: bool = True) -> list:
             found.append(int(stat.parent.name))
             continue
         command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        if "multiprocessing.resource_tracker" in command:
+            continue  # started by the first worker process of a `--jobs` test; it lives as long as pytest
         found.append(f"{name}: ...{command[-160:]}")
     return found
 
