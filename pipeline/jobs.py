@@ -60,7 +60,8 @@ CORES_PER_VIDEO = 2
 #: The share of the available memory (and of a GPU's free memory) that `auto` plans to fill.
 MEMORY_HEADROOM = 0.75
 #: One video's peak resident memory by model (a worker process: Python, torch, the model, the
-#: queues at 1080p, the analysis), measured on the CPU: `python -m bench.jobs --memory`.
+#: queues at 1080p, the analysis). Estimates, to be replaced by `python -m bench.jobs --memory`
+#: (not yet run at 1080p; the tests' small videos peaked at 1.2 GiB).
 VIDEO_PEAK_BYTES = {"keypointrcnn": int(2.0 * 2**30), "yolo": int(1.6 * 2**30)}
 #: One video's peak GPU memory by model at the default batch (the GPU check's
 #: "peak GPU MiB" at 1080p, plus a CUDA context): docs/gpu-checks/.
