@@ -57,6 +57,15 @@ def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and
     assert GpuSampler(read=lambda: 50.0).summary() == (None, None)  # never entered: nothing sampled
 
 
+def test_gpu_utilisation_can_be_summarised_over_a_window_of_the_run():
+    sampler = GpuSampler(read=lambda: 0.0)
+    sampler.samples, sampler.times = [10.0, 90.0, 80.0, 20.0], [1.0, 2.0, 3.0, 4.0]
+    assert sampler.summary(2.0, 3.0)[0] == pytest.approx(85.0)
+    assert sampler.summary()[0] == pytest.approx(50.0)
+    assert sampler.summary(5.0, 6.0) == (None, None)
+    assert sampler.peak() == 90.0 and GpuSampler(read=lambda: 0.0).peak() is None
+
+
 def test_the_steady_rate_leaves_out_the_start_and_the_end():
     # 100 frames: a slow start (2 s for the first 10), then 50 frames/s, then a slow end.
     progress = [(2.0, 10)] + [(2.0 + i / 50, 10 + i) for i in range(1, 81)] + [(10.0, 100)]
