@@ -49,7 +49,7 @@ from bench.gpu_checks import (
     machinery,
 )
 from bench.gpu_meters import CpuMeter, GpuSampler, steady_rate, time_model
-from bench.gpu_report import Measurement, environment, figure, markdown
+from bench.gpu_report import Measurement, environment, error_line, figure, markdown, recorded
 from bench.speed import SHARED_CLIP, SHARED_YOLO, make_clip, stand_in_settings
 from config import Config
 from pipeline.runner import run_video
@@ -162,8 +162,7 @@ class Check:
         try:
             return action()
         except Exception as error:  # noqa: BLE001 - one broken path must not cost the others
-            message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
-            self.results["checks"].setdefault("errors", []).append(f"{what}: {message}")
+            self.results["checks"].setdefault("errors", []).append(f"{what}: {error_line(error)}")
             traceback.print_exc()
             return None
         finally:
@@ -203,7 +202,7 @@ class Check:
         row = Measurement(model=model, clip=f"{info.width}x{info.height}", batch=batch, half=half,
                           frames=len(images), variant=variant)
         self.results["measurements"].append(row)
-        try:
+        with recorded(row, self.save):
             estimator = self.estimator(model, half, clip, folder)
             if self.cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
@@ -239,11 +238,6 @@ class Check:
             row.encoder = result.encoder
             row.stages = {name: {"busy": clock.busy, "waiting": clock.waiting}
                           for name, clock in result.stages.items()}
-        except Exception as error:  # noqa: BLE001 - recorded in the row and the table
-            row.error = f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
-            traceback.print_exc()
-        finally:
-            self.save()
         print(f"{time.monotonic() - self.started:6.0f} s  {row.variant + ': ' if row.variant else ''}"
               f"{row.model} {row.clip} batch {row.batch}{' half' if row.half else ''}: "
               f"model alone {figure(row.model_fps)} f/s, pipeline {figure(row.pipeline_fps)} f/s, "

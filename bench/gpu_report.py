@@ -11,6 +11,9 @@ import json
 import os
 import platform
 import subprocess
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +68,24 @@ class Measurement:
     cpu: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
     error: str | None = None
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line for a row or a note: its type and its message's first line, cut at 300."""
+    return f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
+
+
+@contextmanager
+def recorded(row: Measurement, save: Callable[[], None]) -> Iterator[None]:
+    """Measure into `row` inside the `with`: an error becomes the row's (its traceback printed), not
+    the caller's, so that one broken path does not cost the others; the results are saved either way."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - recorded in the row and the table
+        row.error = error_line(error)
+        traceback.print_exc()
+    finally:
+        save()
 
 
 def environment(device: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 
 from bench import gpu_kit
 from bench.gpu_meters import GpuSampler, steady_rate
-from bench.gpu_report import Measurement, markdown
+from bench.gpu_report import Measurement, markdown, recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +84,16 @@ def test_a_failed_measurement_is_a_row_that_says_why():
     assert "| yolo | 1920x1080 | 8 | yes |  | -- | -- (--) |" in text
     assert "failed: OutOfMemoryError: CUDA out of memory" in text
     assert "- error: yolo: broke" in text and "- skipped: yolo 1280x720 batch 1" in text
+
+
+def test_an_error_inside_a_measurement_is_its_rows_and_the_results_are_saved_anyway():
+    row, saved = Measurement(model="yolo", clip="1920x1080", batch=8, half=False), []
+    with recorded(row, lambda: saved.append(True)):
+        raise ValueError("no weights\nsecond line")
+    assert row.error == "ValueError: no weights" and saved == [True]
+    with recorded(row, lambda: saved.append(True)):
+        row.error = None
+    assert row.error is None and saved == [True, True]
 
 
 def _fake_kit(folder: Path, binary: bytes, sha256: str | None = None) -> Path:
