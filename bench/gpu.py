@@ -7,7 +7,9 @@ pipeline (decode, infer, score and draw, encode with the audio) on the same fram
 ratio (efficiency), GPU utilisation sampled through NVML during each run, each stage's busy
 and waiting time, and peak GPU memory. Then libx264 against NVENC (encoding alone and in the
 pipeline), the pinned staging buffer's results against a plain copy, cudnn.benchmark on and
-off, and the out-of-memory batch halving under a memory cap.
+off, and the out-of-memory batch halving under a memory cap. Then, on the first clip size,
+several videos at once through the command line (`--jobs N`, N = 1, 2, 4; `bench.gpu_jobs`):
+frames per second together, GPU busy and peak GPU memory for the whole device, CPU cores.
 
 It prints one Markdown table (with the checks below it) and writes it, with the raw JSON,
 to `--out` (or $BENCH_GPU_OUT), after every measurement, so a run cut short still leaves
@@ -15,8 +17,8 @@ what it measured. Measurements that would start after `--deadline` seconds are s
 listed. `--dry-run` runs the same code on the CPU in seconds (the test suite does).
 
 Here the command line and the order of the steps; the instruments are in `bench.gpu_meters`,
-the checks beside the table and the diagnosis in `bench.gpu_checks`, the rows and the table in
-`bench.gpu_report`.
+the checks beside the table and the diagnosis in `bench.gpu_checks`, the `--jobs` rows in
+`bench.gpu_jobs`, the rows and the tables in `bench.gpu_report`.
 
     python -m bench.gpu [--out DIR] [--kit DIR] [--dry-run] [--deadline S] ...
 """
@@ -48,8 +50,9 @@ from bench.gpu_checks import (
     diagnose,
     machinery,
 )
+from bench.gpu_jobs import jobs_rows
 from bench.gpu_meters import CpuMeter, GpuSampler, steady_rate, time_model
-from bench.gpu_report import Measurement, environment, figure, markdown
+from bench.gpu_report import Measurement, environment, error_line, figure, markdown, recorded
 from bench.speed import SHARED_CLIP, SHARED_YOLO, make_clip, stand_in_settings
 from config import Config
 from pipeline.runner import run_video
@@ -92,22 +95,29 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="model input size (default: each model's)")
     parser.add_argument("--deadline", type=float, default=300.0,
                         help="seconds after which no new measurement starts (default: 300)")
-    parser.add_argument("--steps", default="table,checks,encoders,diagnose",
+    parser.add_argument("--steps", default="table,checks,encoders,diagnose,jobs",
                         help="what to run, in this order within each clip size: table (the models at each batch "
                              "size), checks (staging buffer, cudnn.benchmark, out-of-memory halving; first size), "
                              "encoders (libx264 against NVENC; first size), diagnose (the model beside other "
-                             "work, and pipeline variants; first size) (default: all)")
+                             "work, and pipeline variants; first size), jobs (several videos at once through "
+                             "the CLI, see --jobs-rows; first size) (default: all)")
+    parser.add_argument("--jobs-rows", default="1,2,4", metavar="N,N,...",
+                        help="the jobs step: the --jobs N to measure, each with 2 x N copies of the clip, for "
+                             "each of --models, at --jobs-batch and the first of --precisions (default: 1,2,4)")
+    parser.add_argument("--jobs-batch", type=int, default=8, help="the jobs step's batch size (default: 8)")
     parser.add_argument("--machinery-loop", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true",
                         help="the same code on the CPU in seconds: --device cpu --sizes 180 --batches 2 "
-                             "--precisions fp32 --frames 4 --min-size 160")
+                             "--precisions fp32 --frames 4 --min-size 160 --jobs-rows 1,2 --jobs-batch 2 "
+                             "(diagnose and jobs: one model)")
     return parser
 
 
 def dry_run(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments of a dry run: every step once, on tiny inputs, on the CPU."""
     return argparse.Namespace(**{**vars(args), "device": "cpu", "sizes": "180", "batches": "2",
-                                 "precisions": "fp32", "frames": 4, "model_min_size": 160})
+                                 "precisions": "fp32", "frames": 4, "model_min_size": 160, "jobs_rows": "1,2",
+                                 "jobs_batch": 2})
 
 
 class Check:
@@ -119,7 +129,7 @@ class Check:
     Attributes:
         device, cuda: The device measured on, and whether it is a CUDA one.
         weights: Each model's weights ("random" for Keypoint R-CNN; None where YOLO's are absent).
-        results: What `save` writes: environment, measurements, encoders, checks, diagnosis, skipped.
+        results: What `save` writes: environment, measurements, jobs, encoders, checks, diagnosis, skipped.
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -134,7 +144,7 @@ class Check:
         self.results: dict[str, Any] = {
             "environment": environment(self.device),
             "arguments": {k: str(v) for k, v in vars(args).items()},
-            "measurements": [], "encoders": [], "checks": {}, "diagnosis": [], "skipped": [],
+            "measurements": [], "jobs": [], "encoders": [], "checks": {}, "diagnosis": [], "skipped": [],
         }
         self._estimators: dict[tuple[str, bool], PoseEstimator] = {}
         self.weights = {"keypointrcnn": "random", "yolo": self._yolo_weights()}
@@ -162,8 +172,7 @@ class Check:
         try:
             return action()
         except Exception as error:  # noqa: BLE001 - one broken path must not cost the others
-            message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
-            self.results["checks"].setdefault("errors", []).append(f"{what}: {message}")
+            self.results["checks"].setdefault("errors", []).append(f"{what}: {error_line(error)}")
             traceback.print_exc()
             return None
         finally:
@@ -203,7 +212,7 @@ class Check:
         row = Measurement(model=model, clip=f"{info.width}x{info.height}", batch=batch, half=half,
                           frames=len(images), variant=variant)
         self.results["measurements"].append(row)
-        try:
+        with recorded(row, self.save):
             estimator = self.estimator(model, half, clip, folder)
             if self.cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
@@ -239,11 +248,6 @@ class Check:
             row.encoder = result.encoder
             row.stages = {name: {"busy": clock.busy, "waiting": clock.waiting}
                           for name, clock in result.stages.items()}
-        except Exception as error:  # noqa: BLE001 - recorded in the row and the table
-            row.error = f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
-            traceback.print_exc()
-        finally:
-            self.save()
         print(f"{time.monotonic() - self.started:6.0f} s  {row.variant + ': ' if row.variant else ''}"
               f"{row.model} {row.clip} batch {row.batch}{' half' if row.half else ''}: "
               f"model alone {figure(row.model_fps)} f/s, pipeline {figure(row.pipeline_fps)} f/s, "
@@ -262,19 +266,22 @@ class Check:
         batches = [int(b) for b in args.batches.split(",")]
         precisions = [p.strip() == "half" for p in args.precisions.split(",") if p.strip()]
         steps = {step.strip() for step in args.steps.split(",")}
+        needs_frames = steps & {"table", "checks", "diagnose"}  # the steps that run in this process
         source = self.source_clip()
         self.results["environment"]["clip_source"] = source.name if source else "generated testsrc2"
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             folder = Path(tmp)
             for position, height in enumerate(int(h) for h in args.sizes.split(",")):
                 size = (round(height * 16 / 9 / 2) * 2, height)
+                clips: dict[str, Path] = {}
                 for model in models:
                     frames = args.frames or DEFAULT_FRAMES.get(model, 128)
                     clip = self.attempt(f"{model} {size[0]}x{size[1]} clip", partial(
                         make_clip, source, frames, folder / f"{model}-{height}", size))
                     if clip is None:
                         continue
-                    images = [frame.image for frame in VideoReader(probe(clip))]
+                    clips[model] = clip
+                    images = [frame.image for frame in VideoReader(probe(clip))] if needs_frames else []
                     for half in precisions if "table" in steps else ():
                         for batch in batches:
                             what = f"{model} {size[0]}x{size[1]} batch {batch}{' half' if half else ''}"
@@ -283,14 +290,17 @@ class Check:
                         self.attempt("staging buffer", partial(check_staging, self, clip, images, folder))
                         self.attempt("cudnn.benchmark", partial(check_cudnn_benchmark, self, clip, images, folder))
                         self.attempt("out-of-memory halving", partial(check_oom, self, clip, images, folder))
-                    if position == 0 and "diagnose" in steps and model in self.diagnosed(models):
+                    if position == 0 and "diagnose" in steps and model in self.quick(models):
                         self.attempt(f"diagnose {model}", partial(diagnose, self, model, clip, images, folder))
                     del images
                 if position == 0 and "encoders" in steps:
                     self.attempt("encoders", partial(compare_encoders, self, source, size, folder, models))
+                if position == 0 and "jobs" in steps:
+                    jobs_rows(self, {model: clips[model] for model in self.quick(models) if model in clips}, folder)
 
-    def diagnosed(self, models: list[str]) -> list[str]:
-        """The models to diagnose: all; in a dry run one, the quicker (YOLO where its weights are here)."""
+    def quick(self, models: list[str]) -> list[str]:
+        """The models to diagnose and run several at once: all; in a dry run one, the quicker
+        (YOLO where its weights are here)."""
         if not self.args.dry_run:
             return models
         return ["yolo"] if "yolo" in models and self.weights["yolo"] else models[:1]
@@ -300,6 +310,7 @@ class Check:
     def save(self) -> None:
         """Write gpu-check.json and gpu-check.md (atomically each), as they stand now."""
         results = {**self.results, "measurements": [asdict(m) for m in self.results["measurements"]],
+                   "jobs": [asdict(row) for row in self.results["jobs"]],
                    "seconds": round(time.monotonic() - self.started, 1)}
         for name, text in (("gpu-check.json", json.dumps(results, indent=1, default=str)),
                            ("gpu-check.md", markdown(results))):

@@ -37,6 +37,7 @@ class Check(Protocol):
     this module does not import the one that imports it."""
 
     args: argparse.Namespace
+    started: float
     cuda: bool
     device: str
     results: dict[str, Any]

@@ -22,19 +22,24 @@ from workers.infer import PoseEstimator
 class GpuSampler:
     """GPU utilisation (%) sampled through NVML in a background thread, while in a `with`.
 
-    Without NVML (no nvidia-ml-py, no NVIDIA driver, the CPU) nothing is sampled and the
-    summary is (None, None).
+    NVML reads the whole device, whichever processes use it. Without NVML (no nvidia-ml-py,
+    no NVIDIA driver, the CPU) nothing is sampled and the summary is (None, None).
 
     Args:
         index: NVML index of the GPU.
         period: Seconds between samples.
-        read: Returns one utilisation reading; None uses NVML (tests pass their own).
+        read: Returns one reading; None uses NVML's utilisation (`nvml_reader`; tests pass their own).
+
+    Attributes:
+        samples: The readings, in order.
+        times: When each was taken (`time.perf_counter`).
     """
 
     def __init__(self, index: int = 0, period: float = 0.05, read: Callable[[], float] | None = None) -> None:
         self.period = period
         self.samples: list[float] = []
-        self._read = read if read is not None else _nvml_reader(index)
+        self.times: list[float] = []
+        self._read = read if read is not None else nvml_reader(index)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,16 +58,35 @@ class GpuSampler:
         assert self._read is not None
         while not self._stop.wait(self.period):
             self.samples.append(float(self._read()))
+            self.times.append(time.perf_counter())
 
-    def summary(self) -> tuple[float | None, float | None]:
-        """The mean and the 10th percentile of the samples, or (None, None) without any."""
-        if not self.samples:
+    def summary(self, start: float | None = None, end: float | None = None) -> tuple[float | None, float | None]:
+        """The mean and the 10th percentile of the samples, or (None, None) without any.
+
+        Args:
+            start, end: Only the samples taken between these `time.perf_counter` times.
+        """
+        samples = self.samples
+        if start is not None or end is not None:
+            low, high = -np.inf if start is None else start, np.inf if end is None else end
+            samples = [value for value, when in zip(self.samples, self.times) if low <= when <= high]
+        if not samples:
             return None, None
-        values = np.array(self.samples)
+        values = np.array(samples)
         return float(values.mean()), float(np.percentile(values, 10))
 
+    def peak(self) -> float | None:
+        """The largest sample, or None without any."""
+        return max(self.samples, default=None)
 
-def _nvml_reader(index: int) -> Callable[[], float] | None:
+
+def nvml_reader(index: int = 0, quantity: str = "utilisation") -> Callable[[], float] | None:
+    """A function that reads the GPU `index` through NVML, or None where NVML cannot be used.
+
+    Args:
+        quantity: "utilisation": % of the last sample period in which a kernel ran;
+            "memory": MiB in use on the device, by every process.
+    """
     try:
         import pynvml
 
@@ -70,6 +94,8 @@ def _nvml_reader(index: int) -> Callable[[], float] | None:
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
     except Exception:  # noqa: BLE001 - no module, no driver, no device: nothing to sample
         return None
+    if quantity == "memory":
+        return lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
     return lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
 
 
@@ -107,10 +133,12 @@ def time_model_for(estimator: PoseEstimator, images: Sequence[np.ndarray], batch
 
 
 class CpuMeter:
-    """CPU time while in a `with`: the machine's, this process's, and each Python thread's.
+    """CPU time while in a `with`: the machine's, this process's, its children's, each Python thread's.
 
     Figures are in cores (CPU seconds per wall second); Linux only (elsewhere empty). Threads
-    are read every `period` seconds, so those that end inside the `with` are counted too.
+    are read every `period` seconds, so those that end inside the `with` are counted too. The
+    children's are those of child processes that ended and were waited for inside the `with`,
+    with their own waited-for children (a command run to its end, with its worker processes).
     """
 
     def __init__(self, period: float = 0.1) -> None:
@@ -121,6 +149,7 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self._start = (time.monotonic(), _machine_busy(), _process_cpu())
+        self._children_before = _children_cpu()
         self._before = {tid: seconds for tid, (_, seconds) in _thread_cpu().items()}
         self._sampler = threading.Thread(target=self._sample, name="cpu-meter", daemon=True)
         self._sampler.start()
@@ -147,6 +176,7 @@ class CpuMeter:
         self.report = {
             "machine_cores": round((machine - machine_before) / wall, 2),
             "process_cores": round((process - process_before) / wall, 2),
+            "children_cores": round((_children_cpu() - self._children_before) / wall, 2),
             "threads": {name: round(used / wall, 2) for name, used in sorted(threads.items())
                         if used > 0.01 * wall},
         }
@@ -166,6 +196,12 @@ def _process_cpu() -> float | None:
         return sum(os.times()[:2])
     except OSError:
         return None
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended and waited-for children (and theirs)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def _thread_cpu() -> dict[int, tuple[str, float]]:

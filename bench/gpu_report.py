@@ -11,6 +11,9 @@ import json
 import os
 import platform
 import subprocess
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +68,85 @@ class Measurement:
     cpu: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
     error: str | None = None
+
+
+@dataclass
+class JobsMeasurement:
+    """One model, clip and `--jobs N`: a folder of copies of the clip through the CLI.
+
+    Attributes:
+        model, clip, batch, half: What was run ("1920x1080", fp16 autocast or not).
+        jobs: N, videos at once (worker processes).
+        videos: Copies of the clip in the folder.
+        frames: Frames of all the videos together (as the summary counts them).
+        clip_fps: The clip's frame rate.
+        wall_seconds: The CLI process, started to ended: imports, workers, models, every video.
+        aggregate_fps: frames / wall_seconds.
+        realtime: aggregate_fps / clip_fps: how many times faster than the videos play, together.
+        steady_fps: N x one clip's frames / the mean seconds of a video that was not its
+            worker's first (summary.csv's processing time): the rate with every worker warm.
+        steady_realtime: steady_fps / clip_fps.
+        steady_seconds: From the first video's end to the last's, by the CLI's log (the window
+            of gpu_util_steady).
+        first_video_seconds: Mean processing time of the first N videos (each worker's first:
+            its model's loading and first batches included).
+        later_video_seconds: The same of the others.
+        gpu_util_mean, gpu_util_p10: NVML utilisation of GPU 0 (%), the whole device, over
+            the whole run.
+        gpu_util_steady: Its mean over steady_seconds (every worker warm).
+        peak_gpu_mib: Peak NVML memory in use on GPU 0, every process (this one's included).
+        gpu_mib_before: The same just before the CLI started (this process's models and cache).
+        cpu: Cores busy during the run: the machine's, and the run's processes' (children_cores).
+        goal: The goal on an H200, in words.
+        goal_met: Whether the steady figures meet it; None where not judged (not CUDA at 1080p).
+        command: The command line, with FOLDER and OUT for the folders and the weights' file name.
+        error: Why the measurement failed, if it did.
+    """
+
+    model: str
+    clip: str
+    jobs: int
+    videos: int
+    batch: int
+    half: bool
+    frames: int = 0
+    clip_fps: float | None = None
+    wall_seconds: float | None = None
+    aggregate_fps: float | None = None
+    realtime: float | None = None
+    steady_fps: float | None = None
+    steady_realtime: float | None = None
+    steady_seconds: float | None = None
+    first_video_seconds: float | None = None
+    later_video_seconds: float | None = None
+    gpu_util_mean: float | None = None
+    gpu_util_p10: float | None = None
+    gpu_util_steady: float | None = None
+    peak_gpu_mib: float | None = None
+    gpu_mib_before: float | None = None
+    cpu: dict[str, Any] = field(default_factory=dict)
+    goal: str = ""
+    goal_met: bool | None = None
+    command: str = ""
+    error: str | None = None
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line for a row or a note: its type and its message's first line, cut at 300."""
+    return f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
+
+
+@contextmanager
+def recorded(row: Measurement | JobsMeasurement, save: Callable[[], None]) -> Iterator[None]:
+    """Measure into `row` inside the `with`: an error becomes the row's (its traceback printed), not
+    the caller's, so that one broken path does not cost the others; the results are saved either way."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - recorded in the row and the table
+        row.error = error_line(error)
+        traceback.print_exc()
+    finally:
+        save()
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -166,6 +248,7 @@ def markdown(results: dict[str, Any]) -> str:
             + f" | {cpu_cell} | {row['encoder'] or '--'} |"
         )
     lines.append("")
+    lines.extend(jobs_table(results.get("jobs", [])))
     for entry in results["encoders"]:
         if entry.get("encode_alone_fps") is None:
             lines.append(f"- encoder {entry['encoder']} at {entry['clip']}: {entry.get('error')}")
@@ -191,3 +274,40 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"- {name}: {json.dumps(value, default=str)}")
     lines.extend(f"- skipped: {what}" for what in results["skipped"])
     return "\n".join(lines) + "\n"
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The `--jobs` rows as their own table, with a blank line after it; nothing without rows."""
+    if not rows:
+        return []
+    lines = [
+        "Several videos at once (--jobs): copies of the clip through `python -m pipeline FOLDER OUT --jobs N`; "
+        "steady = with every worker warm (after each one's first video); GPU figures are GPU 0's, every process's; "
+        "goals judged on the steady figures, on CUDA at 1920x1080 only.",
+        "",
+        "| model | clip | jobs | videos x frames | batch | half | wall s | aggregate f/s (steady) "
+        "| x real time (steady) | GPU busy % mean / p10 (steady) | peak GPU MiB, all processes (before) "
+        "| CPU cores: machine / the run | video s: first / later | goal on an H200 |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        per_video = row["frames"] // row["videos"] if row["frames"] else "--"
+        head = (f"| {row['model']} | {row['clip']} | {row['jobs']} | {row['videos']} x {per_video} | {row['batch']} "
+                f"| {'yes' if row['half'] else 'no'} ")
+        if row["error"]:
+            lines.append(head + f"| failed: {row['error']} |  |  |  |  |  |  | {row['goal']} |")
+            continue
+        cpu = row.get("cpu") or {}
+        verdict = {True: "met", False: "missed", None: "not judged here"}[row["goal_met"]]
+        lines.append(
+            head + f"| {figure(row['wall_seconds'])} | {figure(row['aggregate_fps'])} ({figure(row['steady_fps'])}) "
+            f"| {figure(row['realtime'], 2)} ({figure(row['steady_realtime'], 2)}) "
+            f"| {figure(row['gpu_util_mean'], 0)} / {figure(row['gpu_util_p10'], 0)} "
+            f"({figure(row['gpu_util_steady'], 0)}) "
+            f"| {figure(row['peak_gpu_mib'], 0)} ({figure(row['gpu_mib_before'], 0)}) "
+            f"| {figure(cpu.get('machine_cores'))} / {figure(cpu.get('children_cores'))} "
+            f"| {figure(row['first_video_seconds'])} / {figure(row['later_video_seconds'])} "
+            f"| {row['goal']}: {verdict} |"
+        )
+    lines.append("")
+    return lines

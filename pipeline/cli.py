@@ -168,6 +168,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-video", action="store_false", dest="video",
                         help="write the reports (.json, .csv, .persons.csv, .png) and the pose cache only: no "
                              "drawing, no encoding (default: the video too)")
+    # Not for users: the GPU check's --jobs rows run this CLI on clips of a few seconds, where
+    # the 5-second end card would be more of the work than the video.
+    parser.add_argument("--end-card-seconds", type=float, default=defaults.end_card_seconds, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_false", dest="progress",
                         help="no progress display (default: bars on a terminal, else a log line every "
                              "--log-interval seconds)")

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_kit
+from bench.gpu_jobs import fill_rates, goal_met, goal_words, steady_window
 from bench.gpu_meters import GpuSampler, steady_rate
-from bench.gpu_report import Measurement, markdown
+from bench.gpu_report import JobsMeasurement, Measurement, markdown, recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,20 @@ def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_jso
     diagnosis = results["diagnosis"][0]
     assert all(diagnosis[name]["model_fps"] > 0 for name in (
         "alone", "beside a Python thread", "beside the machinery, a thread", "beside the machinery, a process"))
+    # The --jobs rows: the CLI on a folder of 2 x N copies of the 4-frame clip, N = 1 and 2.
+    jobs = results["jobs"]
+    assert [row["jobs"] for row in jobs] == [1, 2]
+    for row in jobs:
+        assert row["error"] is None, row["error"]
+        assert row["videos"] == 2 * row["jobs"] and row["frames"] == 4 * row["videos"]
+        assert row["aggregate_fps"] > 0 and row["steady_fps"] > 0 and row["steady_seconds"] > 0
+        assert row["first_video_seconds"] > 0 and row["later_video_seconds"] > 0
+        assert row["cpu"]["machine_cores"] > 0 and row["cpu"]["children_cores"] > 0
+        assert row["goal_met"] is None  # on the CPU at 320x180: not judged
+        assert row["command"].startswith(f"python -m pipeline FOLDER OUT --jobs {row['jobs']} --model ")
+        assert "--end-card-seconds 0" in row["command"] and "--no-progress" in row["command"]
+    assert "Several videos at once (--jobs)" in table
+    assert f"| {jobs[1]['model']} | 320x180 | 2 | 4 x 4 | 2 | no | " in table
 
 
 def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and_10th_percentile():
@@ -55,6 +70,52 @@ def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and
     sampler.samples = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]
     assert sampler.summary() == pytest.approx((55.0, 19.0))
     assert GpuSampler(read=lambda: 50.0).summary() == (None, None)  # never entered: nothing sampled
+
+
+def test_gpu_utilisation_can_be_summarised_over_a_window_of_the_run():
+    sampler = GpuSampler(read=lambda: 0.0)
+    sampler.samples, sampler.times = [10.0, 90.0, 80.0, 20.0], [1.0, 2.0, 3.0, 4.0]
+    assert sampler.summary(2.0, 3.0)[0] == pytest.approx(85.0)
+    assert sampler.summary()[0] == pytest.approx(50.0)
+    assert sampler.summary(5.0, 6.0) == (None, None)
+    assert sampler.peak() == 90.0 and GpuSampler(read=lambda: 0.0).peak() is None
+
+
+def _jobs_row(**changes):
+    settings = dict(model="keypointrcnn", clip="1920x1080", jobs=2, videos=4, batch=8, half=False, clip_fps=30.0,
+                    wall_seconds=20.0, goal=goal_words("keypointrcnn"))
+    return JobsMeasurement(**{**settings, **changes})
+
+
+def test_the_jobs_rates_come_from_the_wall_time_and_each_video_after_its_workers_first():
+    # 4 videos of 128 frames, 2 at once: the first two took 10 s each (start-up), the others 4 s.
+    row = _jobs_row()
+    summary = [{"frames": "128", "processing_seconds": seconds} for seconds in ("10.0", "10.0", "4.0", "4.0")]
+    fill_rates(row, summary)
+    assert row.frames == 512 and row.aggregate_fps == pytest.approx(25.6) and row.realtime == pytest.approx(25.6 / 30)
+    assert (row.first_video_seconds, row.later_video_seconds) == (10.0, 4.0)
+    assert row.steady_fps == pytest.approx(2 * 128 / 4.0) and row.steady_realtime == pytest.approx(64 / 30)
+
+
+def test_the_jobs_goal_is_judged_on_the_steady_figures_on_cuda_at_1080p_only():
+    fast = dict(steady_realtime=4.2, gpu_util_steady=90.0)
+    assert goal_met(_jobs_row(**fast), cuda=True) is True
+    assert goal_met(_jobs_row(**{**fast, "gpu_util_steady": 80.0}), cuda=True) is False
+    assert goal_met(_jobs_row(**{**fast, "steady_realtime": 3.9}), cuda=True) is False
+    assert goal_met(_jobs_row(**{**fast, "gpu_util_steady": None}), cuda=True) is None  # no NVML
+    assert goal_met(_jobs_row(**fast), cuda=False) is None
+    assert goal_met(_jobs_row(**{**fast, "clip": "1280x720"}), cuda=True) is None
+    assert goal_met(_jobs_row(model="yolo", steady_realtime=10.5), cuda=True) is True  # no GPU busy goal
+    assert goal_words("keypointrcnn") == ">= 4x real time, GPU >= 85% busy" and goal_words("yolo") == ">= 10x real time"
+
+
+def test_the_steady_window_runs_from_the_first_videos_end_to_the_last_by_the_clis_log():
+    lines = [(1.0, "8 video files under in -> out"), (2.0, "4 at once, 4 CPU threads each, on cuda (--jobs 4)"),
+             (9.0, "[1/8] done clip-01.mp4 (pid 12, cuda): 128 frames, 120 scored, score 6.1, 5s"),
+             (9.5, "[2/8] FAILED clip-00.mp4 (pid 11, cuda): broken"),
+             (14.0, "[8/8] done clip-07.mp4 (pid 13, cuda): 128 frames, 120 scored, score 6.1, 4s")]
+    assert steady_window(lines) == (9.0, 14.0)
+    assert steady_window(lines[:3]) is None
 
 
 def test_the_steady_rate_leaves_out_the_start_and_the_end():
@@ -75,6 +136,26 @@ def test_a_failed_measurement_is_a_row_that_says_why():
     assert "| yolo | 1920x1080 | 8 | yes |  | -- | -- (--) |" in text
     assert "failed: OutOfMemoryError: CUDA out of memory" in text
     assert "- error: yolo: broke" in text and "- skipped: yolo 1280x720 batch 1" in text
+    assert "Several videos at once" not in text  # no --jobs rows, no table
+    met = _jobs_row(frames=512, aggregate_fps=25.6, realtime=0.85, steady_fps=130.0, steady_realtime=4.33,
+                    gpu_util_mean=70.0, gpu_util_p10=5.0, gpu_util_steady=91.0, peak_gpu_mib=9000.0,
+                    gpu_mib_before=800.0, cpu={"machine_cores": 9.5, "children_cores": 9.1},
+                    first_video_seconds=10.0, later_video_seconds=3.9, goal_met=True)
+    failed = _jobs_row(model="yolo", jobs=4, videos=8, goal=goal_words("yolo"), error="RuntimeError: exit 1: no")
+    text = markdown({**results, "jobs": [met.__dict__, failed.__dict__]})
+    assert ("| keypointrcnn | 1920x1080 | 2 | 4 x 128 | 8 | no | 20.0 | 25.6 (130.0) | 0.85 (4.33) | 70 / 5 (91) "
+            "| 9000 (800) | 9.5 / 9.1 | 10.0 / 3.9 | >= 4x real time, GPU >= 85% busy: met |") in text
+    assert "| yolo | 1920x1080 | 4 | 8 x -- | 8 | no | failed: RuntimeError: exit 1: no |" in text
+
+
+def test_an_error_inside_a_measurement_is_its_rows_and_the_results_are_saved_anyway():
+    row, saved = Measurement(model="yolo", clip="1920x1080", batch=8, half=False), []
+    with recorded(row, lambda: saved.append(True)):
+        raise ValueError("no weights\nsecond line")
+    assert row.error == "ValueError: no weights" and saved == [True]
+    with recorded(row, lambda: saved.append(True)):
+        row.error = None
+    assert row.error is None and saved == [True, True]
 
 
 def _fake_kit(folder: Path, binary: bytes, sha256: str | None = None) -> Path:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.cli import get_args_parser, main
+from pipeline.cli import config_from_args, get_args_parser, main
 from tests.helpers import make_video, stream_facts
 
 
@@ -25,6 +25,13 @@ def test_the_original_flags_and_defaults():
     assert args.batch_size == 4 and args.score is True and args.device == "auto"
     args = get_args_parser().parse_args(["a.mp4", "b.mp4", "-b", "8", "--no-score"])
     assert args.batch_size == 8 and args.score is False
+
+
+def test_the_end_card_length_is_a_hidden_flag_for_benchmarks_of_short_clips():
+    parser = get_args_parser()
+    assert config_from_args(parser.parse_args(["a.mp4", "b.mp4"])).end_card_seconds == 5.0
+    assert config_from_args(parser.parse_args(["a.mp4", "b.mp4", "--end-card-seconds", "0"])).end_card_seconds == 0.0
+    assert "end-card" not in parser.format_help()
 
 
 @pytest.mark.parametrize("flags, message", [
