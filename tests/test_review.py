@@ -78,7 +78,7 @@ def test_a_person_whose_box_lies_outside_the_frame_gets_a_crop(done, tmp_path):
     report = json.loads(files.json.read_text())
     report["persons"][0]["box"] = [500.0, 300.0, 640.0, 400.0]  # the frame is 96x64
     files.json.write_text(json.dumps(report))
-    shutil.rmtree(files.media)
+    shutil.rmtree(files.media, ignore_errors=True)  # absent when no crop was written
     build_video_page(files.json)
     assert (files.media / f"person-{report['persons'][0]['id']}.jpg").is_file()
 
