@@ -11,8 +11,10 @@ with one call:
 
 - `.gpu-kit-ffmpeg/` (about 47 MiB): imageio-ffmpeg's Python files and its ffmpeg binary
   xz-compressed with the x86 branch filter (the 68 MB wheel holds a 165 MiB binary);
-- `.gpu-kit/` (about 34 MiB): PyAV's wheel unpacked and xz-compressed (36 MB as a wheel,
-  23 MiB so), the ultralytics wheel, the YOLO11n-pose weights and the park clip.
+- `.gpu-kit/` (about 39 MiB): PyAV's wheel unpacked and xz-compressed (36 MB as a wheel,
+  23 MiB so), PyNvVideoCodec's wheel cut to what imports and xz-compressed (27 MB as a wheel:
+  an ffmpeg source tarball, samples and three copies of each library; 5 MiB so), the
+  ultralytics wheel, the YOLO11n-pose weights and the park clip.
 
 `install` installs what one kit holds into a folder for PYTHONPATH; bench/gpu_check.sh
 keeps that folder (`.gpu-site/`) in the checkout, so a first call carrying one kit and a
@@ -52,11 +54,11 @@ KITS = {"ffmpeg": ROOT / ".gpu-kit-ffmpeg", "main": ROOT / ".gpu-kit"}
 
 def pinned(package: str) -> str:
     """`package==version` as our requirements files pin it."""
-    for name in ("requirements.txt", "requirements-yolo.txt"):
+    for name in ("requirements.txt", "requirements-yolo.txt", "requirements-nvcodec.txt"):
         for line in (ROOT / name).read_text().splitlines():
             if line.split("==")[0].strip().lower() == package:
                 return line.strip()
-    raise SystemExit(f"{package} is not pinned in requirements.txt or requirements-yolo.txt")
+    raise SystemExit(f"{package} is not pinned in requirements.txt, requirements-yolo.txt or requirements-nvcodec.txt")
 
 
 def download(requirement: str, folder: Path) -> Path:
@@ -91,14 +93,8 @@ def make(kits: dict[str, Path] = KITS) -> None:
                     light.writestr(entry, wheel.read(entry))
         pyav = download(pinned("av"), Path(tmp))
         print(f"compressing {pyav.name} ({pyav.stat().st_size / 2**20:.0f} MiB), a few minutes")
-        with zipfile.ZipFile(pyav) as wheel:
-            wheel.extractall(Path(tmp) / "av")
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            tar.add(Path(tmp) / "av", arcname=".")
-        data = archive.getvalue()
-        (kit / "av.tar.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=XZ_FILTERS))
-        (kit / "av.json").write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
+        pack_wheel(pyav, kit, "av")
+        pack_nvcodec(kit, Path(tmp))
     wheels = kit / "wheels"
     wheels.mkdir()
     download(pinned("ultralytics"), wheels)
@@ -111,6 +107,37 @@ def make(kits: dict[str, Path] = KITS) -> None:
     for folder in (ffmpeg_kit, kit):
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
         print(f"{folder}: {size / 2**20:.1f} MiB")
+
+
+#: What of PyNvVideoCodec's wheel imports and runs: its Python files, the two bindings (NVENC API
+#: 12.1 and 13.0, picked by the driver), the driver version check, the libraries they load under
+#: the names they ask for, the CUDA runtime beside them, and the wheel's metadata.
+NVCODEC_KEPT = re.compile(
+    r"^(PyNvVideoCodec/([A-Za-z]+/)?[A-Za-z_]+\.py|PyNvVideoCodec/(PyNvVideoCodec_\d+|VersionCheck)\.[^/]+\.so"
+    r"|PyNvVideoCodec/lib(avformat|avutil)\.so\.\d+|pynvvideocodec\./[^/]+|[^/]+\.dist-info/[^/]+)$")
+
+
+def pack_wheel(wheel: Path, kit: Path, name: str, keep: re.Pattern[str] | None = None) -> None:
+    """`wheel` unpacked (only the entries `keep` matches, if given), as `name`.tar.xz in `kit`."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(wheel) as source, tarfile.open(fileobj=archive, mode="w") as tar:
+        for entry in source.infolist():
+            if entry.is_dir() or (keep is not None and not keep.match(entry.filename)):
+                continue
+            info = tarfile.TarInfo(entry.filename)
+            info.size = entry.file_size
+            info.mode = 0o755 if entry.filename.endswith(".so") or ".so." in entry.filename else 0o644
+            tar.addfile(info, io.BytesIO(source.read(entry)))
+    data = archive.getvalue()
+    (kit / f"{name}.tar.xz").write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, filters=XZ_FILTERS))
+    (kit / f"{name}.json").write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}))
+
+
+def pack_nvcodec(kit: Path, tmp: Path) -> None:
+    """PyNvVideoCodec for the GPU machine, cut to `NVCODEC_KEPT`, into `kit`."""
+    wheel = download(pinned("pynvvideocodec"), tmp)
+    print(f"cutting and compressing {wheel.name} ({wheel.stat().st_size / 2**20:.0f} MiB)")
+    pack_wheel(wheel, kit, "pynvvideocodec", NVCODEC_KEPT)
 
 
 def install(kit: Path, target: Path) -> None:
@@ -128,11 +155,12 @@ def install(kit: Path, target: Path) -> None:
         data = _unpacked(kit / "ffmpeg.xz", facts["sha256"], "the ffmpeg it was made from")
         binary.write_bytes(data)
         os.chmod(binary, 0o755)
-    if (kit / "av.tar.xz").is_file():
-        facts = json.loads((kit / "av.json").read_text())
-        data = _unpacked(kit / "av.tar.xz", facts["sha256"], "the PyAV wheel it was made from")
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(target, filter="data")
+    for name, what in (("av", "the PyAV wheel"), ("pynvvideocodec", "the PyNvVideoCodec wheel")):
+        if (kit / f"{name}.tar.xz").is_file():
+            facts = json.loads((kit / f"{name}.json").read_text())
+            data = _unpacked(kit / f"{name}.tar.xz", facts["sha256"], f"{what} it was made from")
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(target, filter="data")
 
 
 def _unpacked(path: Path, sha256: str, what: str) -> bytes:
