@@ -63,9 +63,11 @@ MEMORY_HEADROOM = 0.75
 #: queues at 1080p, the analysis). Estimates, to be replaced by `python -m bench.jobs --memory`
 #: (not yet run at 1080p; the tests' small videos peaked at 1.2 GiB).
 VIDEO_PEAK_BYTES = {"keypointrcnn": int(2.0 * 2**30), "yolo": int(1.6 * 2**30)}
-#: One video's peak GPU memory by model at the default batch (the GPU check's
-#: "peak GPU MiB" at 1080p, plus a CUDA context): docs/gpu-checks/.
-VIDEO_GPU_BYTES = {"keypointrcnn": int(3.0 * 2**30), "yolo": int(1.2 * 2**30)}
+#: One video's peak GPU memory by model at the default batch (4), 1080p. Measured on an H200
+#: (docs/gpu-checks/2026-12-04-h200-1-jobs.md) at batch 8, all processes together: Keypoint
+#: R-CNN 7.6-7.8 GiB a job, YOLO 0.95-1.1 GiB a job; at batch 4 the R-CNN model alone peaks
+#: 2.2 GiB lower (docs/gpu-checks/2026-11-26-h200-3-after.md).
+VIDEO_GPU_BYTES = {"keypointrcnn": int(5.5 * 2**30), "yolo": int(1.2 * 2**30)}
 #: Most jobs `auto` puts on one GPU: what the GPU check's `--jobs` rows measure (N = 1, 2, 4).
 MAX_AUTO_JOBS_PER_GPU = 4
 #: Seconds between two frame counts a worker sends (the bars and lines need no more).
