@@ -26,14 +26,15 @@ RUN_ONLY_SETTINGS = frozenset({
     "input", "output", "poses", "video", "save_poses", "device", "runtime", "batch_size", "queue_size",
     "queue_megabytes",
     "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval", "shard",
-    "cluster", "gpus_per_video", "cpus_per_video", "retries", "jobs", "cpu_threads",
+    "cluster", "gpus_per_video", "cpus_per_video", "retries", "jobs", "cpu_threads", "decoder",
 })
 #: Most videos a folder run processes at once on one machine (`--jobs`).
 MAX_JOBS = 256
 CLUSTERS = ("ray",)
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-ENCODERS = ("auto", "libx264", "h264_nvenc")
+ENCODERS = ("auto", "libx264", "h264_nvenc", "nvenc")
+DECODERS = ("auto", "ffmpeg", "nvdec")
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 )
@@ -76,8 +77,10 @@ class Config:
         queue_size: Frames each queue between stages holds at most.
         queue_megabytes: Memory each queue may hold: large frames get fewer slots (at least
             2), so a 4K video does not take 8 times a 720p one's memory.
-        encoder: "auto" (h264_nvenc on a CUDA device when it works, else libx264),
-            "libx264" or "h264_nvenc".
+        encoder: "auto" (on a CUDA device the first that works of NVENC through PyNvVideoCodec,
+            ffmpeg's h264_nvenc; else libx264), "libx264", "h264_nvenc" or "nvenc".
+        decoder: "auto" (NVDEC through PyNvVideoCodec on a CUDA device when it works, else
+            ffmpeg), "ffmpeg" or "nvdec" (`workers.nvcodec`).
         x264_preset: libx264 speed preset.
         crf: libx264 constant rate factor (quality; lower is better, 0..51).
         poses: A pose cache to replay instead of running the model (re-score and re-draw).
@@ -161,6 +164,7 @@ class Config:
     queue_size: int = 8
     queue_megabytes: int = 64
     encoder: str = "auto"
+    decoder: str = "auto"
     x264_preset: str = "veryfast"
     crf: int = 20
     poses: Path | None = None
@@ -223,6 +227,8 @@ class Config:
             _check_range("model_min_size", self.model_min_size, 32, 4096, integer=True)
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.x264_preset not in X264_PRESETS:
             raise ValueError(f"x264_preset must be one of {', '.join(X264_PRESETS)}, got {self.x264_preset!r}")
         object.__setattr__(self, "persons", _persons_mode(self.persons))

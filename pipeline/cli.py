@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from config import Config
-from config.settings import CLUSTERS, ENCODERS, MAX_JOBS, X264_PRESETS
+from config.settings import CLUSTERS, DECODERS, ENCODERS, MAX_JOBS, X264_PRESETS
 from workers.encode import output_container
 from workers.errors import DancingSkeletonsError, PoseCacheError, UsageError
 from workers.models import model_names
@@ -160,7 +160,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "(faster, less exact; default: 1, every frame)")
     parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA (default: off)")
     parser.add_argument("--encoder", choices=ENCODERS, default=defaults.encoder,
-                        help="H.264 encoder; auto picks h264_nvenc on a CUDA device when it works (default: auto)")
+                        help="H.264 encoder: nvenc (the GPU's, through PyNvVideoCodec), h264_nvenc (the GPU's, "
+                             "through ffmpeg) or libx264 (the CPU); auto takes the first that works on a CUDA "
+                             "device, else libx264 (default: auto)")
+    parser.add_argument("--decoder", choices=DECODERS, default=defaults.decoder,
+                        help="video decoder: nvdec (the GPU's, through PyNvVideoCodec: frames go to the model "
+                             "without leaving the GPU) or ffmpeg (the CPU); auto takes nvdec on a CUDA device "
+                             "when it works, else ffmpeg (default: auto)")
     parser.add_argument("--preset", choices=X264_PRESETS, default=defaults.x264_preset, dest="x264_preset",
                         help=f"libx264 preset (default: {defaults.x264_preset})")
     parser.add_argument("--crf", type=int, default=defaults.crf,

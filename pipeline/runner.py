@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -30,14 +31,14 @@ from reports.results import RunResult, StageTime
 from reports.review import build_video_page
 from workers.annotate import Annotator
 from workers.data import Detections, Frame, VideoInfo
-from workers.decode import VideoReader
 from workers.draw import Overlay, end_card, paint
-from workers.encode import VideoWriter, choose_encoder
+from workers.encode import VideoWriter
 from workers.errors import one_line
 from workers.infer import AdaptiveBatches, PoseEstimator
 from workers.input_size import InputSize, input_size_for
 from workers.inset import TeacherInset
 from workers.keyframes import detect_frames
+from workers.nvcodec import NvdecReader, NvencWriter, choose_decoder, choose_encoder, open_reader
 from workers.poses import PoseCacheMeta, PoseLog, poses_path, save_poses
 from workers.probe import probe
 from workers.reference import TeacherSetup, alignment_words
@@ -89,7 +90,12 @@ def run_video(
     input_size = input_size_for(info, estimator, config.model_min_size)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     encoder = choose_encoder(config.encoder, estimator.device) if config.video else None
-    stages = _Stages(config, estimator, info, encoder, teacher)
+    if encoder == "nvenc" and (info.width % 2 or info.height % 2):
+        log.info("%s: encoding with libx264: NVENC takes even sizes only (%dx%d)", info.path.name, info.width,
+                 info.height)
+        encoder = "libx264"
+    decoder = choose_decoder(config.decoder, estimator.device)
+    stages = _Stages(config, estimator, info, encoder, teacher, decoder)
     bar = tqdm(
         total=info.expected_frames or None, unit="frame", desc=config.input.name,
         disable=on_frames is not None or not config.progress, dynamic_ncols=True, leave=False,
@@ -109,6 +115,7 @@ def run_video(
         total=annotator.running.total if config.score else None,
         total_text=annotator.end_card_text(),
         encoder=encoder,
+        decoder="nvdec" if isinstance(stages.reader, NvdecReader) else "ffmpeg",
         device=estimator.device,
         seconds=time.perf_counter() - started,
         stages={name: StageTime(clock.busy, clock.waiting, clock.items) for name, clock in stages.group.clocks.items()},
@@ -126,19 +133,34 @@ def run_video(
     )
 
 
+def _model_input(frame: Frame, device_frames: bool) -> Any:
+    """What the model gets of a frame: its GPU picture where it has one and the model takes it."""
+    if device_frames and frame.device_image is not None and frame.device_image.tensor is not None:
+        return frame.device_image.tensor
+    return frame.image
+
+
 class _Stages:
     """One run's stages and the bounded queues between them: `run` starts a thread per stage
     (`pipeline.stages.StageGroup`) and waits for them all."""
 
     def __init__(self, config: Config, estimator: PoseEstimator, info: VideoInfo, encoder: str | None,
-                 teacher: TeacherSetup | None = None) -> None:
+                 teacher: TeacherSetup | None = None, decoder: str = "ffmpeg") -> None:
         self.config, self.estimator, self.info = config, estimator, info
-        self.reader = VideoReader(info, nice=config.ffmpeg_nice, threads=config.cpu_threads)
-        self.writer = None if encoder is None else VideoWriter(
-            config.output, info.width, info.height, info.fps,
-            audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
-            threads=config.cpu_threads,
-        )
+        self.reader = open_reader(info, decoder, estimator.device, nice=config.ffmpeg_nice,
+                                  threads=config.cpu_threads)
+        # The GPU decoder's frames go to the model as they are, where it takes them.
+        self.device_frames = getattr(estimator, "accepts_device_frames", False)
+        self.writer: VideoWriter | None = None
+        if encoder == "nvenc":
+            self.writer = NvencWriter(config.output, info.width, info.height, info.fps, audio_from=info,
+                                      device=estimator.device, nice=config.ffmpeg_nice)
+        elif encoder is not None:
+            self.writer = VideoWriter(
+                config.output, info.width, info.height, info.fps,
+                audio_from=info, encoder=encoder, preset=config.x264_preset, crf=config.crf, nice=config.ffmpeg_nice,
+                threads=config.cpu_threads,
+            )
         self.replaying = estimator.replays_cache
         self.found_per_frame = PoseLog(config.output.parent) if config.save_poses and not self.replaying else None
         self.annotator = Annotator(config, draw=self.writer is not None, fps=float(info.fps),
@@ -205,11 +227,13 @@ class _Stages:
     def infer(self, clock: StageClock) -> None:
         def predict(frames: Sequence[Frame]) -> list[Detections]:
             with clock.working(long=True):
-                return self.batches.predict([frame.image for frame in frames])
+                return self.batches.predict([_model_input(frame, self.device_frames) for frame in frames])
 
         every = 1 if self.replaying else self.config.infer_every
         for frame, found in detect_frames(self.group.drain(self.decoded, clock), predict, every,
                                           self.config.batch_size):
+            if frame.device_image is not None:
+                frame.device_image.release()  # GPU memory is held from the decoder to here only
             clock.finished_item()
             self.group.put(self.detected, (frame, found), clock)
         self.estimator.check_complete(clock.items)

@@ -358,6 +358,7 @@ def build_report(
         "runtime": result.runtime,
         "input_size": input_size_entry(result.input_size),
         "encoder": result.encoder,
+        "decoder": result.decoder,
         "width": info.width,
         "height": info.height,
         "fps": fps,

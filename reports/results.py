@@ -49,6 +49,7 @@ class RunResult:
         total: The total score (mean of frame scores), or None.
         total_text: The end card's text ("" with scoring off).
         encoder: The H.264 encoder used, or None without a video.
+        decoder: What decoded the video: "ffmpeg" or "nvdec".
         device: The model's device.
         runtime: What ran the model ("torch", "openvino", "onnxruntime"); None for a replay.
         seconds: Wall-clock seconds of the whole run (probe to finished file).
@@ -79,6 +80,7 @@ class RunResult:
     device: str
     seconds: float
     stages: dict[str, StageTime] = field(default_factory=dict)
+    decoder: str = "ffmpeg"
     model: str = ""
     runtime: str | None = "torch"
     persons: list[PersonResult] = field(default_factory=list)

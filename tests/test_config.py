@@ -37,7 +37,8 @@ DEFAULTS = {
     "score": True, "verbose": False, "person_threshold": None, "keypoint_threshold": None,
     "keypoint_weighting": None, "distance_offset": 0.05, "distance_scale": 0.1, "score_max": 10.0,
     "display_window": 10, "end_card_seconds": 5.0, "model_min_size": None, "max_persons": 30, "infer_every": 1,
-    "half": False, "queue_size": 8, "queue_megabytes": 64, "encoder": "auto", "x264_preset": "veryfast",
+    "half": False, "queue_size": 8, "queue_megabytes": 64, "encoder": "auto", "decoder": "auto",
+    "x264_preset": "veryfast",
     "crf": 20, "poses": None, "save_poses": True, "stall_timeout": 120.0, "ffmpeg_nice": 10, "progress": True,
     "video": True, "log_file": None, "log_interval": 60.0, "persons": "auto", "max_gap_s": 3.0,
     "identity_lookahead_s": 1.0, "lookahead_megabytes": 1024, "mirror": False, "shard": None, "cluster": None,
@@ -183,7 +184,8 @@ def test_a_number_setting_refuses_text_bools_and_none(name, value, message):
     ("device", "cuda:0:1", "device must be auto, cpu, cuda or cuda:N, got 'cuda:0:1'"),
     ("device", "mps", "device must be auto, cpu, cuda or cuda:N, got 'mps'"),
     ("runtime", "tensorrt", "runtime must be one of auto, torch, openvino, onnxruntime, got 'tensorrt'"),
-    ("encoder", "nvenc", "encoder must be one of auto, libx264, h264_nvenc, got 'nvenc'"),
+    ("encoder", "x265", "encoder must be one of auto, libx264, h264_nvenc, nvenc, got 'x265'"),
+    ("decoder", "gpu", "decoder must be one of auto, ffmpeg, nvdec, got 'gpu'"),
     ("x264_preset", "placebo", "x264_preset must be one of ultrafast, superfast, veryfast, faster, fast, "
                                "medium, slow, slower, veryslow, got 'placebo'"),
     ("cluster", "slurm", "cluster must be one of ray, got 'slurm'"),
@@ -198,7 +200,8 @@ def test_a_value_outside_the_choices_is_refused_with_the_choices(name, value, me
 
 @pytest.mark.parametrize("name, value", [
     ("device", "auto"), ("device", "cpu"), ("device", "cuda"), ("device", "cuda:0"), ("device", "cuda:15"),
-    ("encoder", "libx264"), ("encoder", "h264_nvenc"), ("x264_preset", "ultrafast"), ("x264_preset", "veryslow"),
+    ("encoder", "libx264"), ("encoder", "h264_nvenc"), ("encoder", "nvenc"), ("decoder", "nvdec"),
+    ("decoder", "ffmpeg"), ("x264_preset", "ultrafast"), ("x264_preset", "veryslow"),
     ("cluster", "ray"), ("keypoint_weighting", "relu"), ("keypoint_weighting", "logit"), ("mirror", True),
     ("runtime", "torch"), ("shard", "3/4"),
 ])
@@ -315,7 +318,7 @@ OTHER_VALUE = {
     "poses": "a.poses.npz", "save_poses": False, "stall_timeout": 10.0, "ffmpeg_nice": 0, "progress": False,
     "video": False, "log_file": "run.log", "log_interval": 5.0, "persons": "all", "max_gap_s": 1.0,
     "identity_lookahead_s": 0.5, "lookahead_megabytes": 256, "mirror": True, "shard": "1/2", "cluster": "ray",
-    "gpus_per_video": 0.5, "cpus_per_video": 4.0, "retries": 0, "jobs": 3, "cpu_threads": 2,
+    "gpus_per_video": 0.5, "cpus_per_video": 4.0, "retries": 0, "jobs": 3, "cpu_threads": 2, "decoder": "ffmpeg",
     "reference": "teacher.mp4", "reference_person": 2,
     "offset": 1.5, "reference_inset": False,
 }
@@ -335,7 +338,7 @@ def test_the_run_only_settings_are_the_paths_speed_display_and_which_outputs():
     assert RUN_ONLY_SETTINGS == {
         "input", "output", "poses", "video", "save_poses", "device", "runtime", "batch_size", "queue_size",
         "queue_megabytes", "stall_timeout", "ffmpeg_nice", "progress", "verbose", "log_file", "log_interval",
-        "shard", "cluster", "gpus_per_video", "cpus_per_video", "retries", "jobs", "cpu_threads",
+        "shard", "cluster", "gpus_per_video", "cpus_per_video", "retries", "jobs", "cpu_threads", "decoder",
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -60,6 +60,25 @@ class VideoInfo:
         return max(0, round(self.duration * float(self.fps)))
 
 
+class DeviceImage:
+    """A frame's RGB picture in GPU memory (a torch uint8 tensor, (height, width, 3)), which
+    the model takes instead of `Frame.image` and then releases, so that the GPU memory is
+    held only from the decoder to the model (see `workers.nvcodec`).
+
+    Attributes:
+        tensor: The picture, or None once released.
+    """
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+    def release(self) -> None:
+        """Drop the GPU picture (the host one stays in `Frame.image`)."""
+        self.tensor = None
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One decoded frame.
@@ -68,11 +87,13 @@ class Frame:
         index: 0-based position in the video.
         timestamp: Presentation time in seconds (index / fps).
         image: RGB image, uint8, shape (height, width, 3).
+        device_image: The same picture in GPU memory, when the GPU decoder read it; else None.
     """
 
     index: int
     timestamp: float
     image: np.ndarray
+    device_image: DeviceImage | None = None
 
     def __post_init__(self) -> None:
         image = self.image

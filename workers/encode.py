@@ -106,41 +106,50 @@ class VideoWriter:
         self.frames_written = 0
         self.finished = False
         self.has_audio = audio_from is not None and audio_from.has_audio
+        self.encoder, self.preset, self.crf, self.threads = encoder, preset, crf, threads
         muxer, copyable = output_container(self.output)
-        args = [
-            "-nostdin", "-y",
-            "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "rgb24",
-            "-video_size", f"{width}x{height}", "-framerate", str(fps),
-            "-protocol_whitelist", "pipe", "-i", "pipe:0",
-        ]
+        args = ["-nostdin", "-y", "-loglevel", "error", *self._input_args()]
         if self.has_audio:
             assert audio_from is not None
             args += [*input_args(audio_from.path), "-map", "0:v:0", "-map", "1:a:0"]
             copy = copyable is None or audio_from.audio_codec in copyable
             args += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
-        if width % 2 or height % 2:
-            # yuv420p needs even sizes: pad one black pixel rather than rescale.
-            args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        if encoder == "h264_nvenc":
-            args += ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(crf + 3)]
-        else:
-            args += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
-            args += [] if threads is None else ["-threads", str(threads)]
-        args += ["-pix_fmt", "yuv420p", "-f", muxer, file_url(self.temporary)]
+        args += [*self._video_args(), "-f", muxer, file_url(self.temporary)]
         self.temporary.parent.mkdir(parents=True, exist_ok=True)
         self._process = FFmpegProcess(args, stdin=True, nice=nice)
+
+    def _input_args(self) -> list[str]:
+        """ffmpeg's arguments for the video coming through its stdin: raw RGB frames."""
+        return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{self.width}x{self.height}",
+                "-framerate", str(self.fps), "-protocol_whitelist", "pipe", "-i", "pipe:0"]
+
+    def _video_args(self) -> list[str]:
+        """ffmpeg's arguments for the output's video: the H.264 encoder and its settings."""
+        args = []
+        if self.width % 2 or self.height % 2:
+            # yuv420p needs even sizes: pad one black pixel rather than rescale.
+            args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        if self.encoder == "h264_nvenc":
+            args += ["-c:v", "h264_nvenc", "-preset", "p4", "-cq", str(self.crf + 3)]
+        else:
+            args += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf)]
+            args += [] if self.threads is None else ["-threads", str(self.threads)]
+        return [*args, "-pix_fmt", "yuv420p"]
 
     def write(self, image: np.ndarray) -> None:
         """Append one RGB uint8 frame of the writer's size."""
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 ({self.height}, {self.width}, 3), got {image.dtype} {image.shape}")
+        self._send(np.ascontiguousarray(image).data)
+        self.frames_written += 1
+
+    def _send(self, data: bytes | memoryview) -> None:
+        """Write to ffmpeg's stdin; an ffmpeg that stopped is an EncodeError."""
         try:
-            self._process.stdin.write(np.ascontiguousarray(image).data)
+            self._process.stdin.write(data)
         except (BrokenPipeError, ValueError, OSError):
             self._process.kill()
             raise EncodeError(f"{self.output}: the encoder stopped ({self._process.last_error()})") from None
-        self.frames_written += 1
 
     def finish(self) -> Path:
         """Close the stream, check ffmpeg's exit code and the file, move it to its final name.

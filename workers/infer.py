@@ -41,6 +41,8 @@ class PoseEstimator(Protocol):
             size to choose (a replay, a stand-in model).
         default_input_size: The model's own input size, pixels.
         input_stride: Input sizes are multiples of this.
+        accepts_device_frames: `predict` also takes the GPU decoder's frames as they are: RGB
+            uint8 torch tensors on the model's device (`workers.nvcodec`), no host round trip.
     """
 
     name: str
@@ -50,6 +52,7 @@ class PoseEstimator(Protocol):
     input_side: Side | None
     default_input_size: int
     input_stride: int
+    accepts_device_frames: bool
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detect persons and their keypoints.
@@ -81,6 +84,7 @@ class PoseModel:
     input_side: Side | None = None
     default_input_size: int = 0
     input_stride: int = 1
+    accepts_device_frames: bool = False
 
     def check_complete(self, frames_decoded: int) -> None:
         """Nothing to check after a video."""
@@ -113,6 +117,7 @@ class ModelThread(PoseModel):
         self.input_side = estimator.input_side
         self.default_input_size = estimator.default_input_size
         self.input_stride = estimator.input_stride
+        self.accepts_device_frames = estimator.accepts_device_frames
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         # A daemon, like the stage threads: a batch still running at exit does not hold it up.
         self._thread = threading.Thread(target=self._serve, name=f"model-{estimator.name}", daemon=True)

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -89,6 +89,7 @@ class KeypointRCNNEstimator(PoseModel):
         self.model = model
         self.device = device
         self.half = half and device.startswith("cuda")
+        self.accepts_device_frames = device.startswith("cuda")  # the GPU decoder's frames, as they are
         self._transform = cast(GeneralizedRCNNTransform, model.transform)
         self.default_input_size = int(self._transform.min_size[0])
         self._staging: torch.Tensor | None = None
@@ -136,13 +137,16 @@ class KeypointRCNNEstimator(PoseModel):
         # head's shape changes with the number of persons in a batch (docs/BENCHMARKS.md).
         return cls(model, device, half=config.half)
 
-    def _upload(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def _upload(self, images: Sequence[Any]) -> torch.Tensor:
         """The frames as one uint8 (n, h, w, 3) tensor on the device.
 
-        On CUDA through one pinned staging buffer, allocated once and reused (a fresh pinned
+        Frames already in torch (the GPU decoder's) are stacked where they are. Others go on
+        CUDA through one pinned staging buffer, allocated once and reused (a fresh pinned
         allocation per batch costs more than it saves), copied without blocking the host.
         Reusing it is safe: `predict` reads the results back, which waits for this copy.
         """
+        if isinstance(images[0], torch.Tensor):
+            return torch.stack([image.to(self.device) for image in images])
         if self.device == "cpu":
             return torch.from_numpy(np.stack(images))
         shape = (len(images), *images[0].shape)
@@ -153,8 +157,9 @@ class KeypointRCNNEstimator(PoseModel):
         return staging.to(self.device, non_blocking=True)
 
     @torch.inference_mode()
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """See `workers.infer.PoseEstimator.predict`."""
+    def predict(self, images: Sequence[Any]) -> list[Detections]:
+        """See `workers.infer.PoseEstimator.predict`; also takes RGB uint8 torch tensors (the GPU
+        decoder's frames, `accepts_device_frames`)."""
         if not images:
             return []
         tensors = self._upload(images).permute(0, 3, 1, 2).float().div_(255.0)

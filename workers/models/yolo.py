@@ -18,6 +18,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -346,6 +347,8 @@ class YoloPoseEstimator(PoseModel):
         self.model = model
         self.device = device
         self.runtime = runtime
+        # The GPU decoder's frames are taken as they are in torch on CUDA (`letterbox`).
+        self.accepts_device_frames = runtime == "torch" and device.startswith("cuda")
         self.image_size = self.default_input_size = image_size
         self.input_stride = stride
         self.person_threshold = person_threshold
@@ -409,8 +412,13 @@ class YoloPoseEstimator(PoseModel):
         """See `workers.infer.PoseEstimator.set_input_size`: the longer side, rounded up to the stride."""
         self.image_size = self._predict_args["imgsz"] = -(-pixels // self.input_stride) * self.input_stride
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def predict(self, images: Sequence[Any]) -> list[Detections]:
         """See `workers.infer.PoseEstimator.predict`.
+
+        Args:
+            images: RGB uint8 (height, width, 3), all of one size: numpy arrays, or torch
+                tensors (the GPU decoder's frames, `accepts_device_frames`), letterboxed on
+                their device (`letterbox`) instead of by Ultralytics on the host.
 
         Returns:
             One Detections per image: boxes (n, 4) and keypoints (n, 17, 2) in pixels of
@@ -418,25 +426,80 @@ class YoloPoseEstimator(PoseModel):
         """
         if not images:
             return []
-        shapes = {image.shape for image in images}
+        shapes = {tuple(image.shape) for image in images}
         if len(shapes) != 1:
             raise ValueError(f"images must all have one shape, got {sorted(shapes)}")
-        bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]  # ultralytics wants BGR
         threads = torch.get_num_threads()
         try:
-            results = self.model.predict(bgr, **self._predict_args)
+            if isinstance(images[0], torch.Tensor):
+                batch, box = letterbox(list(images), self.image_size, self.input_stride)
+                results = self.model.predict(batch, **self._predict_args)
+            else:
+                box = None
+                bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]  # ultralytics wants BGR
+                results = self.model.predict(bgr, **self._predict_args)
         finally:
             # Ultralytics sets torch's CPU threads to (cores - 1) when it first picks a device.
             torch.set_num_threads(threads)
         detections = []
         for result in results:
             keypoints = result.keypoints.data.float().cpu().numpy()
-            detections.append(
-                Detections(
-                    boxes=result.boxes.xyxy.float().cpu().numpy(),
-                    box_scores=result.boxes.conf.float().cpu().numpy(),
-                    keypoints=keypoints[..., :2],
-                    keypoint_scores=keypoints[..., 2],
-                )
+            found = Detections(
+                boxes=result.boxes.xyxy.float().cpu().numpy(),
+                box_scores=result.boxes.conf.float().cpu().numpy(),
+                keypoints=keypoints[..., :2],
+                keypoint_scores=keypoints[..., 2],
             )
+            detections.append(found if box is None else box.unletterbox(found, images[0].shape[:2]))
         return detections
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where `letterbox` put the frames: a scale, then an offset (pixels of its output)."""
+
+    scale: float
+    left: int
+    top: int
+
+    def unletterbox(self, found: Detections, frame_shape: tuple[int, int]) -> Detections:
+        """`found` in pixels of the frames given to `letterbox`, clipped to them as Ultralytics
+        clips (boxes and keypoints inside the frame)."""
+        height, width = frame_shape
+        offset = np.array([self.left, self.top], np.float32)
+        limit = np.array([width, height], np.float32)
+        boxes = ((found.boxes.reshape(-1, 2, 2) - offset) / self.scale).clip(0, limit).reshape(-1, 4)
+        keypoints = ((found.keypoints - offset) / self.scale).clip(0, limit)
+        return Detections(boxes=boxes.astype(np.float32), box_scores=found.box_scores,
+                          keypoints=keypoints.astype(np.float32), keypoint_scores=found.keypoint_scores)
+
+
+def letterbox(images: list[torch.Tensor], size: int, stride: int) -> tuple[torch.Tensor, Letterbox]:
+    """Ultralytics' predict-time letterbox (its `LetterBox` with `auto`, as it treats a batch of
+    one size) on the frames' own device: the longer side scaled to `size`, the other padded with
+    grey (114) to the next multiple of `stride`.
+
+    Ultralytics resizes with OpenCV's bilinear (INTER_LINEAR) in uint8; here torch's bilinear
+    (half-pixel centres, no antialiasing, the same sampling) in float: within a level.
+
+    Args:
+        images: RGB uint8 (height, width, 3) tensors of one size.
+        size: The model's input size (the longer side).
+        stride: The model's largest stride.
+
+    Returns:
+        The batch as Ultralytics takes a tensor (float RGB in 0..1, (n, 3, h, w)) and where the
+        frames went in it.
+    """
+    height, width = images[0].shape[:2]
+    scale = min(size / height, size / width)
+    new_width, new_height = max(round(width * scale), 1), max(round(height * scale), 1)
+    pad_width, pad_height = (size - new_width) % stride / 2, (size - new_height) % stride / 2
+    top, bottom = round(pad_height - 0.1), round(pad_height + 0.1)
+    left, right = round(pad_width - 0.1), round(pad_width + 0.1)
+    batch = torch.stack(images).permute(0, 3, 1, 2).float()
+    if (new_height, new_width) != (height, width):
+        batch = torch.nn.functional.interpolate(batch, size=(new_height, new_width), mode="bilinear",
+                                                align_corners=False)
+    batch = torch.nn.functional.pad(batch, (left, right, top, bottom), value=114.0)
+    return batch.div_(255.0), Letterbox(scale, left, top)
