@@ -24,6 +24,7 @@ NV_ENC_ERR_UNSUPPORTED_DEVICE, docs/gpu-checks/2026-12-04-h200-1-nvcodec-probe.j
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import tempfile
@@ -134,7 +135,8 @@ def stream_facts(info: VideoInfo) -> StreamFacts:
         with av.open(file_url(info.path), options=dict(OPEN_OPTIONS), timeout=60.0) as container:
             stream = container.streams.video[0]
             context = stream.codec_context
-            colour = colour_of(_name(context.colorspace), _name(context.color_range), _name(context.format))
+            colour = colour_of(_tag(context.colorspace, MATRIX_CODES), _tag(context.color_range, RANGE_CODES),
+                               _tag(context.format, {}))
             if isinstance(colour, str):
                 return StreamFacts(None, f"its {colour} is converted by ffmpeg only")
             time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
@@ -149,13 +151,19 @@ def stream_facts(info: VideoInfo) -> StreamFacts:
     return StreamFacts(colour, None, time_base, start, durations, float(1 / Fraction(rate)))
 
 
-def _name(value: Any) -> str | None:
-    """PyAV's colour tags come as enums, ints or names, by version: a lower-case name."""
+#: ffmpeg's codes (AVColorSpace, AVColorRange) for the tags PyAV gives as numbers, by its names.
+MATRIX_CODES = {0: "rgb", 1: "bt709", 2: "unspecified", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+                9: "bt2020nc", 10: "bt2020c"}
+RANGE_CODES = {0: "unspecified", 1: "tv", 2: "pc"}
+
+
+def _tag(value: Any, codes: dict[int, str]) -> str | None:
+    """A colour tag as a lower-case name: PyAV gives enums, numbers or names, by version."""
     if value is None:
         return None
     name = getattr(value, "name", value)
     if isinstance(name, int):
-        return {1: "bt709", 2: "unspecified", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc"}.get(name, str(name))
+        return codes.get(name, str(name))
     return str(name).lower()
 
 
@@ -301,10 +309,13 @@ class NvdecReader:
         import torch
 
         nvc = library()
-        self._stream = torch.cuda.Stream(device=self.device)
+        # The decoder writes its frames on a stream of ours, where they are converted and copied:
+        # in order, without waiting for the model's work on the default stream.
+        self._stream = torch.cuda.Stream(device=self.device) if self.device.startswith("cuda") else None
         try:
             self._decoder = nvc.ThreadedDecoder(
-                str(self.info.path), DECODE_AHEAD, gpu_id=_gpu_index(self.device), cuda_stream=self._stream.cuda_stream,
+                str(self.info.path), DECODE_AHEAD, gpu_id=_gpu_index(self.device),
+                cuda_stream=0 if self._stream is None else self._stream.cuda_stream,
                 use_device_memory=True, output_color_type=nvc.OutputColorType.NATIVE,
             )
         except Exception as error:  # noqa: BLE001 - the library raises its own types
@@ -338,7 +349,7 @@ class NvdecReader:
                                   f"({_first_line(error)})") from None
             if not batch:
                 break
-            with torch.cuda.stream(self._stream):
+            with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
                 converted = [self._convert(frame, height, width, facts.colour) for frame in batch]
                 hosts = [rgb.to("cpu", non_blocking=False).numpy() for rgb, _ in converted]
             for (rgb, pts), host in zip(converted, hosts):

@@ -67,8 +67,10 @@ def nv12_to_rgb(nv12: torch.Tensor, height: int, width: int, colour: Colour = Co
     """One NV12 frame to RGB, on the tensor's device.
 
     Args:
-        nv12: uint8, (height * 3 // 2, width) (a trailing dimension of 1 is allowed): the luma
-            rows, then the chroma rows with U and V interleaved. Height and width are even.
+        nv12: uint8, (rows * 3 // 2, columns) (a trailing dimension of 1 is allowed): the luma
+            rows, then the chroma rows with U and V interleaved, of a surface at least the
+            picture's size (a decoder's may be taller, 1088 rows for 1080: cropped here).
+            Height and width are even.
         height: Rows of the picture.
         width: Columns of the picture.
         colour: The stream's matrix and range (`colour_of`).
@@ -76,9 +78,10 @@ def nv12_to_rgb(nv12: torch.Tensor, height: int, width: int, colour: Colour = Co
     Returns:
         uint8 (height, width, 3), RGB.
     """
-    planes = nv12.reshape(height * 3 // 2, width)
-    y = planes[:height].float()
-    uv = planes[height:].reshape(height // 2, width // 2, 2).float() - 128.0
+    planes = nv12.reshape(nv12.shape[0], -1)
+    surface = planes.shape[0] * 2 // 3
+    y = planes[:height, :width].float()
+    uv = planes[surface:surface + height // 2, :width].reshape(height // 2, width // 2, 2).float() - 128.0
     uv = uv.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1)
     u, v = uv[..., 0], uv[..., 1]
     kr, kb = MATRICES[colour.matrix]
