@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+#: Non-empty where an NVIDIA driver is installed: `make run` then sets up the GPU video decoder too.
+NVIDIA_DRIVER := $(shell command -v nvidia-smi 2>/dev/null)
 IN     ?=
 OUT    ?=
 MODEL  ?=
@@ -10,7 +12,7 @@ DEVICE ?=
 BATCH  ?=
 ARGS   ?=
 
-.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-dev run test test-quick lint bench bench-ray bench-jobs bench-gpu gpu-kit clean
+.PHONY: setup setup-yolo setup-cpu-fast setup-ray setup-nvcodec setup-dev run test test-quick lint bench bench-ray bench-jobs bench-gpu gpu-kit clean
 
 # A stamp per requirements file: editing one reinstalls it.
 $(VENV)/.requirements: requirements.txt
@@ -31,6 +33,13 @@ $(VENV)/.requirements-cpu-fast: requirements-cpu-fast.txt $(VENV)/.requirements-
 	$(PY) -m pip install --quiet --no-deps -r requirements-cpu-fast.txt
 	touch $@
 
+# The optional GPU video decoder and encoder (NVIDIA's PyNvVideoCodec, `--decoder nvdec`,
+# `--encoder nvenc`): `make run` installs it where an NVIDIA driver is (nvidia-smi), or where
+# ARGS asks for it; never imported without CUDA.
+$(VENV)/.requirements-nvcodec: requirements-nvcodec.txt $(VENV)/.requirements
+	$(PY) -m pip install --quiet -r requirements-nvcodec.txt
+	touch $@
+
 # The optional Ray engine for `--cluster ray` (a folder over several machines).
 $(VENV)/.requirements-ray: requirements-ray.txt $(VENV)/.requirements
 	$(PY) -m pip install --quiet -r requirements-ray.txt
@@ -48,9 +57,11 @@ setup-cpu-fast: $(VENV)/.requirements-cpu-fast
 
 setup-ray: $(VENV)/.requirements-ray
 
+setup-nvcodec: $(VENV)/.requirements-nvcodec
+
 setup-dev: $(VENV)/.requirements-dev
 
-run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --runtime openvino,$(ARGS))$(findstring --runtime onnxruntime,$(ARGS)),setup-cpu-fast) $(if $(findstring --cluster,$(ARGS)),setup-ray)
+run: setup $(if $(filter yolo,$(MODEL)),setup-yolo) $(if $(findstring --runtime openvino,$(ARGS))$(findstring --runtime onnxruntime,$(ARGS)),setup-cpu-fast) $(if $(findstring --cluster,$(ARGS)),setup-ray) $(if $(NVIDIA_DRIVER)$(findstring nvdec,$(ARGS))$(findstring nvenc,$(ARGS)),setup-nvcodec)
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make run IN=input.mp4 OUT=output.mp4 (or IN=folder/ OUT=outfolder/) [MODEL=] [WEIGHTS=] [DEVICE=] [BATCH=] [ARGS=...]" >&2; exit 2; }
 	$(PY) -m pipeline "$(IN)" "$(OUT)" $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DEVICE),--device $(DEVICE)) $(if $(BATCH),--batch-size $(BATCH)) $(ARGS)
 
