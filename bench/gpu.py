@@ -8,7 +8,7 @@ ratio (efficiency), GPU utilisation sampled through NVML during each run, each s
 and waiting time, and peak GPU memory. Then libx264 against NVENC (encoding alone and in the
 pipeline), the pinned staging buffer's results against a plain copy, cudnn.benchmark on and
 off, and the out-of-memory batch halving under a memory cap. Then, on the first clip size,
-several videos at once through the command line (`--jobs N`, N = 1, 2, 4; `bench.gpu_jobs`):
+several videos at once through the command line (`--jobs N`, N = 1 and 4; `bench.gpu_jobs`):
 frames per second together, GPU busy and peak GPU memory for the whole device, CPU cores.
 
 It prints one Markdown table (with the checks below it) and writes it, with the raw JSON,
@@ -98,18 +98,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", default="table,checks,encoders,diagnose,jobs",
                         help="what to run, in this order within each clip size: table (the models at each batch "
                              "size), checks (staging buffer, cudnn.benchmark, out-of-memory halving; first size), "
-                             "encoders (libx264 against NVENC; first size), diagnose (the model beside other "
-                             "work, and pipeline variants; first size), jobs (several videos at once through "
+                             "diagnose (the model beside other work, and pipeline variants; first size), "
+                             "encoders (libx264 against NVENC; first size), jobs (several videos at once through "
                              "the CLI, see --jobs-rows; first size) (default: all)")
-    parser.add_argument("--jobs-rows", default="1,2,4", metavar="N,N,...",
+    parser.add_argument("--jobs-rows", default="1,4", metavar="N,N,...",
                         help="the jobs step: the --jobs N to measure, each with 2 x N copies of the clip, for "
-                             "each of --models, at --jobs-batch and the first of --precisions (default: 1,2,4)")
+                             "each of --models, at --jobs-batch and the first of --precisions (default: 1,4: with "
+                             "600-frame clips, 1,2,4 adds an estimated 1.5 minutes on an H200)")
+    parser.add_argument("--jobs-frames", type=int, default=600, metavar="N",
+                        help="the jobs step: frames of its clip (default: 600, 20 s at 30 fps: long enough that "
+                             "a video's fixed costs, its start and its reports, do not hide the shared GPU work)")
     parser.add_argument("--jobs-batch", type=int, default=8, help="the jobs step's batch size (default: 8)")
     parser.add_argument("--machinery-loop", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true",
                         help="the same code on the CPU in seconds: --device cpu --sizes 180 --batches 2 "
                              "--precisions fp32 --frames 4 --min-size 160 --jobs-rows 1,2 --jobs-batch 2 "
-                             "(diagnose and jobs: one model)")
+                             "--jobs-frames 4 (diagnose and jobs: one model)")
     return parser
 
 
@@ -117,7 +121,7 @@ def dry_run(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments of a dry run: every step once, on tiny inputs, on the CPU."""
     return argparse.Namespace(**{**vars(args), "device": "cpu", "sizes": "180", "batches": "2",
                                  "precisions": "fp32", "frames": 4, "model_min_size": 160, "jobs_rows": "1,2",
-                                 "jobs_batch": 2})
+                                 "jobs_batch": 2, "jobs_frames": 4})
 
 
 class Check:
@@ -266,22 +270,20 @@ class Check:
         batches = [int(b) for b in args.batches.split(",")]
         precisions = [p.strip() == "half" for p in args.precisions.split(",") if p.strip()]
         steps = {step.strip() for step in args.steps.split(",")}
-        needs_frames = steps & {"table", "checks", "diagnose"}  # the steps that run in this process
+        needs_frames = steps & {"table", "checks", "diagnose"}  # the steps that take the frames in memory
         source = self.source_clip()
         self.results["environment"]["clip_source"] = source.name if source else "generated testsrc2"
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             folder = Path(tmp)
             for position, height in enumerate(int(h) for h in args.sizes.split(",")):
                 size = (round(height * 16 / 9 / 2) * 2, height)
-                clips: dict[str, Path] = {}
-                for model in models:
+                for model in models if needs_frames else ():
                     frames = args.frames or DEFAULT_FRAMES.get(model, 128)
                     clip = self.attempt(f"{model} {size[0]}x{size[1]} clip", partial(
                         make_clip, source, frames, folder / f"{model}-{height}", size))
                     if clip is None:
                         continue
-                    clips[model] = clip
-                    images = [frame.image for frame in VideoReader(probe(clip))] if needs_frames else []
+                    images = [frame.image for frame in VideoReader(probe(clip))]
                     for half in precisions if "table" in steps else ():
                         for batch in batches:
                             what = f"{model} {size[0]}x{size[1]} batch {batch}{' half' if half else ''}"
@@ -296,7 +298,7 @@ class Check:
                 if position == 0 and "encoders" in steps:
                     self.attempt("encoders", partial(compare_encoders, self, source, size, folder, models))
                 if position == 0 and "jobs" in steps:
-                    jobs_rows(self, {model: clips[model] for model in self.quick(models) if model in clips}, folder)
+                    jobs_rows(self, self.quick(models), source, size, folder)
 
     def quick(self, models: list[str]) -> list[str]:
         """The models to diagnose and run several at once: all; in a dry run one, the quicker
