@@ -7,9 +7,11 @@ pipeline (decode, infer, score and draw, encode with the audio) on the same fram
 ratio (efficiency), GPU utilisation sampled through NVML during each run, each stage's busy
 and waiting time, and peak GPU memory. Then libx264 against NVENC (encoding alone and in the
 pipeline), the pinned staging buffer's results against a plain copy, cudnn.benchmark on and
-off, and the out-of-memory batch halving under a memory cap. Then, on the first clip size,
-several videos at once through the command line (`--jobs N`, N = 1, 2, 4; `bench.gpu_jobs`):
-frames per second together, GPU busy and peak GPU memory for the whole device, CPU cores.
+off, and the out-of-memory batch halving under a memory cap. Then, on each clip size, the
+whole pipeline with ffmpeg's decoder and libx264 against NVDEC and the encoder `auto` picks
+(`bench.gpu_codecs`). Then, on the first clip size, several videos at once through the
+command line (`--jobs N`, N = 1 and 4; `bench.gpu_jobs`): frames per second together, GPU
+busy and peak GPU memory for the whole device, CPU cores.
 
 It prints one Markdown table (with the checks below it) and writes it, with the raw JSON,
 to `--out` (or $BENCH_GPU_OUT), after every measurement, so a run cut short still leaves
@@ -17,8 +19,9 @@ what it measured. Measurements that would start after `--deadline` seconds are s
 listed. `--dry-run` runs the same code on the CPU in seconds (the test suite does).
 
 Here the command line and the order of the steps; the instruments are in `bench.gpu_meters`,
-the checks beside the table and the diagnosis in `bench.gpu_checks`, the `--jobs` rows in
-`bench.gpu_jobs`, the rows and the tables in `bench.gpu_report`.
+the checks beside the table and the diagnosis in `bench.gpu_checks`, the decoder and encoder
+rows in `bench.gpu_codecs`, the `--jobs` rows in `bench.gpu_jobs`, the rows and the tables in
+`bench.gpu_report`.
 
     python -m bench.gpu [--out DIR] [--kit DIR] [--dry-run] [--deadline S] ...
 """
@@ -50,9 +53,10 @@ from bench.gpu_checks import (
     diagnose,
     machinery,
 )
+from bench.gpu_codecs import CODECS_FRAMES, codecs_rows
 from bench.gpu_jobs import jobs_rows
 from bench.gpu_meters import CpuMeter, GpuSampler, steady_rate, time_model
-from bench.gpu_report import Measurement, environment, error_line, figure, markdown, recorded
+from bench.gpu_report import REAL_TIME_FPS, Measurement, environment, error_line, figure, markdown, recorded
 from bench.speed import SHARED_CLIP, SHARED_YOLO, make_clip, stand_in_settings
 from config import Config
 from pipeline.runner import run_video
@@ -65,8 +69,6 @@ from workers.probe import probe
 DEFAULT_KIT = Path(".gpu-kit")
 #: Frames per clip for each model: enough for a steady rate, few enough for the time box.
 DEFAULT_FRAMES = {"keypointrcnn": 128, "yolo": 256}
-#: A 30 fps video is processed this many times faster than it plays at `fps / REAL_TIME_FPS`.
-REAL_TIME_FPS = 30.0
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -76,7 +78,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  bash bench/gpu_check.sh                      # on the GPU machine, after make gpu-kit here\n"
                "  python -m bench.gpu --dry-run                # the same code on the CPU, seconds\n"
-               "  python -m bench.gpu --models yolo --sizes 1080 --batches 8",
+               "  python -m bench.gpu --models yolo --sizes 1080 --batches 8\n"
+               "  python -m bench.gpu --steps jobs,codecs --deadline 420   # about 5-6 minutes on an H200",
     )
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("BENCH_GPU_OUT", "bench-out/gpu")),
                         help="folder for gpu-check.md and gpu-check.json (default: $BENCH_GPU_OUT or bench-out/gpu)")
@@ -90,26 +93,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precisions", default="fp32,half", help="fp32 and/or half (default: both)")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"frames per clip (default: {DEFAULT_FRAMES['keypointrcnn']} for keypointrcnn, "
-                             f"{DEFAULT_FRAMES['yolo']} for yolo)")
+                             f"{DEFAULT_FRAMES['yolo']} for yolo; the codecs step's: "
+                             f"{CODECS_FRAMES['keypointrcnn']} and {CODECS_FRAMES['yolo']})")
     parser.add_argument("--min-size", type=int, default=None, dest="model_min_size",
                         help="model input size (default: each model's)")
     parser.add_argument("--deadline", type=float, default=300.0,
                         help="seconds after which no new measurement starts (default: 300)")
-    parser.add_argument("--steps", default="table,checks,encoders,diagnose,jobs",
+    parser.add_argument("--steps", default="table,checks,encoders,diagnose,codecs,jobs",
                         help="what to run, in this order within each clip size: table (the models at each batch "
                              "size), checks (staging buffer, cudnn.benchmark, out-of-memory halving; first size), "
-                             "encoders (libx264 against NVENC; first size), diagnose (the model beside other "
-                             "work, and pipeline variants; first size), jobs (several videos at once through "
-                             "the CLI, see --jobs-rows; first size) (default: all)")
-    parser.add_argument("--jobs-rows", default="1,2,4", metavar="N,N,...",
+                             "diagnose (the model beside other work, and pipeline variants; first size), "
+                             "encoders (libx264 against NVENC; first size), codecs (the pipeline with ffmpeg and "
+                             "libx264 against NVDEC and encoder auto, batch 8, the first of --precisions; every "
+                             "size), jobs (several videos at once through the CLI, see --jobs-rows; first size) "
+                             "(default: all)")
+    parser.add_argument("--jobs-rows", default="1,4", metavar="N,N,...",
                         help="the jobs step: the --jobs N to measure, each with 2 x N copies of the clip, for "
-                             "each of --models, at --jobs-batch and the first of --precisions (default: 1,2,4)")
+                             "each of --models, at --jobs-batch and the first of --precisions (default: 1,4: with "
+                             "600-frame clips, 1,2,4 adds an estimated 1.5 minutes on an H200 and takes "
+                             "--steps jobs,codecs past 6 minutes)")
+    parser.add_argument("--jobs-frames", type=int, default=600, metavar="N",
+                        help="the jobs step: frames of its clip (default: 600, 20 s at 30 fps: long enough that "
+                             "a video's fixed costs, its start and its reports, do not hide the shared GPU work)")
     parser.add_argument("--jobs-batch", type=int, default=8, help="the jobs step's batch size (default: 8)")
     parser.add_argument("--machinery-loop", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true",
                         help="the same code on the CPU in seconds: --device cpu --sizes 180 --batches 2 "
                              "--precisions fp32 --frames 4 --min-size 160 --jobs-rows 1,2 --jobs-batch 2 "
-                             "(diagnose and jobs: one model)")
+                             "--jobs-frames 4 (diagnose, codecs and jobs: one model; codecs at batch 2)")
     return parser
 
 
@@ -117,7 +128,7 @@ def dry_run(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments of a dry run: every step once, on tiny inputs, on the CPU."""
     return argparse.Namespace(**{**vars(args), "device": "cpu", "sizes": "180", "batches": "2",
                                  "precisions": "fp32", "frames": 4, "model_min_size": 160, "jobs_rows": "1,2",
-                                 "jobs_batch": 2})
+                                 "jobs_batch": 2, "jobs_frames": 4})
 
 
 class Check:
@@ -129,7 +140,8 @@ class Check:
     Attributes:
         device, cuda: The device measured on, and whether it is a CUDA one.
         weights: Each model's weights ("random" for Keypoint R-CNN; None where YOLO's are absent).
-        results: What `save` writes: environment, measurements, jobs, encoders, checks, diagnosis, skipped.
+        results: What `save` writes: environment, measurements, codecs, jobs, encoders, checks, diagnosis,
+            skipped.
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -144,7 +156,7 @@ class Check:
         self.results: dict[str, Any] = {
             "environment": environment(self.device),
             "arguments": {k: str(v) for k, v in vars(args).items()},
-            "measurements": [], "jobs": [], "encoders": [], "checks": {}, "diagnosis": [], "skipped": [],
+            "measurements": [], "codecs": [], "jobs": [], "encoders": [], "checks": {}, "diagnosis": [], "skipped": [],
         }
         self._estimators: dict[tuple[str, bool], PoseEstimator] = {}
         self.weights = {"keypointrcnn": "random", "yolo": self._yolo_weights()}
@@ -266,22 +278,20 @@ class Check:
         batches = [int(b) for b in args.batches.split(",")]
         precisions = [p.strip() == "half" for p in args.precisions.split(",") if p.strip()]
         steps = {step.strip() for step in args.steps.split(",")}
-        needs_frames = steps & {"table", "checks", "diagnose"}  # the steps that run in this process
+        needs_frames = steps & {"table", "checks", "diagnose"}  # the steps that take the frames in memory
         source = self.source_clip()
         self.results["environment"]["clip_source"] = source.name if source else "generated testsrc2"
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             folder = Path(tmp)
             for position, height in enumerate(int(h) for h in args.sizes.split(",")):
                 size = (round(height * 16 / 9 / 2) * 2, height)
-                clips: dict[str, Path] = {}
-                for model in models:
+                for model in models if needs_frames else ():
                     frames = args.frames or DEFAULT_FRAMES.get(model, 128)
                     clip = self.attempt(f"{model} {size[0]}x{size[1]} clip", partial(
                         make_clip, source, frames, folder / f"{model}-{height}", size))
                     if clip is None:
                         continue
-                    clips[model] = clip
-                    images = [frame.image for frame in VideoReader(probe(clip))] if needs_frames else []
+                    images = [frame.image for frame in VideoReader(probe(clip))]
                     for half in precisions if "table" in steps else ():
                         for batch in batches:
                             what = f"{model} {size[0]}x{size[1]} batch {batch}{' half' if half else ''}"
@@ -295,12 +305,14 @@ class Check:
                     del images
                 if position == 0 and "encoders" in steps:
                     self.attempt("encoders", partial(compare_encoders, self, source, size, folder, models))
+                for model in self.quick(models) if "codecs" in steps else ():
+                    codecs_rows(self, model, source, size, folder)
                 if position == 0 and "jobs" in steps:
-                    jobs_rows(self, {model: clips[model] for model in self.quick(models) if model in clips}, folder)
+                    jobs_rows(self, self.quick(models), source, size, folder)
 
     def quick(self, models: list[str]) -> list[str]:
-        """The models to diagnose and run several at once: all; in a dry run one, the quicker
-        (YOLO where its weights are here)."""
+        """The models to diagnose, to run with each decoder and encoder, and to run several at once:
+        all; in a dry run one, the quicker (YOLO where its weights are here)."""
         if not self.args.dry_run:
             return models
         return ["yolo"] if "yolo" in models and self.weights["yolo"] else models[:1]
@@ -310,6 +322,7 @@ class Check:
     def save(self) -> None:
         """Write gpu-check.json and gpu-check.md (atomically each), as they stand now."""
         results = {**self.results, "measurements": [asdict(m) for m in self.results["measurements"]],
+                   "codecs": [asdict(row) for row in self.results["codecs"]],
                    "jobs": [asdict(row) for row in self.results["jobs"]],
                    "seconds": round(time.monotonic() - self.started, 1)}
         for name, text in (("gpu-check.json", json.dumps(results, indent=1, default=str)),

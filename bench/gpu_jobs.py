@@ -1,11 +1,13 @@
 """The GPU check's `--jobs` rows: several videos at once, through the command line as users run it.
 
-For each N (1, 2, 4 by default) and model: a folder of `VIDEOS_PER_JOB` x N links to the
-check's clip goes through `python -m pipeline FOLDER OUT --jobs N` in a process of its own,
-with the settings of the check's other rows (weights, batch, precision, input size, no pose
-cache, no end card). Around it: NVML utilisation and memory in use of GPU 0, for the whole
-device (the workers are processes of their own, which torch's counters in this process do not
-see), and the machine's CPU time and the run's own (the CLI and every process it waited for).
+For each N of `--jobs-rows` (1 and 4 by default) and model: a folder of `VIDEOS_PER_JOB` x N
+links to a clip of `--jobs-frames` frames (600 by default, 20 s at 30 fps; made from the kit's
+park clip like the check's other clips, at its first size) goes through `python -m pipeline
+FOLDER OUT --jobs N` in a process of its own, with the settings of the check's other rows
+(weights, batch, precision, input size, no pose cache, no end card). Around it: NVML
+utilisation and memory in use of GPU 0, for the whole device (the workers are processes of
+their own, which torch's counters in this process do not see), and the machine's CPU time
+and the run's own (the CLI and every process it waited for).
 From the CLI's log the check takes when each video ended, and from its summary.csv how long
 each one took.
 
@@ -13,6 +15,11 @@ Two videos per job: each worker's first video carries its start-up (a spawned pr
 imports, the model's loading, a CUDA context, the first batches), so the second ones give the
 rate with every worker warm ("steady"), which a folder of hundreds of videos approaches; a
 third would make each row longer without a new kind of figure.
+
+Why 600 frames: with the check's 128-frame clips a video took 6.3 s through the CLI with one
+job on an H200 while its pipeline work was about 1.7 s (docs/gpu-checks/2026-12-04-h200-1-jobs.md):
+each video's fixed costs (its start, the analysis, the reports, the review page's frame crops)
+outweighed the work the jobs share the GPU for.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch
 from bench.gpu_checks import Check
 from bench.gpu_meters import CpuMeter, GpuSampler, nvml_reader
 from bench.gpu_report import JobsMeasurement, figure, recorded
-from bench.speed import stand_in_settings
+from bench.speed import make_clip, stand_in_settings
 from reports.summary import SUMMARY_NAME, read_rows
 from workers.probe import probe
 
@@ -41,9 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 VIDEOS_PER_JOB = 2
 #: Each model's goal on an H200 at 1080p: times real time together, and the GPU's busy share (%).
 GOALS: dict[str, tuple[float, float | None]] = {"keypointrcnn": (4.0, 85.0), "yolo": (10.0, None)}
-#: Seconds one row's CLI may take before it is interrupted (then killed 30 s later): a row
-#: takes well under a minute on an H200, and a stuck one must not take the check's whole time.
-ROW_TIMEOUT_SECONDS = 180.0
+#: Seconds one row's CLI may take before it is interrupted (then killed 30 s later): a row of
+#: 600-frame clips is estimated at 30-100 s on an H200 (its workers' start-up, then each one's
+#: two videos), and a stuck one must not take the check's whole time.
+ROW_TIMEOUT_SECONDS = 240.0
 #: A log line of the CLI that says a video ended ("[3/8] done clip-02.mp4 (pid 123, cuda): ...").
 DONE_LINE = re.compile(r"\[\d+/\d+\] done ")
 
@@ -209,9 +217,14 @@ def measure_jobs(check: Check, model: str, clip: Path, jobs: int, folder: Path) 
     return row
 
 
-def jobs_rows(check: Check, clips: dict[str, Path], folder: Path) -> None:
-    """Every `--jobs-rows` N for every model with a clip, model by model."""
+def jobs_rows(check: Check, models: list[str], source: Path | None, size: tuple[int, int], folder: Path) -> None:
+    """Every `--jobs-rows` N for every model, model by model, on a clip of `--jobs-frames` frames
+    at `size` made from `source` (see `bench.speed.make_clip`)."""
     counts = [int(n) for n in check.args.jobs_rows.split(",") if n.strip()]
-    for model, clip in clips.items():
+    for model in models:
+        clip = check.attempt(f"--jobs {model} {size[0]}x{size[1]} clip", partial(
+            make_clip, source, check.args.jobs_frames, folder / f"jobs-clip-{model}-{size[1]}", size))
+        if clip is None:
+            continue
         for jobs in counts:
             check.attempt(f"--jobs {jobs} {model}", partial(measure_jobs, check, model, clip, jobs, folder))

@@ -1,6 +1,7 @@
 """What the GPU check writes: its rows, the machine it ran on, and the Markdown table.
 
-`Measurement` is one row; `environment` says what ran (card, driver, versions, ffmpeg and its
+`Measurement` is one row (`JobsMeasurement` one of the `--jobs` rows, `CodecsMeasurement` one
+of the decoder and encoder rows); `environment` says what ran (card, driver, versions, ffmpeg and its
 NVENC); `markdown` turns the results (rows, encoders, diagnosis, checks, what was skipped)
 into the table with its notes that `bench.gpu` writes as gpu-check.md beside gpu-check.json.
 """
@@ -22,6 +23,9 @@ import torch
 
 from workers.encode import choose_encoder
 from workers.ffmpeg import encoder_works, ffmpeg_exe, run_ffmpeg
+
+#: A 30 fps video is processed this many times faster than it plays at `fps / REAL_TIME_FPS`.
+REAL_TIME_FPS = 30.0
 
 
 @dataclass
@@ -131,13 +135,63 @@ class JobsMeasurement:
     error: str | None = None
 
 
+@dataclass
+class CodecsMeasurement:
+    """One model, clip, and decoder and encoder asked for: the whole pipeline in this process.
+
+    Attributes:
+        model, clip, batch, half: What was run ("1920x1080", fp16 autocast or not).
+        decoder_asked, encoder_asked: `Config.decoder` and `Config.encoder` of the run.
+        decoder, encoder: What the run used (`RunResult.decoder`, `.encoder`).
+        frames: Frames of the clip.
+        pipeline_fps: Frames over the run's own time, probe to checked output file.
+        steady_fps: The rate from 20% to 80% of the frames (start and end left out).
+        realtime, steady_realtime: Those over 30 fps: times faster than a 30 fps video plays.
+        gpu_util_mean, gpu_util_p10: NVML utilisation of GPU 0 (%) sampled during the run.
+        peak_gpu_mib: Peak GPU memory torch allocated during the run (this process).
+        device_peak_gpu_mib: Peak NVML memory in use on GPU 0 (every process; the decoder's
+            surfaces too, which torch does not allocate).
+        stages: Per stage: busy and waiting seconds.
+        cpu: Cores busy during the run: the machine's, this process's, its children's (ffmpeg).
+        cores: This process's cores and its children's together: the CPU one video takes.
+        goal: The goal, in words.
+        goal_met: Whether the steady figures meet it; None where not judged (see
+            `bench.gpu_codecs.goal_met`).
+        error: Why the measurement failed, if it did.
+    """
+
+    model: str
+    clip: str
+    decoder_asked: str
+    encoder_asked: str
+    batch: int
+    half: bool
+    frames: int = 0
+    decoder: str | None = None
+    encoder: str | None = None
+    pipeline_fps: float | None = None
+    steady_fps: float | None = None
+    realtime: float | None = None
+    steady_realtime: float | None = None
+    gpu_util_mean: float | None = None
+    gpu_util_p10: float | None = None
+    peak_gpu_mib: float | None = None
+    device_peak_gpu_mib: float | None = None
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    cpu: dict[str, Any] = field(default_factory=dict)
+    cores: float | None = None
+    goal: str = ""
+    goal_met: bool | None = None
+    error: str | None = None
+
+
 def error_line(error: BaseException) -> str:
     """An error as one line for a row or a note: its type and its message's first line, cut at 300."""
     return f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
 
 
 @contextmanager
-def recorded(row: Measurement | JobsMeasurement, save: Callable[[], None]) -> Iterator[None]:
+def recorded(row: Measurement | JobsMeasurement | CodecsMeasurement, save: Callable[[], None]) -> Iterator[None]:
     """Measure into `row` inside the `with`: an error becomes the row's (its traceback printed), not
     the caller's, so that one broken path does not cost the others; the results are saved either way."""
     try:
@@ -248,6 +302,7 @@ def markdown(results: dict[str, Any]) -> str:
             + f" | {cpu_cell} | {row['encoder'] or '--'} |"
         )
     lines.append("")
+    lines.extend(codecs_table(results.get("codecs", [])))
     lines.extend(jobs_table(results.get("jobs", [])))
     for entry in results["encoders"]:
         if entry.get("encode_alone_fps") is None:
@@ -307,6 +362,45 @@ def jobs_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {figure(row['peak_gpu_mib'], 0)} ({figure(row['gpu_mib_before'], 0)}) "
             f"| {figure(cpu.get('machine_cores'))} / {figure(cpu.get('children_cores'))} "
             f"| {figure(row['first_video_seconds'])} / {figure(row['later_video_seconds'])} "
+            f"| {row['goal']}: {verdict} |"
+        )
+    lines.append("")
+    return lines
+
+
+def codecs_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The decoder and encoder rows as their own table, with a blank line after it; nothing without rows."""
+    if not rows:
+        return []
+    lines = [
+        "Decoders and encoders (the codecs step): the whole pipeline on one video in this process, with the "
+        "decoder and encoder asked for, and those used; CPU cores over the run's wall time: the video's (this "
+        "process and its ffmpeg processes), this process's, the machine's; goals judged on the steady figures, "
+        "for the nvdec rows, on CUDA at 1920x1080 only.",
+        "",
+        "| model | clip | asked: decoder / encoder | used: decoder / encoder | frames | batch | half "
+        "| pipeline f/s (steady) | x real time (steady) | GPU busy % mean / p10 | peak GPU MiB: torch / device "
+        "| decode busy/wait s | encode busy/wait s | CPU cores: video / process / machine | goal |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        head = (f"| {row['model']} | {row['clip']} | {row['decoder_asked']} / {row['encoder_asked']} "
+                f"| {row['decoder'] or '--'} / {row['encoder'] or '--'} | {row['frames']} | {row['batch']} "
+                f"| {'yes' if row['half'] else 'no'} ")
+        if row["error"]:
+            lines.append(head + f"| failed: {row['error']} |  |  |  |  |  |  | {row['goal']} |")
+            continue
+        stages = row.get("stages") or {}
+        decode, encode = (f"{figure(stages[s]['busy'])} / {figure(stages[s]['waiting'])}" if s in stages else "--"
+                          for s in ("decode", "encode"))
+        cpu = row.get("cpu") or {}
+        verdict = {True: "met", False: "missed", None: "not judged here"}[row["goal_met"]]
+        lines.append(
+            head + f"| {figure(row['pipeline_fps'])} ({figure(row['steady_fps'])}) "
+            f"| {figure(row['realtime'], 2)} ({figure(row['steady_realtime'], 2)}) "
+            f"| {figure(row['gpu_util_mean'], 0)} / {figure(row['gpu_util_p10'], 0)} "
+            f"| {figure(row['peak_gpu_mib'], 0)} / {figure(row['device_peak_gpu_mib'], 0)} | {decode} | {encode} "
+            f"| {figure(row['cores'])} / {figure(cpu.get('process_cores'))} / {figure(cpu.get('machine_cores'))} "
             f"| {row['goal']}: {verdict} |"
         )
     lines.append("")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu_kit
+from bench import gpu_codecs, gpu_kit
 from bench.gpu_jobs import fill_rates, goal_met, goal_words, steady_window
 from bench.gpu_meters import GpuSampler, steady_rate
-from bench.gpu_report import JobsMeasurement, Measurement, markdown, recorded
+from bench.gpu_report import CodecsMeasurement, JobsMeasurement, Measurement, markdown, recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +59,20 @@ def test_the_dry_run_runs_every_step_on_the_cpu_and_writes_the_table_and_the_jso
         assert "--end-card-seconds 0" in row["command"] and "--no-progress" in row["command"]
     assert "Several videos at once (--jobs)" in table
     assert f"| {jobs[1]['model']} | 320x180 | 2 | 4 x 4 | 2 | no | " in table
+    # The codecs rows: ffmpeg and libx264 measure; nvdec by name fails on the CPU, in its own row.
+    codecs = results["codecs"]
+    assert [(row["decoder_asked"], row["encoder_asked"]) for row in codecs] == [("ffmpeg", "libx264"),
+                                                                                ("nvdec", "auto")]
+    cpu_codecs, nvdec_row = codecs
+    assert cpu_codecs["error"] is None, cpu_codecs["error"]
+    assert (cpu_codecs["decoder"], cpu_codecs["encoder"], cpu_codecs["frames"]) == ("ffmpeg", "libx264", 4)
+    assert cpu_codecs["pipeline_fps"] > 0 and cpu_codecs["realtime"] > 0 and cpu_codecs["cores"] > 0
+    assert set(cpu_codecs["stages"]) >= {"decode", "infer", "encode"} and cpu_codecs["goal_met"] is None
+    assert nvdec_row["error"].startswith("DeviceError: --decoder nvdec needs a CUDA device")
+    assert nvdec_row["pipeline_fps"] is None and nvdec_row["decoder"] is None
+    assert "Decoders and encoders (the codecs step)" in table
+    assert f"| {cpu_codecs['model']} | 320x180 | ffmpeg / libx264 | ffmpeg / libx264 | 4 | 2 | no | " in table
+    assert f"| {cpu_codecs['model']} | 320x180 | nvdec / auto | -- / -- | 4 | 2 | no | failed: DeviceError" in table
 
 
 def test_gpu_utilisation_is_sampled_in_the_background_and_summarised_as_mean_and_10th_percentile():
@@ -222,3 +236,34 @@ def test_a_kit_whose_ffmpeg_does_not_match_its_checksum_is_refused(tmp_path):
     kit = _fake_kit(tmp_path / "kit", b"ffmpeg", sha256="0" * 64)
     with pytest.raises(SystemExit, match="does not unpack to the ffmpeg it was made from"):
         gpu_kit.install(kit, tmp_path / "site")
+
+
+def _codecs_row(**changes):
+    settings = dict(model="yolo", clip="1920x1080", decoder_asked="nvdec", encoder_asked="auto", batch=8, half=False,
+                    steady_realtime=10.5, cores=1.8)
+    return CodecsMeasurement(**{**settings, **changes})
+
+
+def test_the_codecs_goal_is_judged_on_the_nvdec_rows_on_cuda_at_1080p_only():
+    assert gpu_codecs.goal_met(_codecs_row(), cuda=True) is True
+    assert gpu_codecs.goal_met(_codecs_row(steady_realtime=9.9), cuda=True) is False
+    assert gpu_codecs.goal_met(_codecs_row(cores=2.1), cuda=True) is False  # at most 2 cores a video
+    assert gpu_codecs.goal_met(_codecs_row(model="keypointrcnn", steady_realtime=3.1), cuda=True) is True
+    assert gpu_codecs.goal_met(_codecs_row(), cuda=False) is None
+    assert gpu_codecs.goal_met(_codecs_row(clip="1280x720"), cuda=True) is None
+    assert gpu_codecs.goal_met(_codecs_row(decoder_asked="ffmpeg", encoder_asked="libx264"), cuda=True) is None
+    assert gpu_codecs.goal_met(_codecs_row(steady_realtime=None), cuda=True) is None
+    assert gpu_codecs.goal_words("keypointrcnn") == ">= 3x real time, <= 2 CPU cores"
+    results = {"environment": {"date": "d", "device": "cpu", "cpu_cores": 2, "python": "3", "torch": "t",
+                               "torchvision": "v", "cuda": None, "cudnn": None, "ffmpeg": "f", "nvenc_works": False,
+                               "encoder_auto": "libx264"},
+               "measurements": [], "encoders": [], "checks": {}, "diagnosis": [], "skipped": []}
+    met = _codecs_row(frames=768, decoder="nvdec", encoder="libx264", pipeline_fps=280.0, steady_fps=315.0,
+                      realtime=9.33, gpu_util_mean=40.0, gpu_util_p10=20.0, peak_gpu_mib=900.0,
+                      device_peak_gpu_mib=2500.0, cpu={"machine_cores": 3.2, "process_cores": 1.1},
+                      goal=gpu_codecs.goal_words("yolo"),
+                      stages={"decode": {"busy": 1.0, "waiting": 1.5}, "encode": {"busy": 2.5, "waiting": 0.2}},
+                      goal_met=True)
+    assert ("| yolo | 1920x1080 | nvdec / auto | nvdec / libx264 | 768 | 8 | no | 280.0 (315.0) | 9.33 (10.50) "
+            "| 40 / 20 | 900 / 2500 | 1.0 / 1.5 | 2.5 / 0.2 | 1.8 / 1.1 / 3.2 | >= 10x real time, <= 2 CPU cores: met |"
+            ) in markdown({**results, "codecs": [met.__dict__]})
