@@ -41,9 +41,13 @@ from bench.gpu_meters import CpuMeter, GpuSampler, nvml_reader
 from bench.gpu_report import JobsMeasurement, figure, recorded
 from bench.speed import make_clip, stand_in_settings
 from reports.summary import SUMMARY_NAME, read_rows
+from workers.models.keypoint_rcnn import DEFAULT_MIN_SIZE
+from workers.models.yolo import DEFAULT_IMAGE_SIZE
 from workers.probe import probe
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Each model's own input size (keypointrcnn's shorter side, yolo's longer one).
+DEFAULT_INPUT_SIZES = {"keypointrcnn": DEFAULT_MIN_SIZE, "yolo": DEFAULT_IMAGE_SIZE}
 #: Videos in the folder per job (see the module's docstring).
 VIDEOS_PER_JOB = 2
 #: Each model's goal on an H200 at 1080p: times real time together, and the GPU's busy share (%).
@@ -67,8 +71,11 @@ def cli_arguments(check: Check, model: str, folder: Path, output: Path, jobs: in
                  "--end-card-seconds", "0"]
     if half:
         arguments.append("--half")
-    if check.args.model_min_size is not None:
-        arguments += ["--min-size", str(check.args.model_min_size)]
+    # Like the check's other rows: the model's own input size unless --min-size says otherwise. The
+    # CLI's automatic size looks at the clip first and raises it for small people, which untrained
+    # weights find everywhere: on 2026-12-04 Keypoint R-CNN ran its --jobs rows at 19.5 f/s that
+    # way against 52-55 in the codecs rows (docs/BENCHMARKS.md).
+    arguments += ["--min-size", str(check.args.model_min_size or DEFAULT_INPUT_SIZES[model])]
     for name, value in stand_in_settings(weights).items():
         arguments += [f"--{name.replace('_', '-')}", str(value)]
     return arguments

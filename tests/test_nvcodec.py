@@ -187,8 +187,12 @@ def test_a_video_nvdec_cannot_read_as_ffmpeg_does_goes_to_ffmpeg(tmp_path, caplo
     assert nvcodec.stream_facts(odd).unsuitable is None  # padded to even: fine
     rotated = probe(make_video(tmp_path / "r.mp4", seconds=0.2, extra=("-metadata:s:v", "rotate=90")))
     ten_bit = probe(make_video(tmp_path / "t.mkv", seconds=0.2, extra=("-pix_fmt", "yuv420p10le")))
+    ten_bit_mp4 = probe(make_video(tmp_path / "t.mp4", seconds=0.2, extra=("-pix_fmt", "yuv420p10le")))
+    assert "pixel format yuv420p10le" in (nvcodec.stream_facts(ten_bit_mp4).unsuitable or "")
     mpeg4 = probe(make_video(tmp_path / "m.avi", seconds=0.2, extra=("-c:v", "mpeg4")))
-    for info, why in ((ten_bit, "yuv420p10le"), (mpeg4, "NVDEC is not used for mpeg4")):
+    matroska = probe(make_video(tmp_path / "k.mkv", seconds=0.2))
+    for info, why in ((ten_bit, "NVDEC is not used for matroska"), (mpeg4, "NVDEC is not used for mpeg4"),
+                      (matroska, "NVDEC is not used for matroska files (their frame count is not in the file)")):
         assert why in (nvcodec.stream_facts(info).unsuitable or "")
         with caplog.at_level(logging.INFO, logger="dancingskeletons"):
             reader = nvcodec.open_reader(info, "nvdec", "cuda:0")
@@ -353,10 +357,12 @@ def fake_library(tmp_path, monkeypatch, fresh_checks):
 @pytest.mark.parametrize("name, args", [
     ("bframes.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-f", "lavfi", "-i", "sine", "-t", "2",
                      "-bf", "3", "-c:a", "aac", "-shortest"]),
-    ("gaps.mkv", ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "3",
+    ("gaps.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "3",
                   "-vf", "setpts='PTS+if(gt(N,20),0.37/TB,0)+if(gt(N,50),0.8/TB,0)'", "-fps_mode", "vfr"]),
     ("late.mp4", ["-f", "lavfi", "-i", "sine", "-itsoffset", "0.23", "-f", "lavfi", "-i",
                   "testsrc2=size=320x180:rate=25", "-t", "2", "-map", "1:v", "-map", "0:a", "-c:a", "aac"]),
+    ("phone.mov", ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "2",
+                   "-vf", "setpts='N/(29.5*TB)+if(gt(N,30),0.05/TB,0)'", "-fps_mode", "vfr"]),
 ])
 def test_the_reader_gives_ffmpegs_frames_from_the_decoders(tmp_path, fake_library, name, args):
     """NvdecReader's own logic (stream facts, conversion, the constant-rate timeline, the two
@@ -376,3 +382,10 @@ def test_the_reader_gives_ffmpegs_frames_from_the_decoders(tmp_path, fake_librar
 
 def test_the_load_time_check_passes_a_decoder_that_reads_as_ffmpeg_does(fake_library):
     nvcodec.check_decoder("cpu")  # no error: same frames, same pictures
+
+
+def test_nvencs_status_is_named_in_the_message():
+    error = RuntimeError("PyNvEncoderCaps : \nError Type : m_nvenc.nvEncOpenEncodeSessionEx(&encodeSessionExParams, "
+                         "&hEncoder) returned error 2")
+    assert nvcodec._first_line(error).endswith(
+        "returned error 2 (NV_ENC_ERR_UNSUPPORTED_DEVICE: this GPU has no NVENC)")

@@ -60,7 +60,7 @@ GENERATED = {
     "bframes-1080p-audio.mp4": ("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i",
                                 "sine", "-t", "3", "-c:v", "libx264", "-preset", "medium", "-bf", "3",
                                 "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"),
-    "gaps-720p.mkv": ("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "3", "-vf",
+    "gaps-720p.mp4": ("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "3", "-vf",
                       "setpts='PTS+if(gt(N,20),0.37/TB,0)'", "-fps_mode", "vfr", "-c:v", "libx264",
                       "-pix_fmt", "yuv420p"),
     "late-25fps.mp4": ("-f", "lavfi", "-i", "sine", "-itsoffset", "0.23", "-f", "lavfi", "-i",

@@ -12,7 +12,8 @@ on a machine without CUDA nothing here runs and the library is never imported.
   constant-rate timeline (`workers.cfr`), and copied once to the host for drawing; the GPU copy
   goes to the model (`Frame.device_image`), so the model's input never crosses to the host and
   back. A video this path cannot read exactly as ffmpeg does (rotated, odd-sized, 10-bit, a
-  codec NVDEC lacks) is read by ffmpeg, with one log line saying why.
+  codec NVDEC lacks, a container other than MP4/MOV: `NVDEC_CONTAINERS`) is read by ffmpeg,
+  with one log line saying why.
 - `NvencWriter`: `workers.encode.VideoWriter`'s interface. The drawn frames (host memory) go to
   NVENC as BGRA; its H.264 goes to ffmpeg, which muxes it with the input's audio, copied, exactly
   as the libx264 path does, and the finished file is read back and checked the same way.
@@ -54,6 +55,11 @@ INSTALL_HINT = "pip install -r requirements-nvcodec.txt"
 DECODERS = ("auto", "ffmpeg", "nvdec")
 #: Codecs (ffmpeg's names) this path gives to NVDEC; others are read by ffmpeg.
 NVDEC_CODECS = frozenset({"h264", "hevc", "vp9", "av1"})
+#: Containers (libavformat's demuxer names) this path reads with NVDEC: MP4 and MOV, where the
+#: frame count is in the file. On an H200 (2026-12-04) NVDEC gave ffmpeg's frames from MP4
+#: (B-frames, audio, 1080p) but fewer frames than ffmpeg from a variable-rate MKV: its threaded
+#: decoder stops at the count the container's header implies, which MKV and WebM do not hold.
+NVDEC_CONTAINERS = frozenset({"mov", "mp4"})
 #: Frames the decoder's own thread decodes ahead (GPU memory: about 3 MB each at 1080p).
 DECODE_AHEAD = 8
 #: The NVENC settings: H.264, no B-frames (each packet's time is its frame's, so the raw
@@ -84,10 +90,19 @@ def library() -> ModuleType:
     return PyNvVideoCodec
 
 
+#: NVENC's status codes that say something to a user (nvEncodeAPI.h).
+NVENC_ERRORS = {"1": "NV_ENC_ERR_NO_ENCODE_DEVICE", "2": "NV_ENC_ERR_UNSUPPORTED_DEVICE: this GPU has no NVENC"}
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip() and "Error Type" not in line]
-    return (lines[0] if lines else type(error).__name__)[:200]
+    """The library's error in one line: its lines joined ("PyNvEncoderCaps :" alone says nothing;
+    the line after it names the call and its status), NVENC's status named."""
+    lines = [line.strip().removeprefix("Error Type :").strip() for line in str(error).splitlines()]
+    text = " ".join(line for line in lines if line) or type(error).__name__
+    for code, name in NVENC_ERRORS.items():
+        if "nvEncOpenEncodeSessionEx" in text and text.rstrip().endswith(f"returned error {code}"):
+            text += f" ({name})"
+    return text[:300]
 
 
 def _gpu_index(device: str) -> int:
@@ -133,6 +148,10 @@ def stream_facts(info: VideoInfo) -> StreamFacts:
         return StreamFacts(None, f"NVDEC is not used for {info.video_codec}")
     try:
         with av.open(file_url(info.path), options=dict(OPEN_OPTIONS), timeout=60.0) as container:
+            formats = set(container.format.name.split(","))
+            if not formats & NVDEC_CONTAINERS:
+                return StreamFacts(None, f"NVDEC is not used for {container.format.name.split(',')[0]} files "
+                                         "(their frame count is not in the file)")
             stream = container.streams.video[0]
             context = stream.codec_context
             colour = colour_of(_tag(context.colorspace, MATRIX_CODES), _tag(context.color_range, RANGE_CODES),
@@ -362,6 +381,11 @@ class NvdecReader:
         if previous is not None:
             for _ in range(rate.end()):
                 yield self._frame(*previous)
+        if rate.frames != len(facts.durations) and not self._stop.is_set():
+            warning = (f"{self.info.path}: NVDEC gave {rate.frames} pictures of the {len(facts.durations)} "
+                       "in the file")
+            self.warnings.append(warning)
+            log.warning(warning)
 
     def _convert(self, frame: Any, height: int, width: int, colour: Colour) -> tuple[Any, int]:
         import torch
