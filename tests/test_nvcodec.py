@@ -55,6 +55,15 @@ def test_nv12_becomes_the_rgb_ffmpeg_makes(tmp_path, tags, colour):
     assert worse.mean() > 3 * difference.mean()  # the test tells the matrices apart
 
 
+def test_a_batch_converts_as_its_frames_one_by_one():
+    rng = np.random.default_rng(5)
+    batch = torch.from_numpy(rng.integers(0, 255, (3, 12, 8), dtype=np.uint8))
+    together = nv12_to_rgb(batch.unsqueeze(-1), 8, 8, Colour("bt709", False))
+    assert together.shape == (3, 8, 8, 3)
+    for frame, rgb in zip(batch, together):
+        assert torch.equal(nv12_to_rgb(frame, 8, 8, Colour("bt709", False)), rgb)
+
+
 def test_a_decoder_surface_taller_than_the_picture_is_cropped():
     """NVDEC may hand out a surface of coded height (1088 for 1080): luma rows, then chroma rows
     of the surface, each cropped to the picture."""
@@ -378,6 +387,9 @@ def test_the_reader_gives_ffmpegs_frames_from_the_decoders(tmp_path, fake_librar
         assert (mine.index, mine.timestamp) == (ffmpegs.index, ffmpegs.timestamp)
         assert mine.device_image is not None and np.array_equal(mine.device_image.tensor.numpy(), mine.image)
         assert np.abs(mine.image.astype(np.int16) - ffmpegs.image).mean() < 1.0, mine.index
+    # Every frame's picture is its own (the draw stage paints in place): a repeat is a copy.
+    for (one, _), (other, _) in zip(pairs, pairs[1:]):
+        assert not np.shares_memory(one.image, other.image)
 
 
 def test_the_load_time_check_passes_a_decoder_that_reads_as_ffmpeg_does(fake_library):

@@ -369,29 +369,31 @@ class NvdecReader:
             if not batch:
                 break
             with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
-                converted = [self._convert(frame, height, width, facts.colour) for frame in batch]
-                hosts = [rgb.to("cpu", non_blocking=False).numpy() for rgb, _ in converted]
-            for (rgb, pts), host in zip(converted, hosts):
+                # The batch at once: a few GPU operations and one copy to the host for all its frames.
+                planes = torch.stack([torch.from_dlpack(frame) for frame in batch])
+                rgbs = nv12_to_rgb(planes, height, width, facts.colour)
+                hosts = rgbs.to("cpu").numpy()
+            for index, frame in enumerate(batch):
+                rgb, host, pts = rgbs[index], hosts[index], int(frame.getPTS())
                 time = float(pts * facts.time_base) - facts.start
                 duration = facts.durations.get(pts, 0.0) or facts.default_duration
+                first = True
                 for which in rate.push(time, duration):
-                    image, device_image = (host, rgb) if which == "current" or previous is None else previous
-                    yield self._frame(image, device_image)
+                    # A picture shown again is a copy: each frame is drawn on in place.
+                    if which == "previous" and previous is not None:
+                        yield self._frame(previous[0].copy(), previous[1])
+                    else:
+                        yield self._frame(host if first else host.copy(), rgb)
+                        first = False
                 previous = (host, rgb)
         if previous is not None:
             for _ in range(rate.end()):
-                yield self._frame(*previous)
+                yield self._frame(previous[0].copy(), previous[1])
         if rate.frames != len(facts.durations) and not self._stop.is_set():
             warning = (f"{self.info.path}: NVDEC gave {rate.frames} pictures of the {len(facts.durations)} "
                        "in the file")
             self.warnings.append(warning)
             log.warning(warning)
-
-    def _convert(self, frame: Any, height: int, width: int, colour: Colour) -> tuple[Any, int]:
-        import torch
-
-        planes = torch.from_dlpack(frame)
-        return nv12_to_rgb(planes, height, width, colour), int(frame.getPTS())
 
     def _frame(self, image: np.ndarray, device_image: Any) -> Frame:
         frame = Frame(index=self.frames_read, timestamp=self.frames_read / float(self.info.fps), image=image,

@@ -64,25 +64,28 @@ def colour_of(colorspace: str | None, color_range: str | None, pix_fmt: str | No
 
 
 def nv12_to_rgb(nv12: torch.Tensor, height: int, width: int, colour: Colour = Colour()) -> torch.Tensor:
-    """One NV12 frame to RGB, on the tensor's device.
+    """NV12 frames to RGB, on the tensor's device: one frame, or a batch at once (a few kernels
+    for the batch rather than for each frame).
 
     Args:
-        nv12: uint8, (rows * 3 // 2, columns) (a trailing dimension of 1 is allowed): the luma
-            rows, then the chroma rows with U and V interleaved, of a surface at least the
-            picture's size (a decoder's may be taller, 1088 rows for 1080: cropped here).
+        nv12: uint8, ([frames,] rows * 3 // 2, columns) (a trailing dimension of 1 is allowed):
+            the luma rows, then the chroma rows with U and V interleaved, of a surface at least
+            the picture's size (a decoder's may be taller, 1088 rows for 1080: cropped here).
             Height and width are even.
         height: Rows of the picture.
         width: Columns of the picture.
         colour: The stream's matrix and range (`colour_of`).
 
     Returns:
-        uint8 (height, width, 3), RGB.
+        uint8 ([frames,] height, width, 3), RGB.
     """
-    planes = nv12.reshape(nv12.shape[0], -1)
-    surface = planes.shape[0] * 2 // 3
-    y = planes[:height, :width].float()
-    uv = planes[surface:surface + height // 2, :width].reshape(height // 2, width // 2, 2).float() - 128.0
-    uv = uv.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1)
+    frames = nv12.squeeze(-1) if nv12.dim() >= 3 and nv12.shape[-1] == 1 else nv12
+    single = frames.dim() == 2
+    planes = frames.unsqueeze(0) if single else frames  # (frames, rows, columns)
+    surface = planes.shape[1] * 2 // 3
+    y = planes[:, :height, :width].float()
+    uv = planes[:, surface:surface + height // 2, :width].reshape(-1, height // 2, width // 2, 2).float() - 128.0
+    uv = uv.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
     u, v = uv[..., 0], uv[..., 1]
     kr, kb = MATRICES[colour.matrix]
     kg = 1.0 - kr - kb
@@ -93,4 +96,5 @@ def nv12_to_rgb(nv12: torch.Tensor, height: int, width: int, colour: Colour = Co
     red = luma + (chroma * 2.0 * (1.0 - kr)) * v
     blue = luma + (chroma * 2.0 * (1.0 - kb)) * u
     green = luma - (chroma * 2.0 * kb * (1.0 - kb) / kg) * u - (chroma * 2.0 * kr * (1.0 - kr) / kg) * v
-    return torch.stack([red, green, blue], dim=-1).round_().clamp_(0, 255).to(torch.uint8)
+    rgb = torch.stack([red, green, blue], dim=-1).round_().clamp_(0, 255).to(torch.uint8)
+    return rgb[0] if single else rgb
