@@ -59,10 +59,11 @@ log = logging.getLogger("dancingskeletons")
 CORES_PER_VIDEO = 2
 #: The share of the available memory (and of a GPU's free memory) that `auto` plans to fill.
 MEMORY_HEADROOM = 0.75
-#: One video's peak resident memory by model (a worker process: Python, torch, the model, the
-#: queues at 1080p, the analysis). Estimates, to be replaced by `python -m bench.jobs --memory`
-#: (not yet run at 1080p; the tests' small videos peaked at 1.2 GiB).
-VIDEO_PEAK_BYTES = {"keypointrcnn": int(2.0 * 2**30), "yolo": int(1.6 * 2**30)}
+#: One video's peak resident memory by model at 1080p on the CPU: its process (Python, torch, the
+#: model, the queues, the analysis; `python -m bench.jobs --memory`: YOLO 1.50 GiB, Keypoint R-CNN
+#: 3.81 GiB) plus its two ffmpeg processes (0.56 GiB at their peaks), rounded up
+#: (docs/BENCHMARKS.md, "Several videos at once").
+VIDEO_PEAK_BYTES = {"keypointrcnn": int(4.5 * 2**30), "yolo": int(2.2 * 2**30)}
 #: One video's peak GPU memory by model at the default batch (the GPU check's
 #: "peak GPU MiB" at 1080p, plus a CUDA context): docs/gpu-checks/.
 VIDEO_GPU_BYTES = {"keypointrcnn": int(3.0 * 2**30), "yolo": int(1.2 * 2**30)}
