@@ -59,10 +59,11 @@ log = logging.getLogger("dancingskeletons")
 CORES_PER_VIDEO = 2
 #: The share of the available memory (and of a GPU's free memory) that `auto` plans to fill.
 MEMORY_HEADROOM = 0.75
-#: One video's peak resident memory by model (a worker process: Python, torch, the model, the
-#: queues at 1080p, the analysis). Estimates, to be replaced by `python -m bench.jobs --memory`
-#: (not yet run at 1080p; the tests' small videos peaked at 1.2 GiB).
-VIDEO_PEAK_BYTES = {"keypointrcnn": int(2.0 * 2**30), "yolo": int(1.6 * 2**30)}
+#: One video's peak resident memory by model at 1080p on the CPU: its process (Python, torch, the
+#: model, the queues, the analysis; `python -m bench.jobs --memory`: YOLO 1.50 GiB, Keypoint R-CNN
+#: 3.81 GiB) plus its two ffmpeg processes (0.56 GiB at their peaks), rounded up
+#: (docs/BENCHMARKS.md, "Several videos at once").
+VIDEO_PEAK_BYTES = {"keypointrcnn": int(4.5 * 2**30), "yolo": int(2.2 * 2**30)}
 #: One video's peak GPU memory by model at the default batch (4), 1080p. Measured on an H200
 #: (docs/gpu-checks/2026-12-04-h200-1-jobs.md) at batch 8, all processes together: Keypoint
 #: R-CNN 7.6-7.8 GiB a job, YOLO 0.95-1.1 GiB a job; at batch 4 the R-CNN model alone peaks

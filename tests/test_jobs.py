@@ -55,7 +55,7 @@ def comparable(folder: Path) -> list[dict]:
     (1, 5, Machine(16, 64 * GIB), "cpu", 1, 16),
     ("auto", 10, Machine(2, 24 * GIB), "cpu", 1, 2),       # this machine: one video keeps two cores busy
     ("auto", 10, Machine(16, 64 * GIB), "cpu", 8, 2),
-    ("auto", 10, Machine(32, 6 * GIB), "cpu", 2, 16),      # the memory decides
+    ("auto", 10, Machine(32, 12 * GIB), "cpu", 2, 16),     # the memory decides
     ("auto", 2, Machine(32, 64 * GIB), "cpu", 2, 16),      # the files decide
     ("auto", 50, Machine(16, 128 * GIB, (139 * GIB,)), "cuda", MAX_AUTO_JOBS_PER_GPU, 4),
     ("auto", 50, Machine(16, 128 * GIB, (4 * GIB,)), "cuda", 1, 16),   # a GPU with little free memory
