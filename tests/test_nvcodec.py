@@ -401,3 +401,18 @@ def test_nvencs_status_is_named_in_the_message():
                          "&hEncoder) returned error 2")
     assert nvcodec._first_line(error).endswith(
         "returned error 2 (NV_ENC_ERR_UNSUPPORTED_DEVICE: this GPU has no NVENC)")
+
+
+def test_a_decoder_asked_for_by_name_that_does_not_work_stops_the_run_before_any_video(tmp_path):
+    from pipeline.cli import get_args_parser, main
+
+    source = make_video(tmp_path / "in.mp4", seconds=0.3, size="96x64")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(source.read_bytes())
+    for target, out in ((source, tmp_path / "o.mp4"), (folder, tmp_path / "out")):
+        code = main(get_args_parser().parse_args([str(target), str(out), "--weights", "random", "--device", "cpu",
+                                                  "--decoder", "nvdec", "--no-progress"]))
+        assert code == 1
+        assert not (tmp_path / "o.mp4").exists() and not list((tmp_path / "out").glob("*.mp4"))

@@ -140,12 +140,25 @@ def build_estimator(config: ModelSettings) -> PoseEstimator:
 
 def load_estimator(config: ModelSettings) -> PoseEstimator:
     """`build_estimator`, with untrained weights (`weights="random"`, for tests) the same in
-    every run, so that runs compare."""
+    every run, so that runs compare.
+
+    A GPU decoder or encoder asked for by name (`--decoder nvdec`, `--encoder nvenc` or
+    `h264_nvenc`) is checked here, on the model's device: one that does not work fails with the
+    model, before any video, as every video would fail alike (DeviceError, EncodeError).
+    """
     if config.weights == "random":
         import torch
 
         torch.manual_seed(0)
-    return build_estimator(config)
+    estimator = build_estimator(config)
+    decoder, encoder = getattr(config, "decoder", "auto"), getattr(config, "encoder", "auto")
+    if decoder == "nvdec" or (encoder in ("nvenc", "h264_nvenc") and getattr(config, "video", True)):
+        from workers.nvcodec import choose_decoder, choose_encoder
+
+        choose_decoder(decoder, estimator.device)
+        if getattr(config, "video", True):
+            choose_encoder(encoder, estimator.device)
+    return estimator
 
 register(ModelEntry(
     name="keypointrcnn",
