@@ -38,13 +38,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import av
 import numpy as np
 
 from workers.cfr import ConstantRate
 from workers.data import DeviceImage, Frame, VideoInfo
+from workers.decode import VideoReader
 from workers.encode import VideoWriter
+from workers.encode import choose_encoder as choose_ffmpeg_encoder
 from workers.errors import DecodeError, DeviceError, EncodeError
-from workers.ffmpeg import ffmpeg_exe
+from workers.ffmpeg import ffmpeg_exe, file_url
+from workers.probe import OPEN_OPTIONS, probe
 from workers.yuv import Colour, colour_of, nv12_to_rgb
 
 log = logging.getLogger("dancingskeletons")
@@ -135,11 +139,6 @@ class StreamFacts:
 
 def stream_facts(info: VideoInfo) -> StreamFacts:
     """Read the container (its packets, not their pictures: a fraction of a second a minute)."""
-    import av
-
-    from workers.ffmpeg import file_url
-    from workers.probe import OPEN_OPTIONS
-
     if info.rotation:
         return StreamFacts(None, f"it is rotated by {info.rotation} degrees")
     if info.width % 2 or info.height % 2:
@@ -220,8 +219,6 @@ def choose_encoder(requested: str, device: str) -> str:
     Raises:
         EncodeError: an encoder asked for by name does not work here.
     """
-    from workers.encode import choose_encoder as choose_ffmpeg_encoder
-
     if requested == "nvenc":
         try:
             check_encoder(device)
@@ -257,9 +254,6 @@ def check_decoder(device: str) -> None:
     Raises:
         CodecUnavailable: the library is missing, or the clip does not decode, or not as ffmpeg does.
     """
-    from workers.decode import VideoReader
-    from workers.probe import probe
-
     library()
     info = probe(_test_clip())
     try:
@@ -424,8 +418,6 @@ class NvdecReader:
 def open_reader(info: VideoInfo, decoder: str, device: str, nice: int = 0, threads: int | None = None) -> Any:
     """The reader of one video: `NvdecReader` when `decoder` is "nvdec" and NVDEC can read it
     exactly as ffmpeg does, else `workers.decode.VideoReader` (with one log line saying why)."""
-    from workers.decode import VideoReader
-
     if decoder == "nvdec":
         facts = stream_facts(info)
         if facts.unsuitable is None:
@@ -465,12 +457,11 @@ class NvencWriter(VideoWriter):
 
     Args:
         device: The CUDA device, "cuda:N".
-        (the rest as `VideoWriter`'s; `encoder`, `preset`, `crf` and `threads` are libx264's
-        and unused here)
+        (the rest as `VideoWriter`'s)
     """
 
     def __init__(self, output: Path, width: int, height: int, fps: Fraction, audio_from: VideoInfo | None = None,
-                 device: str = "cuda:0", nice: int = 0, **_: Any) -> None:
+                 device: str = "cuda:0", nice: int = 0) -> None:
         self._nvenc = _open_encoder(width, height, fps, device)
         super().__init__(output, width, height, fps, audio_from=audio_from, nice=nice)
 
