@@ -36,9 +36,10 @@ $(VENV)/.requirements-cpu-fast: requirements-cpu-fast.txt $(VENV)/.requirements-
 # The optional GPU video decoder and encoder (NVIDIA's PyNvVideoCodec, `--decoder nvdec`,
 # `--encoder nvenc`): `make run` installs it where an NVIDIA driver is (nvidia-smi), or where
 # ARGS asks for it; never imported without CUDA.
+# A failed install (no wheel for this platform) is not a failed run: ffmpeg decodes instead.
 $(VENV)/.requirements-nvcodec: requirements-nvcodec.txt $(VENV)/.requirements
-	$(PY) -m pip install --quiet -r requirements-nvcodec.txt
-	touch $@
+	$(PY) -m pip install --quiet -r requirements-nvcodec.txt && touch $@ \
+		|| echo "PyNvVideoCodec could not be installed: videos are decoded and encoded by ffmpeg" >&2
 
 # The optional Ray engine for `--cluster ray` (a folder over several machines).
 $(VENV)/.requirements-ray: requirements-ray.txt $(VENV)/.requirements
